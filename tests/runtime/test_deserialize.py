@@ -1,0 +1,220 @@
+"""DynamoDB-JSON -> Python: every type tag, exact numbers, errors, parity with boto3."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from ddb_stream_runtime import DeserializationError, deserialize_image, deserialize_value
+
+RICH_EXPECTED = {
+    "pk": "ORDER#000123",
+    "sk": 7,
+    "status": "SHIPPED",
+    "empty_string": "",
+    "unicode": "Grüße, 世界 🚀",
+    "quantity": 3,
+    "negative": -42,
+    "big_int": 12345678901234567890123456789012345678,
+    "price": Decimal("129.95"),
+    "tenth": Decimal("0.1"),
+    "hundred_exp": Decimal("1E+2"),
+    "tiny": Decimal("1e-130"),
+    "huge": Decimal("9.9999999999999999999999999999999999999E+125"),
+    "is_gift": True,
+    "is_paid": False,
+    "note": None,
+    "thumbnail": b"\x00\x01\xfe\xff",
+    "tags": {"red", "blue"},
+    "scores": {1, Decimal("2.5"), -7},
+    "checksums": {b"hello", b"world"},
+    "address": {
+        "street": "1 Main St",
+        "geo": {"lat": Decimal("40.1"), "lon": Decimal("-89.25")},
+        "apartment": None,
+    },
+    "lines": [
+        {"sku": "SKU-1", "qty": 1, "price": Decimal("9.99")},
+        {"sku": "SKU-2", "qty": 2, "price": Decimal("59.98")},
+        ["nested", 0, False, b"hello"],
+        {"x"},
+    ],
+    "empty_list": [],
+    "empty_map": {},
+}
+
+
+def _types(value: Any) -> Any:
+    """The value's shape with every leaf replaced by its exact type (== ignores int/Decimal)."""
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((type(v).__name__, str(v)) for v in value)
+    return type(value)
+
+
+@pytest.mark.parametrize(
+    ("av", "expected", "kind"),
+    [
+        ({"S": "New item!"}, "New item!", str),
+        ({"S": ""}, "", str),
+        ({"N": "101"}, 101, int),
+        ({"N": "-0"}, 0, int),
+        ({"N": "0.1"}, Decimal("0.1"), Decimal),
+        ({"N": "1E+2"}, Decimal("100"), Decimal),
+        ({"N": "2.5e-3"}, Decimal("0.0025"), Decimal),
+        ({"B": "aGVsbG8="}, b"hello", bytes),
+        ({"BOOL": True}, True, bool),
+        ({"BOOL": False}, False, bool),
+        ({"NULL": True}, None, type(None)),
+        ({"SS": ["a", "b"]}, {"a", "b"}, set),
+        ({"NS": ["1", "1.5"]}, {1, Decimal("1.5")}, set),
+        ({"BS": ["aGVsbG8=", "AAH+/w=="]}, {b"hello", b"\x00\x01\xfe\xff"}, set),
+        ({"L": [{"S": "a"}, {"N": "1"}]}, ["a", 1], list),
+        ({"M": {"a": {"N": "1"}}}, {"a": 1}, dict),
+    ],
+)
+def test_each_type_tag(av: dict[str, Any], expected: Any, kind: type) -> None:
+    result = deserialize_value(av)
+    assert result == expected
+    assert type(result) is kind
+
+
+def test_rich_image_every_tag_nested(rich_image: dict[str, Any]) -> None:
+    result = deserialize_image(rich_image)
+    assert result == RICH_EXPECTED
+    # == treats 1 == Decimal(1) == True; compare the exact types too.
+    assert _types(result) == _types(RICH_EXPECTED)
+
+
+def test_numbers_are_exact_and_never_float(rich_image: dict[str, Any]) -> None:
+    result = deserialize_image(rich_image)
+    assert result is not None
+    assert str(result["tenth"]) == "0.1"  # not 0.1000000000000000055511151231257827
+    assert str(result["hundred_exp"]) == "1E+2"
+    assert result["big_int"] == 12345678901234567890123456789012345678
+    assert str(result["huge"]) == "9.9999999999999999999999999999999999999E+125"
+    assert "float" not in json.dumps(_types(result), default=str)
+
+
+def test_image_none_and_empty() -> None:
+    assert deserialize_image(None) is None
+    assert deserialize_image({}) == {}
+
+
+def test_sample_event_images(sample_event: dict[str, Any]) -> None:
+    modify = sample_event["Records"][1]["dynamodb"]
+    assert deserialize_image(modify["NewImage"]) == {"Message": "This item has changed", "Id": 101}
+    assert deserialize_image(modify["OldImage"]) == {"Message": "New item!", "Id": 101}
+
+
+@pytest.mark.parametrize(
+    ("av", "names"),
+    [
+        ({"X": "1"}, "unknown type tag 'X'"),
+        ({"s": "lowercase"}, "unknown type tag 's'"),
+        ({}, "exactly one type tag"),
+        ({"S": "a", "N": "1"}, "exactly one type tag"),
+        ("plain string", "'plain string'"),
+        (None, "got None"),
+        ({"S": 5}, "'S' needs a string, got 5"),
+        ({"N": "abc"}, "'N' needs a number string, got 'abc'"),
+        ({"N": ""}, "'N' needs a number string, got ''"),
+        ({"N": "1.2.3"}, "'N' needs a number string, got '1.2.3'"),
+        ({"N": "NaN"}, "'N' needs a number string, got 'NaN'"),
+        ({"N": 5}, "'N' needs a number string, got 5"),
+        ({"N": 1.5}, "'N' needs a number string, got 1.5"),
+        ({"B": "not base64!"}, "'B' needs base64 text, got 'not base64!'"),
+        ({"B": 12}, "'B' needs base64 text, got 12"),
+        ({"BOOL": "true"}, "'BOOL' needs true or false, got 'true'"),
+        ({"NULL": False}, "'NULL' needs true, got False"),
+        ({"SS": "abc"}, "'SS' needs a list, got 'abc'"),
+        ({"SS": [1]}, "'S' needs a string, got 1"),
+        ({"NS": ["x"]}, "'N' needs a number string, got 'x'"),
+        ({"BS": ["@@"]}, "'B' needs base64 text, got '@@'"),
+        ({"L": {"S": "a"}}, "'L' needs a list, got {'S': 'a'}"),
+        ({"M": [1, 2]}, "'M' needs an object, got [1, 2]"),
+    ],
+)
+def test_bad_values_raise_naming_the_tag_or_value(av: Any, names: str) -> None:
+    with pytest.raises(DeserializationError) as caught:
+        deserialize_value(av)
+    assert names in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_error_names_the_attribute_path() -> None:
+    image = {
+        "ok": {"S": "fine"},
+        "a": {"M": {"b": {"L": [{"S": "x"}, {"M": {"c": {"N": "twelve"}}}]}}},
+    }
+    with pytest.raises(DeserializationError) as caught:
+        deserialize_image(image)
+    assert caught.value.path == ("a", "b", 1, "c")
+    assert str(caught.value) == "a.b[1].c: type tag 'N' needs a number string, got 'twelve'"
+
+
+def test_error_for_unknown_tag_deep_in_a_list() -> None:
+    with pytest.raises(DeserializationError, match=r"^lines\[0\]: unknown type tag 'Q'"):
+        deserialize_image({"lines": {"L": [{"Q": 1}]}})
+
+
+def test_error_message_truncates_large_values() -> None:
+    with pytest.raises(DeserializationError) as caught:
+        deserialize_value({"N": "9" * 10_000 + "x"})
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("image", ["not a map", ["a"], 5])
+def test_image_must_be_an_object(image: Any) -> None:
+    with pytest.raises(DeserializationError, match="an image is an object"):
+        deserialize_image(image)
+
+
+# --- parity with boto3 ------------------------------------------------------------------
+
+
+def _for_boto3(value: Any) -> Any:
+    """Lambda delivers B/BS as base64 text; boto3's client would have decoded it already."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "B" in value:
+            return {"B": deserialize_value(value)}
+        if len(value) == 1 and "BS" in value:
+            return {"BS": sorted(deserialize_value(value))}
+        return {k: _for_boto3(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_for_boto3(v) for v in value]
+    return value
+
+
+def _normalise(value: Any) -> Any:
+    """Common ground: every number a Decimal, boto3's Binary as bytes, sets frozen."""
+    from boto3.dynamodb.types import Binary
+
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, Decimal)):
+        return ("number", Decimal(value))
+    if isinstance(value, Binary):
+        return bytes(value.value)
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_normalise(v) for v in value)
+    return value
+
+
+def test_parity_with_boto3_type_deserializer(rich_image: dict[str, Any]) -> None:
+    from boto3.dynamodb import types  # boto3 is a runtime dependency: never skip
+    boto = types.TypeDeserializer()
+    theirs = {k: boto.deserialize(v) for k, v in _for_boto3(rich_image).items()}
+    ours = deserialize_image(rich_image)
+    assert _normalise(ours) == _normalise(theirs)
+    assert len(ours or {}) == len(rich_image) == len(theirs)

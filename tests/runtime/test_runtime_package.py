@@ -1,0 +1,68 @@
+"""The runtime package: public API, cold-start hygiene, runnable docstring examples."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ddb_stream_runtime
+import ddb_stream_runtime.batch
+import ddb_stream_runtime.deserialize
+import ddb_stream_runtime.records
+
+LAMBDA_SRC = Path(ddb_stream_runtime.__file__).resolve().parents[1]
+PUBLIC = {
+    "BatchItemFailure",
+    "DeserializationError",
+    "EventName",
+    "LambdaHandler",
+    "MalformedRecordError",
+    "PartialBatchResponse",
+    "RecordHandler",
+    "StreamRecord",
+    "deserialize_image",
+    "deserialize_value",
+    "process_stream_batch",
+    "stream_handler",
+}
+
+
+def test_public_api() -> None:
+    assert set(ddb_stream_runtime.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(ddb_stream_runtime, name) is not None
+
+
+def test_import_loads_neither_boto3_nor_cdk() -> None:
+    # A fresh interpreter: this test process may well have imported boto3 already.
+    code = (
+        "import json, sys, ddb_stream_runtime; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'boto3', 'botocore', 'aws_cdk', 'jsii', 'constructs'})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(LAMBDA_SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        ddb_stream_runtime,
+        ddb_stream_runtime.deserialize,
+        ddb_stream_runtime.records,
+        ddb_stream_runtime.batch,
+    ],
+)
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0
+    assert module is ddb_stream_runtime or result.attempted > 0
