@@ -1,0 +1,24 @@
+"""ddb-stream-patterns: AWS CDK v2 constructs for DynamoDB Streams processing patterns.
+
+Each pattern is a construct that provisions the infrastructure and ships the Lambda
+runtime (the ``ddb_stream_runtime`` package) that runs it.
+
+>>> from ddb_stream_patterns import StreamTable, SimpleController, StreamFilter, Rule
+"""
+
+from .runtime_assets import StreamRuntimeLayer, runtime_code
+from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .stream_filter import Rule, StreamFilter
+from .stream_table import StreamTable, require_stream
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "FailureDestination",
+    "Rule",
+    "SimpleController",
+    "StreamFilter",
+    "StreamRuntimeLayer",
+    "StreamTable",
+    "require_stream",
+    "runtime_code",
+]

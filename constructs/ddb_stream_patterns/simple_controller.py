@@ -1,0 +1,243 @@
+"""``SimpleController``: one Lambda function on a table's stream, with safe defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_lambda_event_sources as sources
+import aws_cdk.aws_logs as logs
+import aws_cdk.aws_s3 as s3
+import aws_cdk.aws_sqs as sqs
+
+from constructs import Construct
+
+from ._resources import function_log_group, secure_bucket, secure_queue, struct_values
+from ._validation import check_duration_range, check_range
+from .runtime_assets import StreamRuntimeLayer
+from .stream_table import require_stream
+
+if TYPE_CHECKING:
+    from .stream_filter import StreamFilter
+
+__all__ = ["SimpleController", "FailureDestination", "DEFAULT_RUNTIME"]
+
+DEFAULT_RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+# Lambda's limits for DynamoDB stream event source mappings.
+_BATCH_SIZE = (1, 10_000)
+_BATCHING_WINDOW_S = (0, 300)
+_PARALLELIZATION = (1, 10)
+_RETRIES = (0, 10_000)
+_RECORD_AGE_S = (60, 604_800)
+
+
+@dataclass(frozen=True)
+class FailureDestination:
+    """Where Lambda sends the records it gives up on (after retries or max record age).
+
+    Use the factories: ``FailureDestination.sqs()`` (the default: a new encrypted queue
+    receiving the failed batch's metadata: shard, sequence range, reason) or
+    ``FailureDestination.s3()`` (a new bucket receiving the *full* failed batch, records
+    included). Pass an existing queue or bucket to use it instead.
+    """
+
+    kind: Literal["sqs", "s3"]
+    queue: sqs.IQueue | None = None
+    bucket: s3.IBucket | None = None
+
+    @classmethod
+    def sqs(cls, queue: sqs.IQueue | None = None) -> FailureDestination:
+        """An SQS queue; ``None`` creates one (encrypted, TLS-only, 14-day retention)."""
+        return cls("sqs", queue=queue)
+
+    @classmethod
+    def s3(cls, bucket: s3.IBucket | None = None) -> FailureDestination:
+        """An S3 bucket; ``None`` creates one (encrypted, TLS-only, no public access)."""
+        return cls("s3", bucket=bucket)
+
+
+class SimpleController(Construct):
+    """One Lambda function on a DynamoDB stream: the simple controller pattern.
+
+    Defaults are the ones a shard needs to never block: bisect a failing batch, retry a
+    finite number of times, drop records older than a day, report partial batch failures,
+    and send what is given up on to a failure destination, so nothing is lost.
+
+    Parameters
+    ----------
+    table
+        The table whose stream is read: a ``StreamTable`` or any ``ITable`` with a stream
+        (e.g. ``TableV2.from_table_attributes(..., table_stream_arn=...)``). Required.
+    function
+        Your function. Give this *or* ``code`` + ``handler``.
+    code, handler
+        Build the function from this code and handler. It gets the ``ddb_stream_runtime``
+        layer (``from ddb_stream_runtime import stream_handler``), ARM64, 256 MB, 30 s
+        timeout and a log group kept one month; override with ``function_options``.
+    runtime
+        Runtime of the built function. Default: Python 3.12.
+    function_options
+        ``lambda_.FunctionOptions`` merged over the defaults of the built function.
+        Default: none.
+    filters
+        ``StreamFilter`` list (OR across filters, at most 5), applied by the event source
+        mapping so unmatched records never invoke (or bill) the function. Default: none.
+    starting_position
+        Default: ``TRIM_HORIZON`` (nothing already in the stream is skipped).
+    batch_size
+        1-10,000. Default: 100.
+    max_batching_window
+        0-300 s. Default: none (invoke as soon as records arrive).
+    parallelization_factor
+        Concurrent batches per shard, 1-10 (order is kept per item key). Default: 1.
+    retry_attempts
+        0-10,000 (finite: an infinite retry blocks the shard). Default: 10.
+    max_record_age
+        60 s to 7 days. Default: 1 day.
+    bisect_batch_on_error
+        Split a failing batch in two and retry the halves. Default: ``True``.
+    report_batch_item_failures
+        The function returns ``batchItemFailures`` (``ddb_stream_runtime`` does).
+        Default: ``True``.
+    failure_destination
+        Default: ``FailureDestination.sqs()`` (a new queue).
+    removal_policy
+        For the resources created here that hold data (failure queue or bucket, log
+        group). Default: ``RETAIN``.
+
+    Attributes
+    ----------
+    function, event_source, event_source_mapping, failure_destination,
+    failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
+    log_group (or ``None``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        table: dynamodb.ITable,
+        function: lambda_.IFunction | None = None,
+        code: lambda_.Code | None = None,
+        handler: str | None = None,
+        runtime: lambda_.Runtime = DEFAULT_RUNTIME,
+        function_options: lambda_.FunctionOptions | None = None,
+        filters: Sequence[StreamFilter] = (),
+        starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON,
+        batch_size: int = 100,
+        max_batching_window: cdk.Duration | None = None,
+        parallelization_factor: int = 1,
+        retry_attempts: int = 10,
+        max_record_age: cdk.Duration | None = None,
+        bisect_batch_on_error: bool = True,
+        report_batch_item_failures: bool = True,
+        failure_destination: FailureDestination | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id)
+        require_stream(table)
+        max_record_age = max_record_age or cdk.Duration.days(1)
+        check_range("batch_size", batch_size, *_BATCH_SIZE)
+        check_duration_range("max_batching_window", max_batching_window, *_BATCHING_WINDOW_S)
+        check_range("parallelization_factor", parallelization_factor, *_PARALLELIZATION)
+        check_range("retry_attempts", retry_attempts, *_RETRIES)
+        check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
+        filter_criteria = _filter_criteria(filters)
+
+        if function is not None and (code is not None or handler is not None):
+            raise ValueError(
+                "give either function or code and handler, not both "
+                f"(got function {function.node.path!r} and handler {handler!r})"
+            )
+        if function is not None and function_options is not None:
+            raise ValueError(
+                "function_options only apply to a function built from code and handler, "
+                f"not to the given function {function.node.path!r}"
+            )
+
+        self.table = table
+        self.runtime_layer: StreamRuntimeLayer | None = None
+        self.log_group: logs.ILogGroup | None = None
+        self.function: lambda_.IFunction = function or self._build_function(
+            code, handler, runtime, function_options, removal_policy
+        )
+
+        self.failure_queue: sqs.IQueue | None = None
+        self.failure_bucket: s3.IBucket | None = None
+        self.failure_destination = self._failure_destination(
+            failure_destination or FailureDestination.sqs(), removal_policy
+        )
+        self.event_source = sources.DynamoEventSource(
+            table,
+            starting_position=starting_position,
+            batch_size=batch_size,
+            max_batching_window=max_batching_window,
+            parallelization_factor=parallelization_factor,
+            retry_attempts=retry_attempts,
+            max_record_age=max_record_age,
+            bisect_batch_on_error=bisect_batch_on_error,
+            report_batch_item_failures=report_batch_item_failures,
+            on_failure=self.failure_destination,
+            filters=filter_criteria or None,
+        )
+        self.function.add_event_source(self.event_source)
+        self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
+
+    def _build_function(
+        self,
+        code: lambda_.Code | None,
+        handler: str | None,
+        runtime: lambda_.Runtime,
+        options: lambda_.FunctionOptions | None,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> lambda_.Function:
+        if code is None or not handler:
+            raise ValueError(
+                "a function is required: give function, or code and handler "
+                f"(got code={code!r}, handler={handler!r})"
+            )
+        self.runtime_layer = StreamRuntimeLayer(self, "RuntimeLayer")
+        self.log_group = function_log_group(self, "FunctionLogs", removal_policy=removal_policy)
+        props = {
+            "architecture": lambda_.Architecture.ARM_64,
+            "memory_size": 256,
+            "timeout": cdk.Duration.seconds(30),
+            "log_group": self.log_group,
+            **struct_values(options),
+        }
+        # The runtime layer always comes first; the user's layers are added after it.
+        props["layers"] = [self.runtime_layer, *props.get("layers", [])]
+        return lambda_.Function(
+            self, "Function", code=code, handler=handler, runtime=runtime, **props
+        )
+
+    def _failure_destination(
+        self, destination: FailureDestination, removal_policy: cdk.RemovalPolicy
+    ) -> lambda_.IEventSourceDlq:
+        if destination.kind == "s3":
+            self.failure_bucket = destination.bucket or secure_bucket(
+                self, "FailureBucket", removal_policy=removal_policy
+            )
+            return sources.S3OnFailureDestination(self.failure_bucket)
+        self.failure_queue = destination.queue or secure_queue(
+            self, "FailureQueue", removal_policy=removal_policy
+        )
+        return sources.SqsDlq(self.failure_queue)
+
+
+def _filter_criteria(filters: Sequence[StreamFilter]) -> list:
+    from .stream_filter import StreamFilter
+
+    return StreamFilter.to_filters(list(filters))
+
+
+def _mapping_of(function: lambda_.IFunction) -> lambda_.EventSourceMapping:
+    """The mapping ``DynamoEventSource`` just added (it is a child of the function)."""
+    mappings = [c for c in function.node.children if isinstance(c, lambda_.EventSourceMapping)]
+    return mappings[-1]

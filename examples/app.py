@@ -1,0 +1,64 @@
+"""Example app: one stack per pattern, deployable as is (``cdk synth`` / ``cdk deploy``).
+
+Tests import :func:`build_app` to synthesize every stack in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_kms as kms
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
+
+from constructs import Construct
+from ddb_stream_patterns import Rule, SimpleController, StreamFilter, StreamTable
+
+HANDLERS = Path(__file__).resolve().parent / "handlers"
+
+
+class SimpleControllerStack(cdk.Stack):
+    """Orders table; a function notifies an SNS topic when an order's ``status`` changes."""
+
+    def __init__(self, scope: Construct, id: str, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.table = StreamTable(
+            self,
+            "Orders",
+            partition_key=dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiresAt",
+        )
+        self.topic = sns.Topic(
+            self,
+            "StatusNotifications",
+            enforce_ssl=True,
+            # SNS's AWS managed key: encrypted at rest with no key to manage.
+            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
+        )
+        self.controller = SimpleController(
+            self,
+            "StatusNotifier",
+            table=self.table,
+            code=lambda_.Code.from_asset(str(HANDLERS / "status_notifier")),
+            handler="index.handler",
+            # Only MODIFY records whose new image has a status reach the function; the
+            # handler itself compares old and new status (a filter cannot).
+            filters=[StreamFilter(event_names=["MODIFY"], new_image={"status": Rule.exists()})],
+            function_options=lambda_.FunctionOptions(
+                environment={"TOPIC_ARN": self.topic.topic_arn},
+            ),
+        )
+        self.topic.grant_publish(self.controller.function)
+
+
+def build_app(app: cdk.App | None = None) -> cdk.App:
+    """Add every example stack to ``app`` (a new ``App`` by default) and return it."""
+    app = app or cdk.App()
+    SimpleControllerStack(app, "DdbStreamPatterns-SimpleController")
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

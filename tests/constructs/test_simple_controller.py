@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_lambda_event_sources as sources
+import aws_cdk.aws_s3 as s3
+import aws_cdk.aws_sqs as sqs
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from ddb_stream_patterns import (
+    FailureDestination,
+    Rule,
+    SimpleController,
+    StreamFilter,
+    StreamRuntimeLayer,
+    StreamTable,
+)
+
+PK = dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
+CODE = lambda_.Code.from_inline("def handler(event, context):\n    return {}\n")
+
+
+def _controller(stack: cdk.Stack, **kwargs) -> SimpleController:
+    table = kwargs.pop("table", None) or StreamTable(stack, "Table", partition_key=PK)
+    if "function" not in kwargs:
+        kwargs.setdefault("code", CODE)
+        kwargs.setdefault("handler", "index.handler")
+    return SimpleController(stack, "Controller", table=table, **kwargs)
+
+
+def _mapping(stack: cdk.Stack) -> dict:
+    mappings = Template.from_stack(stack).find_resources("AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 1
+    return next(iter(mappings.values()))["Properties"]
+
+
+def test_event_source_defaults(stack):
+    _controller(stack)
+    props = _mapping(stack)
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    assert props["BatchSize"] == 100
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["MaximumRetryAttempts"] == 10
+    assert props["MaximumRecordAgeInSeconds"] == 86400
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ParallelizationFactor"] == 1
+    assert "FilterCriteria" not in props
+    assert "MaximumBatchingWindowInSeconds" not in props
+    destination = props["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination["Fn::GetAtt"][0].startswith("ControllerFailureQueue")
+    source = props["EventSourceArn"]["Fn::GetAtt"]
+    assert source[0].startswith("Table") and source[1] == "StreamArn"
+
+
+def test_built_function_defaults(stack):
+    controller = _controller(stack)
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.12",
+            "Handler": "index.handler",
+            "Architectures": ["arm64"],
+            "MemorySize": 256,
+            "Timeout": 30,
+            "Layers": [{"Ref": Match.string_like_regexp("^ControllerRuntimeLayer")}],
+            "LoggingConfig": {"LogGroup": {"Ref": Match.string_like_regexp("^ControllerFunctionLogs")}},
+        },
+    )
+    template.has_resource("AWS::Logs::LogGroup", {
+        "Properties": {"RetentionInDays": 30}, "DeletionPolicy": "Retain",
+    })
+    template.has_resource_properties(
+        "AWS::Lambda::LayerVersion",
+        {"CompatibleRuntimes": ["python3.11", "python3.12", "python3.13"]},
+    )
+    assert isinstance(controller.runtime_layer, StreamRuntimeLayer)
+    assert isinstance(controller.function, lambda_.Function)
+
+
+def test_failure_queue_is_encrypted_tls_only_and_retained(stack):
+    controller = _controller(stack)
+    template = Template.from_stack(stack)
+    template.has_resource("AWS::SQS::Queue", {
+        "Properties": {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600},
+        "DeletionPolicy": "Retain",
+    })
+    template.has_resource_properties("AWS::SQS::QueuePolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])},
+    })
+    assert isinstance(controller.failure_queue, sqs.Queue)
+    assert controller.failure_bucket is None
+
+
+def test_least_privilege_role_reads_stream_and_sends_to_dlq(stack):
+    _controller(stack)
+    policies = Template.from_stack(stack).find_resources("AWS::IAM::Policy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "dynamodb:GetRecords" in actions and "dynamodb:GetShardIterator" in actions
+    assert "sqs:SendMessage" in actions
+    assert not any(a.endswith("*") and ":" not in a for a in actions)
+    assert not any(a in ("*", "dynamodb:*", "sqs:*") for a in actions)
+
+
+def test_filters_become_filter_criteria(stack):
+    status_done = StreamFilter(event_names=["MODIFY"], new_image={"status": Rule.equals("done")})
+    _controller(stack, filters=[status_done, StreamFilter.ttl_expiry()])
+    filters = _mapping(stack)["FilterCriteria"]["Filters"]
+    assert [json.loads(f["Pattern"]) for f in filters] == [
+        {"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"status": {"S": ["done"]}}}},
+        StreamFilter.ttl_expiry().to_pattern(),
+    ]
+
+
+def test_options_reach_the_mapping(stack):
+    _controller(
+        stack,
+        batch_size=500,
+        max_batching_window=cdk.Duration.seconds(5),
+        parallelization_factor=4,
+        retry_attempts=0,
+        max_record_age=cdk.Duration.hours(2),
+        bisect_batch_on_error=False,
+        report_batch_item_failures=False,
+        starting_position=lambda_.StartingPosition.LATEST,
+    )
+    props = _mapping(stack)
+    assert props["BatchSize"] == 500
+    assert props["MaximumBatchingWindowInSeconds"] == 5
+    assert props["ParallelizationFactor"] == 4
+    assert props["MaximumRetryAttempts"] == 0
+    assert props["MaximumRecordAgeInSeconds"] == 7200
+    assert props["BisectBatchOnFunctionError"] is False
+    assert "FunctionResponseTypes" not in props
+    assert props["StartingPosition"] == "LATEST"
+
+
+def test_s3_failure_destination_gets_a_secure_bucket(stack):
+    controller = _controller(stack, failure_destination=FailureDestination.s3())
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SQS::Queue", 0)
+    template.has_resource("AWS::S3::Bucket", {
+        "Properties": {
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        },
+        "DeletionPolicy": "Retain",
+    })
+    destination = _mapping(stack)["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination["Fn::GetAtt"][0].startswith("ControllerFailureBucket")
+    assert isinstance(controller.failure_bucket, s3.Bucket)
+    assert controller.failure_queue is None
+
+
+def test_existing_queue_and_bucket_are_used_not_created(stack):
+    queue = sqs.Queue(stack, "MyDlq")
+    controller = _controller(stack, failure_destination=FailureDestination.sqs(queue))
+    assert controller.failure_queue is queue
+    Template.from_stack(stack).resource_count_is("AWS::SQS::Queue", 1)
+
+    other = cdk.Stack(cdk.App(), "Other")
+    bucket = s3.Bucket(other, "MyBucket")
+    controller = _controller(other, failure_destination=FailureDestination.s3(bucket))
+    assert controller.failure_bucket is bucket
+    Template.from_stack(other).resource_count_is("AWS::S3::Bucket", 1)
+
+
+def test_user_function_is_used_as_is(stack):
+    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler",
+                          runtime=lambda_.Runtime.PYTHON_3_13)
+    controller = _controller(stack, function=fn)
+    assert controller.function is fn
+    assert controller.runtime_layer is None and controller.log_group is None
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::Lambda::Function", 1)
+    template.resource_count_is("AWS::Lambda::LayerVersion", 0)
+    assert _mapping(stack)["FunctionName"] == {"Ref": stack.get_logical_id(fn.node.default_child)}
+    assert isinstance(controller.event_source_mapping, lambda_.EventSourceMapping)
+    assert controller.event_source_mapping.node.scope is fn
+
+
+def test_imported_table_with_stream_arn(stack):
+    table = dynamodb.TableV2.from_table_attributes(
+        stack, "Imported", table_name="orders",
+        table_stream_arn="arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000",
+    )
+    _controller(stack, table=table)
+    assert _mapping(stack)["EventSourceArn"].endswith("table/orders/stream/2024-01-01T00:00:00.000")
+
+
+def test_function_options_override_defaults(stack):
+    _controller(stack, function_options=lambda_.FunctionOptions(
+        memory_size=1024, environment={"MODE": "test"}, reserved_concurrent_executions=5,
+    ))
+    Template.from_stack(stack).has_resource_properties("AWS::Lambda::Function", {
+        "MemorySize": 1024, "Environment": {"Variables": {"MODE": "test"}},
+        "ReservedConcurrentExecutions": 5, "Timeout": 30,
+    })
+
+
+def test_exposes_its_resources(stack):
+    controller = _controller(stack)
+    assert isinstance(controller.event_source_mapping, lambda_.EventSourceMapping)
+    assert controller.event_source_mapping.node.scope is controller.function
+    assert isinstance(controller.failure_destination, sources.SqsDlq)
+    assert controller.event_source.event_source_mapping_id
+
+
+# ---- invalid props: each fails at synth, naming the prop and the value -----------------
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be between 1 and 10000, got 0"),
+        ({"batch_size": 10_001}, "batch_size must be between 1 and 10000, got 10001"),
+        ({"parallelization_factor": 11}, "parallelization_factor must be between 1 and 10, got 11"),
+        ({"retry_attempts": -1}, "retry_attempts must be between 0 and 10000, got -1"),
+        ({"max_record_age": cdk.Duration.seconds(30)}, "max_record_age must be between 60 and 604800 seconds, got 30"),
+        ({"max_record_age": cdk.Duration.days(8)}, "max_record_age must be between 60 and 604800 seconds, got 691200"),
+        ({"max_batching_window": cdk.Duration.seconds(301)}, "max_batching_window must be between 0 and 300 seconds, got 301"),
+        ({"handler": None}, "a function is required: give function, or code and handler"),
+    ],
+)
+def test_fails_bad_props(stack, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _controller(stack, **kwargs)
+
+
+def test_fails_function_and_code(stack):
+    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler",
+                          runtime=lambda_.Runtime.PYTHON_3_12)
+    with pytest.raises(ValueError, match="give either function or code and handler, not both"):
+        _controller(stack, function=fn, code=CODE, handler="index.handler")
+
+
+def test_fails_function_options_with_own_function(stack):
+    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler",
+                          runtime=lambda_.Runtime.PYTHON_3_12)
+    with pytest.raises(ValueError, match="function_options only apply.*TestStack/Mine"):
+        _controller(stack, function=fn, function_options=lambda_.FunctionOptions(memory_size=512))
+
+
+def test_fails_table_without_stream(stack):
+    plain = dynamodb.TableV2(stack, "Plain", partition_key=PK)
+    with pytest.raises(ValueError, match="table 'TestStack/Plain' has no stream"):
+        _controller(stack, table=plain)
+
+
+def test_fails_more_than_five_filters(stack):
+    filters = [StreamFilter(new_image={"n": Rule.equals(str(i))}) for i in range(6)]
+    with pytest.raises(ValueError, match="6"):
+        _controller(stack, filters=filters)
+
+
+def test_tokens_are_not_validated(stack):
+    size = cdk.Token.as_number(cdk.CfnParameter(stack, "Size", type="Number").value_as_number)
+    _controller(stack, batch_size=size)
+    assert _mapping(stack)["BatchSize"] == {"Ref": "Size"}

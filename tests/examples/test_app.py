@@ -1,0 +1,81 @@
+"""The example app: snapshots of every stack, and assertions on the properties that matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from ddb_stream_patterns import StreamFilter
+from tests.support import REPO, mask_assets
+
+STACKS = ["DdbStreamPatterns-SimpleController"]
+
+
+def _stack(app: cdk.App, name: str) -> cdk.Stack:
+    stack = app.node.find_child(name)
+    assert isinstance(stack, cdk.Stack)
+    return stack
+
+
+def test_app_has_one_stack_per_pattern(example_app):
+    names = sorted(c.node.id for c in example_app.node.children if isinstance(c, cdk.Stack))
+    assert names == sorted(STACKS)
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_snapshot(example_app, name, snapshot):
+    template = Template.from_stack(_stack(example_app, name)).to_json()
+    assert mask_assets(template) == snapshot(extension_class=JSONSnapshotExtension)
+
+
+def test_simple_controller_notifies_on_status_modify(example_app):
+    stack = _stack(example_app, "DdbStreamPatterns-SimpleController")
+    template = Template.from_stack(stack)
+    mapping = next(iter(template.find_resources("AWS::Lambda::EventSourceMapping").values()))
+    patterns = [json.loads(f["Pattern"]) for f in mapping["Properties"]["FilterCriteria"]["Filters"]]
+    assert patterns == [
+        {"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"status": {"S": [{"exists": True}]}}}}
+    ]
+    pattern = StreamFilter.from_pattern(patterns[0])
+    modify = {"eventName": "MODIFY", "dynamodb": {"NewImage": {"status": {"S": "shipped"}}}}
+    assert pattern.matches(modify)
+    assert not pattern.matches({**modify, "eventName": "INSERT"})
+    template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "index.handler",
+        "Environment": {"Variables": {"TOPIC_ARN": {"Ref": Match.string_like_regexp("^StatusNotifications")}}},
+    })
+    template.has_resource_properties("AWS::SNS::Topic", {
+        "KmsMasterKeyId": Match.any_value(),
+    })
+    template.has_resource_properties("AWS::DynamoDB::GlobalTable", {
+        "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+        "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+    })
+
+
+def test_cdk_cli_synthesizes_the_app_offline(tmp_path):
+    """The README's main command path: the pinned CDK CLI runs cdk.json's app."""
+    cli = REPO / "scripts" / "cdk"
+    assert (REPO / "node_modules" / ".bin" / "cdk").exists(), "run ./scripts/bootstrap first"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["CDK_DISABLE_VERSION_CHECK"] = "true"
+    # cdk.json runs `python examples/app.py`: make that this interpreter, with this install.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(
+        [str(cli), "synth", "--quiet", "--no-notices", "--output", str(tmp_path / "cdk.out")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in STACKS:
+        template = json.loads((tmp_path / "cdk.out" / f"{name}.template.json").read_text())
+        assert "AWS::Lambda::EventSourceMapping" in {
+            r["Type"] for r in template["Resources"].values()
+        }
