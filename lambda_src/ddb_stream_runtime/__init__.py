@@ -1,6 +1,7 @@
-"""Lambda runtime for ddb-stream-patterns: record model, deserializer, batch processor.
+"""Lambda runtime for ddb-stream-patterns: record model, deserializer, batch processors, router.
 
-Imports only the standard library (no boto3, no aws_cdk) to keep cold starts short.
+Imports only the standard library (no aws_cdk; boto3 only inside the functions
+that need a client, on first use) to keep cold starts short.
 
 Examples
 --------
@@ -20,7 +21,9 @@ from .batch import (
     stream_handler,
 )
 from .deserialize import DeserializationError, deserialize_image, deserialize_value
+from .processor import process_sqs_batch, sqs_record_handler
 from .records import EventName, MalformedRecordError, StreamRecord
+from .router import Router, RouterConfig
 
 __all__ = [
     "BatchItemFailure",
@@ -30,9 +33,13 @@ __all__ = [
     "MalformedRecordError",
     "PartialBatchResponse",
     "RecordHandler",
+    "Router",
+    "RouterConfig",
     "StreamRecord",
     "deserialize_image",
     "deserialize_value",
+    "process_sqs_batch",
     "process_stream_batch",
+    "sqs_record_handler",
     "stream_handler",
 ]

@@ -18,6 +18,10 @@ import ddb_stream_runtime.records
 
 LAMBDA_SRC = Path(ddb_stream_runtime.__file__).resolve().parents[1]
 PUBLIC = {
+    "Router",
+    "RouterConfig",
+    "process_sqs_batch",
+    "sqs_record_handler",
     "BatchItemFailure",
     "DeserializationError",
     "EventName",
