@@ -36,6 +36,7 @@ COMPATIBLE_RUNTIMES = [
     lambda_.Runtime.PYTHON_3_11,
     lambda_.Runtime.PYTHON_3_12,
     lambda_.Runtime.PYTHON_3_13,
+    lambda_.Runtime.PYTHON_3_14,
 ]
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 

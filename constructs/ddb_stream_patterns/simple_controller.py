@@ -16,7 +16,8 @@ import aws_cdk.aws_sqs as sqs
 
 from constructs import Construct
 
-from ._resources import function_log_group, secure_bucket, secure_queue, struct_values
+from ._nag import acknowledge
+from ._resources import build_function, secure_bucket, secure_queue
 from ._validation import check_duration_range, check_range
 from .runtime_assets import StreamRuntimeLayer
 from .stream_table import require_stream
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SimpleController", "FailureDestination", "DEFAULT_RUNTIME"]
 
-DEFAULT_RUNTIME = lambda_.Runtime.PYTHON_3_12
+# The latest Python runtime: older ones reach end of support first (cdk-nag L1).
+DEFAULT_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 # Lambda's limits for DynamoDB stream event source mappings.
 _BATCH_SIZE = (1, 10_000)
@@ -80,7 +82,7 @@ class SimpleController(Construct):
         layer (``from ddb_stream_runtime import stream_handler``), ARM64, 256 MB, 30 s
         timeout and a log group kept one month; override with ``function_options``.
     runtime
-        Runtime of the built function. Default: Python 3.12.
+        Runtime of the built function. Default: Python 3.14.
     function_options
         ``lambda_.FunctionOptions`` merged over the defaults of the built function.
         Default: none.
@@ -203,31 +205,46 @@ class SimpleController(Construct):
                 f"(got code={code!r}, handler={handler!r})"
             )
         self.runtime_layer = StreamRuntimeLayer(self, "RuntimeLayer")
-        self.log_group = function_log_group(self, "FunctionLogs", removal_policy=removal_policy)
-        props = {
-            "architecture": lambda_.Architecture.ARM_64,
-            "memory_size": 256,
-            "timeout": cdk.Duration.seconds(30),
-            "log_group": self.log_group,
-            **struct_values(options),
-        }
-        # The runtime layer always comes first; the user's layers are added after it.
-        props["layers"] = [self.runtime_layer, *props.get("layers", [])]
-        return lambda_.Function(
-            self, "Function", code=code, handler=handler, runtime=runtime, **props
+        function = build_function(
+            self,
+            "Function",
+            code=code,
+            handler=handler,
+            runtime=runtime,
+            removal_policy=removal_policy,
+            options=options,
+            layers=[self.runtime_layer],
         )
+        self.log_group = function.log_group
+        return function
 
     def _failure_destination(
         self, destination: FailureDestination, removal_policy: cdk.RemovalPolicy
     ) -> lambda_.IEventSourceDlq:
         if destination.kind == "s3":
-            self.failure_bucket = destination.bucket or secure_bucket(
-                self, "FailureBucket", removal_policy=removal_policy
-            )
+            if destination.bucket is None:
+                destination = FailureDestination.s3(
+                    secure_bucket(self, "FailureBucket", removal_policy=removal_policy)
+                )
+                acknowledge(
+                    destination.bucket,
+                    "AwsSolutions-S1",
+                    "written only by Lambda's on-failure delivery for this mapping; "
+                    "audit reads with CloudTrail data events rather than a second bucket",
+                )
+            self.failure_bucket = destination.bucket
             return sources.S3OnFailureDestination(self.failure_bucket)
-        self.failure_queue = destination.queue or secure_queue(
-            self, "FailureQueue", removal_policy=removal_policy
-        )
+        if destination.queue is None:
+            destination = FailureDestination.sqs(
+                secure_queue(self, "FailureQueue", removal_policy=removal_policy)
+            )
+            acknowledge(
+                destination.queue,
+                "AwsSolutions-SQS3",
+                "this queue is itself a dead-letter queue: the stream mapping's "
+                "on-failure destination",
+            )
+        self.failure_queue = destination.queue
         return sources.SqsDlq(self.failure_queue)
 
 

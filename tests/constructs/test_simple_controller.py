@@ -62,7 +62,7 @@ def test_built_function_defaults(stack):
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Runtime": "python3.12",
+            "Runtime": "python3.14",
             "Handler": "index.handler",
             "Architectures": ["arm64"],
             "MemorySize": 256,
@@ -76,7 +76,7 @@ def test_built_function_defaults(stack):
     })
     template.has_resource_properties(
         "AWS::Lambda::LayerVersion",
-        {"CompatibleRuntimes": ["python3.11", "python3.12", "python3.13"]},
+        {"CompatibleRuntimes": ["python3.11", "python3.12", "python3.13", "python3.14"]},
     )
     assert isinstance(controller.runtime_layer, StreamRuntimeLayer)
     assert isinstance(controller.function, lambda_.Function)
@@ -267,3 +267,25 @@ def test_tokens_are_not_validated(stack):
     size = cdk.Token.as_number(cdk.CfnParameter(stack, "Size", type="Number").value_as_number)
     _controller(stack, batch_size=size)
     assert _mapping(stack)["BatchSize"] == {"Ref": "Size"}
+
+
+def test_built_role_writes_only_its_own_logs_and_has_no_managed_policy(stack):
+    controller = _controller(stack)
+    template = Template.from_stack(stack)
+    roles = template.find_resources("AWS::IAM::Role")
+    assert len(roles) == 1
+    assert "ManagedPolicyArns" not in next(iter(roles.values()))["Properties"]
+    log_group = stack.get_logical_id(controller.log_group.node.default_child)
+    statements = [
+        s for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    logs = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
+    assert logs == [{
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Effect": "Allow",
+        "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
+    }]
+    function = template.to_json()["Resources"][stack.get_logical_id(controller.function.node.default_child)]
+    policy = next(iter(template.find_resources("AWS::IAM::Policy")))
+    assert function["DependsOn"] == [policy]
