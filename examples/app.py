@@ -14,7 +14,15 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
 
 from constructs import Construct
-from ddb_stream_patterns import Rule, SimpleController, StreamFilter, StreamTable
+from ddb_stream_patterns import (
+    ComplexController,
+    Processor,
+    Route,
+    Rule,
+    SimpleController,
+    StreamFilter,
+    StreamTable,
+)
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 
@@ -53,10 +61,54 @@ class SimpleControllerStack(cdk.Stack):
         self.topic.grant_publish(self.controller.function)
 
 
+class ComplexControllerStack(cdk.Stack):
+    """Customers table; three processors, each with its own queue, routing and pace."""
+
+    def __init__(self, scope: Construct, id: str, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.table = StreamTable(
+            self,
+            "Customers",
+            partition_key=dynamodb.Attribute(
+                name="customerId", type=dynamodb.AttributeType.STRING
+            ),
+        )
+        code = lambda_.Code.from_asset(str(HANDLERS / "customer_events"))
+        self.controller = ComplexController(
+            self,
+            "CustomerEvents",
+            table=self.table,
+            routing_attributes=["status"],
+            processors={
+                "Welcome": Processor(
+                    route=Route(event_names=["INSERT"]),
+                    code=code,
+                    handler="index.welcome_handler",
+                ),
+                "StatusNotifier": Processor(
+                    route=Route(
+                        event_names=["MODIFY"],
+                        attributes={"status": sns.SubscriptionFilter.exists_filter()},
+                    ),
+                    code=code,
+                    handler="index.notify_handler",
+                    delay=cdk.Duration.minutes(5),
+                    max_concurrency=2,
+                ),
+                "Audit": Processor(
+                    route=Route(event_names=["REMOVE"]),
+                    code=code,
+                    handler="index.audit_handler",
+                ),
+            },
+        )
+
+
 def build_app(app: cdk.App | None = None) -> cdk.App:
     """Add every example stack to ``app`` (a new ``App`` by default) and return it."""
     app = app or cdk.App()
     SimpleControllerStack(app, "DdbStreamPatterns-SimpleController")
+    ComplexControllerStack(app, "DdbStreamPatterns-ComplexController")
     return app
 
 

@@ -6,12 +6,17 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 >>> from ddb_stream_patterns import StreamTable, SimpleController, StreamFilter, Rule
 """
 
+from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import Rule, StreamFilter
 from .stream_table import StreamTable, require_stream
 
 __all__ = [
+    "ComplexController",
+    "PUBLISHED_ATTRIBUTES",
+    "Processor",
+    "Route",
     "DEFAULT_RUNTIME",
     "FailureDestination",
     "Rule",

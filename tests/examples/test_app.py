@@ -16,7 +16,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from ddb_stream_patterns import StreamFilter
 from tests.support import REPO, mask_assets
 
-STACKS = ["DdbStreamPatterns-SimpleController"]
+STACKS = ["DdbStreamPatterns-SimpleController", "DdbStreamPatterns-ComplexController"]
 
 
 def _stack(app: cdk.App, name: str) -> cdk.Stack:
@@ -59,6 +59,37 @@ def test_simple_controller_notifies_on_status_modify(example_app):
         "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
         "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
     })
+
+
+def test_complex_controller_routes_each_event_to_its_processor(example_app):
+    stack = _stack(example_app, "DdbStreamPatterns-ComplexController")
+    template = Template.from_stack(stack)
+    controller = stack.node.find_child("CustomerEvents")
+    policies = {}
+    for sub in template.find_resources("AWS::SNS::Subscription").values():
+        queue = sub["Properties"]["Endpoint"]["Fn::GetAtt"][0]
+        policies[queue] = sub["Properties"]["FilterPolicy"]
+        assert sub["Properties"]["RawMessageDelivery"] is True
+
+    def policy(name):
+        return policies[stack.get_logical_id(controller.queues[name].node.default_child)]
+
+    assert policy("Welcome") == {"eventName": ["INSERT"]}
+    assert policy("StatusNotifier") == {"eventName": ["MODIFY"], "status": [{"exists": True}]}
+    assert policy("Audit") == {"eventName": ["REMOVE"]}
+    notifier_queue = template.to_json()["Resources"][
+        stack.get_logical_id(controller.queues["StatusNotifier"].node.default_child)]
+    assert notifier_queue["Properties"]["DelaySeconds"] == 300
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "ScalingConfig": {"MaximumConcurrency": 2},
+        "EventSourceArn": {"Fn::GetAtt": [
+            stack.get_logical_id(controller.queues["StatusNotifier"].node.default_child), "Arn"]},
+    })
+    handlers = sorted(
+        f["Properties"]["Handler"] for f in template.find_resources("AWS::Lambda::Function").values()
+    )
+    assert handlers == ["ddb_stream_runtime.router.handler", "index.audit_handler",
+                        "index.notify_handler", "index.welcome_handler"]
 
 
 def test_cdk_cli_synthesizes_the_app_offline(tmp_path):

@@ -1,0 +1,530 @@
+"""``ComplexController``: stream → router Lambda → SNS → filtered SQS queues → processors.
+
+Each processor is written, deployed and scaled apart from the others: its queue
+buffers (and optionally delays) its share of the records, and its event-source
+concurrency protects slow downstream systems. The table's stream has a single reader
+(the router), whatever the number of processors.
+
+::
+
+    table stream ──► router λ ──PublishBatch──► SNS topic (eventName, tableName, routing attrs)
+                                                  │ filter policy per processor
+                                       ┌──────────┼──────────┐
+                                       ▼          ▼          ▼
+                                   SQS queue  SQS queue  SQS queue (delay, DLQ)
+                                       ▼          ▼          ▼
+                                  processor λ processor λ processor λ (max concurrency)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_iam as iam
+import aws_cdk.aws_kms as kms
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_lambda_event_sources as sources
+import aws_cdk.aws_s3 as s3
+import aws_cdk.aws_sns as sns
+import aws_cdk.aws_sns_subscriptions as subs
+import aws_cdk.aws_sqs as sqs
+
+from constructs import Construct
+
+from ._nag import acknowledge
+from ._resources import build_function, secure_bucket, secure_queue, struct_values
+from ._validation import check_duration_range, check_range, is_token
+from .runtime_assets import StreamRuntimeLayer, runtime_code
+from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .stream_filter import EVENT_NAMES, StreamFilter
+
+__all__ = ["ComplexController", "Processor", "Route", "PUBLISHED_ATTRIBUTES"]
+
+# Where the router puts records too big for SNS (must match ddb_stream_runtime.router).
+CLAIM_CHECK_PREFIX = "claim-check/"
+# Message attributes the router always sets; routing attributes come on top.
+PUBLISHED_ATTRIBUTES = ("eventName", "tableName")
+_MAX_MESSAGE_ATTRIBUTES = 10  # SNS raw delivery drops a message with more
+_MAX_POLICY_KEYS = 5  # SNS filter policy limits
+_MAX_POLICY_COMBINATIONS = 150
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_SQS_VISIBILITY_MAX_S = 43_200
+_DEFAULT_TIMEOUT = cdk.Duration.seconds(30)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which records a processor receives: it becomes its SNS subscription filter policy.
+
+    Parameters
+    ----------
+    event_names
+        Subset of INSERT/MODIFY/REMOVE. Default: all.
+    attributes
+        Routing attribute name → allowed string values (a list), or any
+        ``sns.SubscriptionFilter`` (numeric ranges, prefixes, exists...). Names must be in
+        the controller's ``routing_attributes`` (or ``tableName``). Default: none.
+
+    Example
+    -------
+    >>> Route(event_names=["MODIFY"], attributes={"status": ["shipped", "delivered"]})
+    """
+
+    event_names: Sequence[str] = ()
+    attributes: Mapping[str, Sequence[str] | sns.SubscriptionFilter] = field(
+        default_factory=dict
+    )
+
+    def filter_policy(self) -> dict[str, sns.SubscriptionFilter]:
+        """The SNS filter policy (message-attribute scope) of this route."""
+        policy: dict[str, sns.SubscriptionFilter] = {}
+        if self.event_names:
+            policy["eventName"] = sns.SubscriptionFilter.string_filter(
+                allowlist=list(self.event_names)
+            )
+        for name, rule in self.attributes.items():
+            policy[name] = (
+                rule
+                if isinstance(rule, sns.SubscriptionFilter)
+                else sns.SubscriptionFilter.string_filter(allowlist=[str(v) for v in rule])
+            )
+        return policy
+
+
+@dataclass(frozen=True)
+class Processor:
+    """One processor: its routing rule, its function, and how its queue feeds it.
+
+    Parameters
+    ----------
+    route
+        The records it receives. Required.
+    function
+        Your function (``IFunction``). Give this *or* ``code`` + ``handler``.
+    code, handler, runtime, function_options
+        Build the function (Python 3.14, ARM64, 256 MB, 30 s, the ``ddb_stream_runtime``
+        layer; ``from ddb_stream_runtime import sqs_record_handler``).
+    delay
+        Queue delay before a record is visible, up to 15 minutes. Default: none.
+    max_concurrency
+        Event-source maximum concurrency, 2-1000: caps the load on downstream systems
+        without throttling. Default: none (scales with the queue).
+    reserved_concurrency
+        Reserved concurrency of the built function; ``max_concurrency`` must not exceed
+        it (the event source ignores it, so a higher value means throttled retries).
+        Default: none.
+    batch_size
+        1-10,000 (more than 10 needs ``max_batching_window``; FIFO allows 10). Default: 10.
+    max_batching_window
+        0-300 s. Default: none.
+    max_receive_count
+        Receives before a message goes to the processor's DLQ, 1-1000. Default: 3.
+    visibility_timeout
+        At least 6 × the function timeout (AWS's guidance, so retries by the event source
+        are not seen as failures). Default: exactly 6 × the function timeout.
+    """
+
+    route: Route
+    function: lambda_.IFunction | None = None
+    code: lambda_.Code | None = None
+    handler: str | None = None
+    runtime: lambda_.Runtime = DEFAULT_RUNTIME
+    function_options: lambda_.FunctionOptions | None = None
+    delay: cdk.Duration | None = None
+    max_concurrency: int | None = None
+    reserved_concurrency: int | None = None
+    batch_size: int = 10
+    max_batching_window: cdk.Duration | None = None
+    max_receive_count: int = 3
+    visibility_timeout: cdk.Duration | None = None
+
+
+class ComplexController(Construct):
+    """The complex controller pattern, as one construct.
+
+    Parameters
+    ----------
+    table
+        Any ``ITable`` with a stream. Required.
+    processors
+        Name → :class:`Processor`. Names are construct ids (letters, digits, ``-``, ``_``):
+        keep them stable. At least one.
+    routing_attributes
+        Image attributes the router publishes as SNS message attributes (from the new
+        image, or the old one for REMOVE), for routes to filter on. At most 8
+        (``eventName`` and ``tableName`` are always published; SNS raw delivery drops
+        messages with more than 10 attributes). Default: none.
+    filters
+        ``StreamFilter`` list applied before the router (records no route wants need not
+        be published). Default: none.
+    fifo
+        FIFO topic and queues, message group = item key: per-item ordering for every
+        processor, at FIFO throughput. Default: ``False``.
+    claim_check
+        Records too big for SNS (256 KB) go through a new S3 bucket; without it such a
+        record goes to the controller's failure queue. Default: ``True``.
+    controller_options
+        ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
+    batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
+        The router's stream event source, as in ``SimpleController``.
+    removal_policy
+        For queues, buckets and log groups created here. Default: ``RETAIN``.
+
+    Attributes
+    ----------
+    controller (the ``SimpleController``), controller_function, topic, queues,
+    dead_letter_queues, processor_functions, event_sources (each a dict by processor
+    name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
+    runtime_layer (or ``None`` when every processor brings its function).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        table: dynamodb.ITable,
+        processors: Mapping[str, Processor],
+        routing_attributes: Sequence[str] = (),
+        filters: Sequence[StreamFilter] = (),
+        fifo: bool = False,
+        claim_check: bool = True,
+        controller_options: lambda_.FunctionOptions | None = None,
+        batch_size: int = 100,
+        max_batching_window: cdk.Duration | None = None,
+        parallelization_factor: int = 1,
+        retry_attempts: int = 10,
+        max_record_age: cdk.Duration | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id)
+        _check_routing_attributes(routing_attributes)
+        if not processors:
+            raise ValueError("processors must name at least one Processor, got {}")
+        published = set(PUBLISHED_ATTRIBUTES) | set(routing_attributes)
+        for name, processor in processors.items():
+            _check_processor(name, processor, published, fifo)
+
+        self.removal_policy = removal_policy
+        self.fifo = fifo
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            fifo=fifo or None,
+            enforce_ssl=True,
+            # SNS's AWS managed key: encrypted at rest, no key to manage or grant.
+            master_key=kms.Alias.from_alias_name(self, "TopicKey", "alias/aws/sns"),
+        )
+        self.claim_check_bucket: s3.IBucket | None = None
+        if claim_check:
+            self.claim_check_bucket = secure_bucket(
+                self,
+                "ClaimCheckBucket",
+                removal_policy=removal_policy,
+                # Pointers in queues expire after 14 days: so can the payloads.
+                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(15))],
+            )
+            acknowledge(
+                self.claim_check_bucket,
+                "AwsSolutions-S1",
+                "transient payloads written only by the router and read only by the "
+                "processors (least-privilege roles); audit with CloudTrail data events",
+            )
+        self.controller_function = self._router_function(
+            routing_attributes, controller_options, removal_policy
+        )
+        self.controller = SimpleController(
+            self,
+            "Controller",
+            table=table,
+            function=self.controller_function,
+            filters=filters,
+            batch_size=batch_size,
+            max_batching_window=max_batching_window,
+            parallelization_factor=parallelization_factor,
+            retry_attempts=retry_attempts,
+            max_record_age=max_record_age,
+            failure_destination=FailureDestination.sqs(),
+            removal_policy=removal_policy,
+        )
+        self.subscription_dead_letter_queue = self._queue("SubscriptionDlq")
+        acknowledge(
+            self.subscription_dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "this queue is itself a dead-letter queue: the SNS subscriptions' DLQ",
+        )
+
+        self.runtime_layer: StreamRuntimeLayer | None = None
+        self.queues: dict[str, sqs.Queue] = {}
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.processor_functions: dict[str, lambda_.IFunction] = {}
+        self.event_sources: dict[str, sources.SqsEventSource] = {}
+        self.subscriptions: dict[str, subs.SqsSubscription] = {}
+        for name, processor in processors.items():
+            self._add_processor(name, processor)
+
+    # -- router ------------------------------------------------------------------
+
+    def _router_function(
+        self,
+        routing_attributes: Sequence[str],
+        options: lambda_.FunctionOptions | None,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> lambda_.Function:
+        environment = {
+            "TOPIC_ARN": self.topic.topic_arn,
+            "ROUTING_ATTRIBUTES": json.dumps(list(routing_attributes)),
+            "FIFO": "true" if self.fifo else "false",
+        }
+        if self.claim_check_bucket is not None:
+            environment["CLAIM_CHECK_BUCKET"] = self.claim_check_bucket.bucket_name
+        function = build_function(
+            self,
+            "ControllerFunction",
+            code=runtime_code(),
+            handler="ddb_stream_runtime.router.handler",
+            runtime=DEFAULT_RUNTIME,
+            removal_policy=removal_policy,
+            options=options,
+            environment=environment,
+            timeout=cdk.Duration.seconds(60),
+        )
+        self.topic.grant_publish(function)
+        self._grant_claim_checks(function, "s3:PutObject")
+        return function
+
+    def _grant_claim_checks(self, function: lambda_.IFunction, action: str) -> None:
+        """Only ``action`` on the claim-check prefix (``grant_put``/``grant_read`` add
+        ``s3:Abort*``, ``s3:List*``, ``s3:GetBucket*``: none is needed)."""
+        if self.claim_check_bucket is None:
+            return
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[action],
+                resources=[self.claim_check_bucket.arn_for_objects(f"{CLAIM_CHECK_PREFIX}*")],
+            )
+        )
+        if function.role is not None:
+            acknowledge(
+                function.role,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(self.claim_check_bucket)}.Arn>/"
+                f"{CLAIM_CHECK_PREFIX}*]",
+                "claim-check object keys are per record: S3 object ARNs need a wildcard "
+                "under the claim-check prefix",
+            )
+
+    # -- processors --------------------------------------------------------------
+
+    def _queue(self, id: str, **props: object) -> sqs.Queue:
+        if self.fifo:
+            props.setdefault("fifo", True)
+        return secure_queue(self, id, removal_policy=self.removal_policy, **props)
+
+    def _add_processor(self, name: str, processor: Processor) -> None:
+        function = processor.function or self._processor_function(name, processor)
+        timeout = _timeout_of(function)
+        if timeout is None and processor.visibility_timeout is None:
+            raise ValueError(
+                f"processors[{name!r}].visibility_timeout is required for the imported "
+                f"function {function.node.path!r}: its timeout is unknown here"
+            )
+        visibility = processor.visibility_timeout or cdk.Duration.seconds(
+            6 * int(timeout.to_seconds())
+        )
+        if timeout is not None:
+            _check_visibility(name, visibility, timeout)
+
+        dlq = self._queue(f"{name}Dlq")
+        queue = self._queue(
+            f"{name}Queue",
+            # Shorter than its DLQ's 14 days: a redriven message keeps its first
+            # enqueue time, so an equal retention could expire it in the DLQ at once.
+            retention_period=cdk.Duration.days(4),
+            delivery_delay=processor.delay,
+            visibility_timeout=visibility,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=dlq, max_receive_count=processor.max_receive_count
+            ),
+        )
+        subscription = subs.SqsSubscription(
+            queue,
+            raw_message_delivery=True,
+            filter_policy=processor.route.filter_policy() or None,
+            dead_letter_queue=self.subscription_dead_letter_queue,
+        )
+        self.topic.add_subscription(subscription)
+        event_source = sources.SqsEventSource(
+            queue,
+            batch_size=processor.batch_size,
+            max_batching_window=processor.max_batching_window,
+            max_concurrency=processor.max_concurrency,
+            report_batch_item_failures=True,
+        )
+        function.add_event_source(event_source)
+        self._grant_claim_checks(function, "s3:GetObject")
+
+        self.queues[name] = queue
+        self.dead_letter_queues[name] = dlq
+        self.processor_functions[name] = function
+        self.event_sources[name] = event_source
+        self.subscriptions[name] = subscription
+
+    def _processor_function(self, name: str, processor: Processor) -> lambda_.Function:
+        if self.runtime_layer is None:
+            self.runtime_layer = StreamRuntimeLayer(self, "RuntimeLayer")
+        options = struct_values(processor.function_options)
+        if processor.reserved_concurrency is not None:
+            options["reserved_concurrent_executions"] = processor.reserved_concurrency
+        environment = {}
+        if self.claim_check_bucket is not None:
+            environment["CLAIM_CHECK_BUCKET"] = self.claim_check_bucket.bucket_name
+        return build_function(
+            self,
+            f"{name}Function",
+            code=processor.code,
+            handler=processor.handler,
+            runtime=processor.runtime,
+            removal_policy=self.removal_policy,
+            options=lambda_.FunctionOptions(**options),
+            layers=[self.runtime_layer],
+            environment=environment,
+        )
+
+
+# -- validation (pure functions: they run before any resource is created) ---------
+
+
+def _check_routing_attributes(names: Sequence[str]) -> None:
+    if isinstance(names, str):
+        raise ValueError(f"routing_attributes must be a list of names, got {names!r}")
+    limit = _MAX_MESSAGE_ATTRIBUTES - len(PUBLISHED_ATTRIBUTES)
+    if len(names) > limit:
+        raise ValueError(
+            f"routing_attributes allows at most {limit} names (SNS raw delivery drops "
+            f"messages with more than {_MAX_MESSAGE_ATTRIBUTES} attributes), got {len(names)}: "
+            f"{list(names)!r}"
+        )
+    for name in names:
+        if name in PUBLISHED_ATTRIBUTES or not _ATTRIBUTE.match(str(name)):
+            raise ValueError(
+                f"routing_attributes has an invalid or reserved name {name!r} "
+                f"(reserved: {', '.join(PUBLISHED_ATTRIBUTES)})"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"routing_attributes has duplicates: {list(names)!r}")
+
+
+def _check_processor(name: str, p: Processor, published: set[str], fifo: bool) -> None:
+    where = f"processors[{name!r}]"
+    if not _NAME.match(name):
+        raise ValueError(
+            f"processor name {name!r} must be 1-64 letters, digits, '-' or '_' "
+            "(it becomes part of construct ids)"
+        )
+    if not isinstance(p, Processor):
+        raise ValueError(f"{where} must be a Processor, got {p!r}")
+    if p.function is not None and (p.code is not None or p.handler is not None):
+        raise ValueError(f"{where}: give either function or code and handler, not both")
+    if p.function is None and (p.code is None or not p.handler):
+        raise ValueError(
+            f"{where}: a function is required: give function, or code and handler "
+            f"(got code={p.code!r}, handler={p.handler!r})"
+        )
+    if p.function is not None and (p.function_options or p.reserved_concurrency is not None):
+        raise ValueError(
+            f"{where}: function_options and reserved_concurrency only apply to a function "
+            "built from code and handler"
+        )
+    _check_route(where, p.route, published)
+    check_duration_range(f"{where}.delay", p.delay, 0, 900)
+    check_range(f"{where}.max_concurrency", p.max_concurrency, 2, 1000)
+    check_range(f"{where}.reserved_concurrency", p.reserved_concurrency, 1, 1_000_000)
+    check_range(f"{where}.max_receive_count", p.max_receive_count, 1, 1000)
+    check_duration_range(f"{where}.max_batching_window", p.max_batching_window, 0, 300)
+    check_range(f"{where}.batch_size", p.batch_size, 1, 10 if fifo else 10_000)
+    if (
+        p.max_concurrency is not None
+        and p.reserved_concurrency is not None
+        and not is_token(p.max_concurrency)
+        and not is_token(p.reserved_concurrency)
+        and p.max_concurrency > p.reserved_concurrency
+    ):
+        raise ValueError(
+            f"{where}.max_concurrency ({p.max_concurrency}) must not exceed "
+            f"reserved_concurrency ({p.reserved_concurrency}): the event source ignores "
+            "reserved concurrency and would be throttled"
+        )
+    if not is_token(p.batch_size) and p.batch_size > 10 and p.max_batching_window is None:
+        raise ValueError(
+            f"{where}.batch_size above 10 needs max_batching_window (SQS rule), "
+            f"got batch_size={p.batch_size}"
+        )
+
+
+def _check_route(where: str, route: Route, published: set[str]) -> None:
+    if not isinstance(route, Route):
+        raise ValueError(f"{where}.route must be a Route, got {route!r}")
+    bad_events = [e for e in route.event_names if e not in EVENT_NAMES]
+    if bad_events or isinstance(route.event_names, str):
+        raise ValueError(
+            f"{where}.route.event_names must be a list of {', '.join(EVENT_NAMES)}, "
+            f"got {route.event_names!r}"
+        )
+    unknown = sorted(set(route.attributes) - published)
+    if unknown:
+        raise ValueError(
+            f"{where}.route filters on {unknown!r}, which the controller never publishes "
+            f"(published: {sorted(published)!r}): add it to routing_attributes"
+        )
+    policy = route.filter_policy()
+    if len(policy) > _MAX_POLICY_KEYS:
+        raise ValueError(
+            f"{where}.route has {len(policy)} filter policy keys, SNS allows "
+            f"{_MAX_POLICY_KEYS}: {sorted(policy)!r}"
+        )
+    for key, rule in route.attributes.items():
+        if not isinstance(rule, sns.SubscriptionFilter) and (
+            isinstance(rule, str) or not list(rule)
+        ):
+            raise ValueError(
+                f"{where}.route.attributes[{key!r}] must be a non-empty list of values "
+                f"or an sns.SubscriptionFilter, got {rule!r}"
+            )
+    combinations = math.prod(max(1, len(f.conditions)) for f in policy.values())
+    if combinations > _MAX_POLICY_COMBINATIONS:
+        raise ValueError(
+            f"{where}.route has {combinations} filter policy value combinations, SNS "
+            f"allows {_MAX_POLICY_COMBINATIONS}"
+        )
+
+
+def _logical_id(construct: Construct) -> str:
+    return cdk.Stack.of(construct).get_logical_id(construct.node.default_child)
+
+
+def _timeout_of(function: lambda_.IFunction) -> cdk.Duration | None:
+    """A function's timeout when it is a ``Function`` of this app (Lambda's default: 3 s)."""
+    if isinstance(function, lambda_.Function):
+        return function.timeout or cdk.Duration.seconds(3)
+    return None
+
+
+def _check_visibility(name: str, visibility: cdk.Duration, timeout: cdk.Duration) -> None:
+    prop = f"processors[{name!r}].visibility_timeout"
+    if is_token(visibility.to_string()) or is_token(timeout.to_string()):
+        return
+    seconds, minimum = visibility.to_seconds(), 6 * timeout.to_seconds()
+    if seconds < minimum:
+        raise ValueError(
+            f"{prop} must be at least 6 x the function timeout ({minimum:g} s), "
+            f"got {seconds:g} s"
+        )
+    if seconds > _SQS_VISIBILITY_MAX_S:
+        raise ValueError(f"{prop} must be at most 12 hours, got {seconds:g} s")

@@ -1,0 +1,361 @@
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from ddb_stream_patterns import (
+    ComplexController,
+    Processor,
+    Route,
+    SimpleController,
+    StreamRuntimeLayer,
+    StreamTable,
+)
+
+PK = dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
+CODE = lambda_.Code.from_inline("def handler(event, context):\n    return {}\n")
+
+
+def _processor(**kwargs) -> Processor:
+    kwargs.setdefault("route", Route(event_names=["INSERT"]))
+    if "function" not in kwargs:
+        kwargs.setdefault("code", CODE)
+        kwargs.setdefault("handler", "index.handler")
+    return Processor(**kwargs)
+
+
+def _controller(stack: cdk.Stack, processors=None, **kwargs) -> ComplexController:
+    table = kwargs.pop("table", None) or StreamTable(stack, "Table", partition_key=PK)
+    processors = processors or {
+        "welcome": _processor(),
+        "notifier": _processor(
+            route=Route(event_names=["MODIFY"], attributes={"status": ["shipped", "done"]}),
+            delay=cdk.Duration.minutes(5),
+            max_concurrency=2,
+        ),
+    }
+    kwargs.setdefault("routing_attributes", ["status"])
+    return ComplexController(stack, "Complex", table=table, processors=processors, **kwargs)
+
+
+def _resources(stack: cdk.Stack, type_: str) -> dict:
+    return Template.from_stack(stack).find_resources(type_)
+
+
+def _by_id(stack: cdk.Stack, construct) -> dict:
+    logical = stack.get_logical_id(construct.node.default_child)
+    return Template.from_stack(stack).to_json()["Resources"][logical]
+
+
+def test_one_stream_reader_the_router(stack):
+    controller = _controller(stack)
+    mappings = _resources(stack, "AWS::Lambda::EventSourceMapping").values()
+    stream_mappings = [m for m in mappings if "StartingPosition" in m["Properties"]]
+    assert len(stream_mappings) == 1
+    props = stream_mappings[0]["Properties"]
+    assert props["FunctionName"] == {"Ref": stack.get_logical_id(controller.controller_function.node.default_child)}
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert isinstance(controller.controller, SimpleController)
+
+
+def test_router_function_config_and_grants(stack):
+    controller = _controller(stack, routing_attributes=["status", "tier"])
+    fn = _by_id(stack, controller.controller_function)["Properties"]
+    assert fn["Handler"] == "ddb_stream_runtime.router.handler"
+    assert "Layers" not in fn  # the runtime is the function's own code
+    env = fn["Environment"]["Variables"]
+    assert env["TOPIC_ARN"] == {"Ref": stack.get_logical_id(controller.topic.node.default_child)}
+    assert json.loads(env["ROUTING_ATTRIBUTES"]) == ["status", "tier"]
+    assert env["FIFO"] == "false"
+    assert env["CLAIM_CHECK_BUCKET"] == {"Ref": stack.get_logical_id(controller.claim_check_bucket.node.default_child)}
+    statements = [
+        s for p in _resources(stack, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    publish = [s for s in statements if s["Action"] == "sns:Publish"]
+    assert publish and all(s["Resource"] == env["TOPIC_ARN"] for s in publish)
+    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not {"*", "sns:*", "sqs:*", "s3:*"} & actions
+
+
+def test_topic_is_encrypted_and_tls_only(stack):
+    _controller(stack)
+    template = Template.from_stack(stack)
+    topic = next(iter(template.find_resources("AWS::SNS::Topic").values()))
+    assert "alias/aws/sns" in json.dumps(topic["Properties"]["KmsMasterKeyId"])
+    template.has_resource_properties("AWS::SNS::TopicPolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])},
+    })
+
+
+def test_subscriptions_raw_with_filter_policy_and_dlq(stack):
+    controller = _controller(stack)
+    subscriptions = {
+        s["Properties"]["Endpoint"]["Fn::GetAtt"][0]: s["Properties"]
+        for s in _resources(stack, "AWS::SNS::Subscription").values()
+    }
+    welcome = subscriptions[stack.get_logical_id(controller.queues["welcome"].node.default_child)]
+    notifier = subscriptions[stack.get_logical_id(controller.queues["notifier"].node.default_child)]
+    assert welcome["FilterPolicy"] == {"eventName": ["INSERT"]}
+    assert notifier["FilterPolicy"] == {"eventName": ["MODIFY"], "status": ["shipped", "done"]}
+    sub_dlq = stack.get_logical_id(controller.subscription_dead_letter_queue.node.default_child)
+    for sub in (welcome, notifier):
+        assert sub["RawMessageDelivery"] is True
+        assert sub["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [sub_dlq, "Arn"]}}
+
+
+def test_queues_delay_visibility_dlq_and_encryption(stack):
+    controller = _controller(stack)
+    notifier = _by_id(stack, controller.queues["notifier"])
+    props = notifier["Properties"]
+    assert props["DelaySeconds"] == 300
+    assert props["VisibilityTimeout"] == 180  # 6 x the 30 s function timeout
+    assert props["SqsManagedSseEnabled"] is True
+    assert props["RedrivePolicy"]["maxReceiveCount"] == 3
+    dlq = stack.get_logical_id(controller.dead_letter_queues["notifier"].node.default_child)
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    assert props["MessageRetentionPeriod"] < _by_id(stack, controller.dead_letter_queues["notifier"])["Properties"]["MessageRetentionPeriod"]
+    assert notifier["DeletionPolicy"] == "Retain"
+    assert "DelaySeconds" not in _by_id(stack, controller.queues["welcome"])["Properties"]
+    policies = _resources(stack, "AWS::SQS::QueuePolicy").values()
+    tls_denied = {
+        q["Ref"] for p in policies for q in p["Properties"]["Queues"]
+        if any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in p["Properties"]["PolicyDocument"]["Statement"])
+    }
+    all_queues = set(_resources(stack, "AWS::SQS::Queue"))
+    assert tls_denied == all_queues
+
+
+def test_processor_event_sources(stack):
+    controller = _controller(stack)
+    mappings = {
+        m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m["Properties"]
+        for m in _resources(stack, "AWS::Lambda::EventSourceMapping").values()
+        if "StartingPosition" not in m["Properties"]
+    }
+    notifier = mappings[stack.get_logical_id(controller.queues["notifier"].node.default_child)]
+    assert notifier["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert notifier["BatchSize"] == 10
+    assert notifier["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    welcome = mappings[stack.get_logical_id(controller.queues["welcome"].node.default_child)]
+    assert "ScalingConfig" not in welcome
+
+
+def test_processor_functions_get_runtime_layer_and_claim_check_read(stack):
+    controller = _controller(stack)
+    assert isinstance(controller.runtime_layer, StreamRuntimeLayer)
+    layer = stack.get_logical_id(controller.runtime_layer.node.default_child)
+    for name in ("welcome", "notifier"):
+        fn = _by_id(stack, controller.processor_functions[name])["Properties"]
+        assert fn["Layers"] == [{"Ref": layer}]
+        assert fn["Runtime"] == "python3.14"
+        assert "CLAIM_CHECK_BUCKET" in fn["Environment"]["Variables"]
+    Template.from_stack(stack).resource_count_is("AWS::Lambda::LayerVersion", 1)
+
+
+def test_reserved_concurrency_and_overrides(stack):
+    _controller(stack, processors={"slow": _processor(
+        max_concurrency=5, reserved_concurrency=5,
+        function_options=lambda_.FunctionOptions(timeout=cdk.Duration.seconds(60)),
+        batch_size=50, max_batching_window=cdk.Duration.seconds(10), max_receive_count=5,
+    )})
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::Lambda::Function", {
+        "ReservedConcurrentExecutions": 5, "Timeout": 60,
+    })
+    template.has_resource_properties("AWS::SQS::Queue", {
+        "VisibilityTimeout": 360, "RedrivePolicy": Match.object_like({"maxReceiveCount": 5}),
+    })
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "BatchSize": 50, "MaximumBatchingWindowInSeconds": 10,
+        "ScalingConfig": {"MaximumConcurrency": 5},
+    })
+
+
+def test_user_function_and_explicit_visibility(stack):
+    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler",
+                          runtime=lambda_.Runtime.PYTHON_3_12, timeout=cdk.Duration.seconds(20))
+    controller = _controller(stack, processors={
+        "mine": Processor(route=Route(), function=fn, visibility_timeout=cdk.Duration.minutes(3)),
+    })
+    assert controller.processor_functions["mine"] is fn
+    assert controller.runtime_layer is None
+    assert _by_id(stack, controller.queues["mine"])["Properties"]["VisibilityTimeout"] == 180
+    sub = next(iter(_resources(stack, "AWS::SNS::Subscription").values()))["Properties"]
+    assert "FilterPolicy" not in sub  # an empty route receives everything
+
+
+def test_subscription_filter_objects_pass_through(stack):
+    _controller(stack, routing_attributes=["priority"], processors={"urgent": _processor(
+        route=Route(attributes={"priority": sns.SubscriptionFilter.numeric_filter(greater_than=5)}),
+    )})
+    sub = next(iter(_resources(stack, "AWS::SNS::Subscription").values()))["Properties"]
+    assert sub["FilterPolicy"] == {"priority": [{"numeric": [">", 5]}]}
+
+
+def test_fifo_topic_and_queues(stack):
+    controller = _controller(stack, fifo=True)
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::SNS::Topic", {"FifoTopic": True})
+    queues = _resources(stack, "AWS::SQS::Queue")
+    # Lambda's stream on-failure destination must be a standard queue; all others are FIFO.
+    failure = stack.get_logical_id(controller.controller.failure_queue.node.default_child)
+    assert "FifoQueue" not in queues.pop(failure)["Properties"]
+    assert len(queues) == 5 and all(q["Properties"].get("FifoQueue") is True for q in queues.values())
+    env = _by_id(stack, controller.controller_function)["Properties"]["Environment"]["Variables"]
+    assert env["FIFO"] == "true"
+
+
+def test_without_claim_check_there_is_no_bucket(stack):
+    controller = _controller(stack, claim_check=False)
+    assert controller.claim_check_bucket is None
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+    env = _by_id(stack, controller.controller_function)["Properties"]["Environment"]["Variables"]
+    assert "CLAIM_CHECK_BUCKET" not in env
+
+
+def test_claim_check_bucket_is_secure_and_expires(stack):
+    _controller(stack)
+    Template.from_stack(stack).has_resource("AWS::S3::Bucket", {
+        "Properties": Match.object_like({
+            "PublicAccessBlockConfiguration": Match.object_like({"BlockPublicAcls": True}),
+            "LifecycleConfiguration": {"Rules": [Match.object_like({"ExpirationInDays": 15})]},
+        }),
+        "DeletionPolicy": "Retain",
+    })
+
+
+def test_exposes_everything_by_name(stack):
+    controller = _controller(stack)
+    for mapping in (controller.queues, controller.dead_letter_queues,
+                    controller.processor_functions, controller.event_sources, controller.subscriptions):
+        assert set(mapping) == {"welcome", "notifier"}
+    assert controller.controller.failure_queue is not None
+
+
+# ---- invalid props ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("processor_kwargs", "message"),
+    [
+        ({"delay": cdk.Duration.seconds(901)}, r"processors\['p'\].delay must be between 0 and 900 seconds, got 901"),
+        ({"max_concurrency": 1}, r"processors\['p'\].max_concurrency must be between 2 and 1000, got 1"),
+        ({"max_concurrency": 1001}, r"max_concurrency must be between 2 and 1000, got 1001"),
+        ({"max_concurrency": 10, "reserved_concurrency": 5}, r"max_concurrency \(10\) must not exceed reserved_concurrency \(5\)"),
+        ({"max_receive_count": 0}, r"max_receive_count must be between 1 and 1000, got 0"),
+        ({"batch_size": 0}, r"batch_size must be between 1 and 10000, got 0"),
+        ({"batch_size": 50}, r"batch_size above 10 needs max_batching_window.*50"),
+        ({"visibility_timeout": cdk.Duration.seconds(60)}, r"visibility_timeout must be at least 6 x the function timeout \(180 s\), got 60 s"),
+        ({"route": Route(attributes={"color": ["red"]})}, r"filters on \['color'\], which the controller never publishes"),
+        ({"route": Route(event_names=["UPSERT"])}, r"event_names must be a list of INSERT, MODIFY, REMOVE, got \['UPSERT'\]"),
+        ({"route": Route(attributes={"status": []})}, r"attributes\['status'\] must be a non-empty list"),
+        ({"handler": None}, r"a function is required"),
+    ],
+)
+def test_fails_bad_processor(stack, processor_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _controller(stack, processors={"p": _processor(**processor_kwargs)})
+
+
+def test_fails_too_many_filter_policy_combinations(stack):
+    route = Route(event_names=["INSERT", "MODIFY", "REMOVE"],
+                  attributes={"a": [str(i) for i in range(10)], "b": [str(i) for i in range(6)]})
+    with pytest.raises(ValueError, match="180 filter policy value combinations, SNS allows 150"):
+        _controller(stack, routing_attributes=["a", "b"], processors={"p": _processor(route=route)})
+
+
+def test_fails_too_many_filter_policy_keys(stack):
+    names = ["a", "b", "c", "d", "e"]
+    route = Route(event_names=["INSERT"], attributes={n: ["x"] for n in names})
+    with pytest.raises(ValueError, match="6 filter policy keys, SNS allows 5"):
+        _controller(stack, routing_attributes=names, processors={"p": _processor(route=route)})
+
+
+@pytest.mark.parametrize(
+    ("routing_attributes", "message"),
+    [
+        ([f"a{i}" for i in range(9)], "routing_attributes allows at most 8 names .* got 9"),
+        (["eventName"], "routing_attributes has an invalid or reserved name 'eventName'"),
+        (["bad name"], "invalid or reserved name 'bad name'"),
+        (["a", "a"], "routing_attributes has duplicates"),
+        ("status", "routing_attributes must be a list of names, got 'status'"),
+    ],
+)
+def test_fails_bad_routing_attributes(stack, routing_attributes, message):
+    with pytest.raises(ValueError, match=message):
+        _controller(stack, routing_attributes=routing_attributes)
+
+
+def test_fails_no_processors(stack):
+    with pytest.raises(ValueError, match="processors must name at least one Processor"):
+        ComplexController(stack, "C", table=StreamTable(stack, "T", partition_key=PK), processors={})
+
+
+def test_fails_bad_processor_name(stack):
+    with pytest.raises(ValueError, match="processor name 'a b' must be"):
+        _controller(stack, processors={"a b": _processor()})
+
+
+def test_fails_fifo_batch_size_above_ten(stack):
+    with pytest.raises(ValueError, match=r"batch_size must be between 1 and 10, got 20"):
+        _controller(stack, fifo=True, processors={"p": _processor(
+            batch_size=20, max_batching_window=cdk.Duration.seconds(1))})
+
+
+def test_fails_imported_function_without_visibility_timeout(stack):
+    fn = lambda_.Function.from_function_arn(stack, "Imp", "arn:aws:lambda:us-east-1:123456789012:function:f")
+    with pytest.raises(ValueError, match=r"visibility_timeout is required for the imported function 'TestStack/Imp'"):
+        _controller(stack, processors={"p": Processor(route=Route(), function=fn)})
+
+
+def test_fails_function_with_reserved_concurrency(stack):
+    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_12)
+    with pytest.raises(ValueError, match="reserved_concurrency only apply to a function built"):
+        _controller(stack, processors={"p": Processor(route=Route(), function=fn, reserved_concurrency=3)})
+
+
+def test_fails_table_without_stream(stack):
+    plain = dynamodb.TableV2(stack, "Plain", partition_key=PK)
+    with pytest.raises(ValueError, match="table 'TestStack/Plain' has no stream"):
+        _controller(stack, table=plain)
+
+
+def test_claim_check_grants_are_one_action_on_the_prefix(stack):
+    controller = _controller(stack)
+    bucket = stack.get_logical_id(controller.claim_check_bucket.node.default_child)
+    prefix = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/claim-check/*"]]}
+    by_role = {}
+    for policy in _resources(stack, "AWS::IAM::Policy").values():
+        role = policy["Properties"]["Roles"][0]["Ref"]
+        by_role[role] = [
+            s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "s3" in json.dumps(s["Action"])
+        ]
+
+    def role_of(function):
+        return stack.get_logical_id(function.role.node.default_child)
+
+    assert by_role[role_of(controller.controller_function)] == [
+        {"Action": "s3:PutObject", "Effect": "Allow", "Resource": prefix}
+    ]
+    for name in ("welcome", "notifier"):
+        assert by_role[role_of(controller.processor_functions[name])] == [
+            {"Action": "s3:GetObject", "Effect": "Allow", "Resource": prefix}
+        ]
+
+
+def test_claim_check_prefix_matches_the_router_runtime():
+    from ddb_stream_patterns.complex_controller import CLAIM_CHECK_PREFIX
+    from ddb_stream_runtime import router
+
+    assert router.CLAIM_CHECK_PREFIX == CLAIM_CHECK_PREFIX
