@@ -12,19 +12,31 @@ import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_kms as kms
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
-
 from constructs import Construct
+
 from ddb_stream_patterns import (
     ComplexController,
+    Monitoring,
     Processor,
     Route,
     Rule,
     SimpleController,
+    StreamDashboard,
     StreamFilter,
     StreamTable,
 )
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
+
+
+def alarm_topic(stack: cdk.Stack) -> sns.Topic:
+    """One encrypted, TLS-only topic per stack for alarm actions: subscribe your on-call."""
+    return sns.Topic(
+        stack,
+        "Alarms",
+        enforce_ssl=True,
+        master_key=kms.Alias.from_alias_name(stack, "AlarmsKey", "alias/aws/sns"),
+    )
 
 
 class SimpleControllerStack(cdk.Stack):
@@ -57,8 +69,10 @@ class SimpleControllerStack(cdk.Stack):
             function_options=lambda_.FunctionOptions(
                 environment={"TOPIC_ARN": self.topic.topic_arn},
             ),
+            monitoring=Monitoring(alarm_topic=alarm_topic(self)),
         )
         self.topic.grant_publish(self.controller.function)
+        StreamDashboard(self, "Dashboard", table=self.table, patterns=[self.controller])
 
 
 class ComplexControllerStack(cdk.Stack):
@@ -101,7 +115,9 @@ class ComplexControllerStack(cdk.Stack):
                     handler="index.audit_handler",
                 ),
             },
+            monitoring=Monitoring(alarm_topic=alarm_topic(self)),
         )
+        StreamDashboard(self, "Dashboard", table=self.table, patterns=[self.controller])
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:

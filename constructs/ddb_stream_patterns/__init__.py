@@ -7,12 +7,16 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 """
 
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
+from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import Rule, StreamFilter
 from .stream_table import StreamTable, require_stream
 
 __all__ = [
+    "AlarmThresholds",
+    "Monitoring",
+    "StreamDashboard",
     "ComplexController",
     "PUBLISHED_ATTRIBUTES",
     "Processor",

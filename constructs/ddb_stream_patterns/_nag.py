@@ -7,7 +7,6 @@ that add ``AwsSolutionsChecks`` see these findings acknowledged, not hidden.
 from __future__ import annotations
 
 import aws_cdk as cdk
-
 from constructs import IConstruct
 
 __all__ = ["acknowledge"]

@@ -14,7 +14,6 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_logs as logs
 import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sqs as sqs
-
 from constructs import Construct
 
 __all__ = [

@@ -23,8 +23,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import aws_cdk as cdk
+import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_iam as iam
 import aws_cdk.aws_kms as kms
@@ -34,17 +36,19 @@ import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sns_subscriptions as subs
 import aws_cdk.aws_sqs as sqs
-
 from constructs import Construct
 
 from ._nag import acknowledge
 from ._resources import build_function, secure_bucket, secure_queue, struct_values
 from ._validation import check_duration_range, check_range, is_token
+from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import EVENT_NAMES, StreamFilter
 
 __all__ = ["ComplexController", "Processor", "Route", "PUBLISHED_ATTRIBUTES"]
+
+T = TypeVar("T")
 
 # Where the router puts records too big for SNS (must match ddb_stream_runtime.router).
 CLAIM_CHECK_PREFIX = "claim-check/"
@@ -176,13 +180,18 @@ class ComplexController(Construct):
         The router's stream event source, as in ``SimpleController``.
     removal_policy
         For queues, buckets and log groups created here. Default: ``RETAIN``.
+    monitoring
+        Alarms and where they notify. Default: ``Monitoring()``: the router's (iterator
+        age, errors, throttles, failure queue), the topic's failed notifications, the
+        subscription DLQ, and per processor its errors, throttles, DLQ and queue age.
 
     Attributes
     ----------
     controller (the ``SimpleController``), controller_function, topic, queues,
     dead_letter_queues, processor_functions, event_sources (each a dict by processor
     name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
-    runtime_layer (or ``None`` when every processor brings its function).
+    runtime_layer (or ``None`` when every processor brings its function), alarms (a dict
+    by purpose; the router's are prefixed ``controller.``).
     """
 
     def __init__(
@@ -203,8 +212,10 @@ class ComplexController(Construct):
         retry_attempts: int = 10,
         max_record_age: cdk.Duration | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        monitoring: Monitoring | None = None,
     ) -> None:
         super().__init__(scope, id)
+        monitoring = monitoring or Monitoring()
         _check_routing_attributes(routing_attributes)
         if not processors:
             raise ValueError("processors must name at least one Processor, got {}")
@@ -253,6 +264,7 @@ class ComplexController(Construct):
             max_record_age=max_record_age,
             failure_destination=FailureDestination.sqs(),
             removal_policy=removal_policy,
+            monitoring=monitoring,
         )
         self.subscription_dead_letter_queue = self._queue("SubscriptionDlq")
         acknowledge(
@@ -267,8 +279,94 @@ class ComplexController(Construct):
         self.processor_functions: dict[str, lambda_.IFunction] = {}
         self.event_sources: dict[str, sources.SqsEventSource] = {}
         self.subscriptions: dict[str, subs.SqsSubscription] = {}
+        self.delays: dict[str, cdk.Duration | None] = {}
         for name, processor in processors.items():
             self._add_processor(name, processor)
+
+        alarms = AlarmFactory(self, monitoring)
+        alarms.topic("topic", self.topic)
+        alarms.dead_letters("subscriptionDlq", self.subscription_dead_letter_queue)
+        for name in processors:
+            alarms.function(f"{name}Function", self.processor_functions[name])
+            alarms.dead_letters(f"{name}Dlq", self.dead_letter_queues[name])
+            alarms.queue_age(f"{name}Queue", self.queues[name], self.delays[name])
+        self.alarms: dict[str, cloudwatch.Alarm] = {
+            **{f"controller.{k}": v for k, v in self.controller.alarms.items()},
+            **alarms.alarms,
+        }
+
+    # -- metrics -----------------------------------------------------------------
+
+    def metric_iterator_age(self) -> cloudwatch.Metric:
+        """Maximum iterator age of the router (ms)."""
+        return self.controller.metric_iterator_age()
+
+    def metric_notifications_failed(self) -> cloudwatch.Metric:
+        """SNS notifications that could not be delivered to a queue."""
+        return self.topic.metric_number_of_notifications_failed(statistic="Sum")
+
+    def metric_messages_published(self) -> cloudwatch.Metric:
+        """Messages the router published to the topic."""
+        return self.topic.metric_number_of_messages_published(statistic="Sum")
+
+    def metric_queue_depth(self, name: str) -> cloudwatch.Metric:
+        """Messages visible in processor ``name``'s queue."""
+        queue = self._processor_part(self.queues, name)
+        return queue.metric_approximate_number_of_messages_visible(statistic="Maximum")
+
+    def metric_oldest_message_age(self, name: str) -> cloudwatch.Metric:
+        """Age (s) of the oldest message in processor ``name``'s queue."""
+        queue = self._processor_part(self.queues, name)
+        return queue.metric_approximate_age_of_oldest_message(statistic="Maximum")
+
+    def metric_dead_letters(self, name: str) -> cloudwatch.Metric:
+        """Messages visible in processor ``name``'s DLQ."""
+        dlq = self._processor_part(self.dead_letter_queues, name)
+        return dlq.metric_approximate_number_of_messages_visible(statistic="Maximum")
+
+    def metric_processor_errors(self, name: str) -> cloudwatch.Metric:
+        """Sum of processor ``name``'s function errors."""
+        return self._processor_part(self.processor_functions, name).metric_errors(
+            statistic="Sum"
+        )
+
+    def _processor_part(self, parts: Mapping[str, T], name: str) -> T:
+        if name not in parts:
+            raise ValueError(f"no processor named {name!r}; processors: {sorted(parts)!r}")
+        return parts[name]
+
+    def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
+        """Router → topic → each processor's queue, function and DLQ."""
+        rows = self.controller.dashboard_rows()
+        rows.append([
+            cloudwatch.GraphWidget(
+                title=f"{self.node.path}: topic",
+                left=[self.metric_messages_published(), self.metric_notifications_failed()],
+                width=24,
+            )
+        ])
+        for name, function in self.processor_functions.items():
+            rows.append([
+                cloudwatch.GraphWidget(
+                    title=f"{name}: queue",
+                    left=[self.metric_queue_depth(name)],
+                    right=[self.metric_oldest_message_age(name)],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{name}: processor",
+                    left=[
+                        function.metric_invocations(statistic="Sum"),
+                        self.metric_processor_errors(name),
+                        function.metric_throttles(statistic="Sum"),
+                    ],
+                    width=8,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{name}: DLQ", left=[self.metric_dead_letters(name)], width=8
+                ),
+            ])
+        return rows
 
     # -- router ------------------------------------------------------------------
 
@@ -371,6 +469,7 @@ class ComplexController(Construct):
         self._grant_claim_checks(function, "s3:GetObject")
 
         self.queues[name] = queue
+        self.delays[name] = processor.delay
         self.dead_letter_queues[name] = dlq
         self.processor_functions[name] = function
         self.event_sources[name] = event_source

@@ -20,7 +20,6 @@ from functools import cache
 from pathlib import Path
 
 import aws_cdk.aws_lambda as lambda_
-
 from constructs import Construct
 
 __all__ = [

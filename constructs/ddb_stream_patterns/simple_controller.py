@@ -7,18 +7,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import aws_cdk as cdk
+import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
 import aws_cdk.aws_logs as logs
 import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sqs as sqs
-
 from constructs import Construct
 
 from ._nag import acknowledge
 from ._resources import build_function, secure_bucket, secure_queue
 from ._validation import check_duration_range, check_range
+from .monitoring import AlarmFactory, Monitoring, lambda_metric
 from .runtime_assets import StreamRuntimeLayer
 from .stream_table import require_stream
 
@@ -111,12 +112,15 @@ class SimpleController(Construct):
     removal_policy
         For the resources created here that hold data (failure queue or bucket, log
         group). Default: ``RETAIN``.
+    monitoring
+        Alarms (iterator age, errors, throttles, failure-queue messages) and where they
+        notify. Default: ``Monitoring()``: alarms on, no action topic.
 
     Attributes
     ----------
     function, event_source, event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
-    log_group (or ``None``).
+    log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class SimpleController(Construct):
         report_batch_item_failures: bool = True,
         failure_destination: FailureDestination | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        monitoring: Monitoring | None = None,
     ) -> None:
         super().__init__(scope, id)
         require_stream(table)
@@ -190,6 +195,61 @@ class SimpleController(Construct):
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
+
+        alarms = AlarmFactory(self, monitoring or Monitoring())
+        alarms.stream_handler("handler", self.function)
+        if self.failure_queue is not None:
+            alarms.dead_letters("failureQueue", self.failure_queue)
+        self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
+
+    # -- metrics -----------------------------------------------------------------
+
+    def metric_iterator_age(self) -> cloudwatch.Metric:
+        """Maximum iterator age of the handler (ms): how far behind the stream it is."""
+        return lambda_metric(self.function, "IteratorAge", "Maximum")
+
+    def metric_errors(self) -> cloudwatch.Metric:
+        """Sum of the handler's errors."""
+        return self.function.metric_errors(statistic="Sum")
+
+    def metric_throttles(self) -> cloudwatch.Metric:
+        """Sum of the handler's throttles."""
+        return self.function.metric_throttles(statistic="Sum")
+
+    def metric_invocations(self) -> cloudwatch.Metric:
+        """Sum of the handler's invocations (one per batch)."""
+        return self.function.metric_invocations(statistic="Sum")
+
+    def metric_failure_queue_depth(self) -> cloudwatch.Metric:
+        """Messages visible in the failure queue (``ValueError`` with an S3 destination)."""
+        if self.failure_queue is None:
+            raise ValueError(
+                "metric_failure_queue_depth needs an SQS failure destination, "
+                f"this controller's is the bucket {self.failure_bucket.node.path!r}"
+            )
+        return self.failure_queue.metric_approximate_number_of_messages_visible(
+            statistic="Maximum"
+        )
+
+    def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
+        """Stream handler, then its failure destination: rows for a ``StreamDashboard``."""
+        rows: list[list[cloudwatch.IWidget]] = [[
+            cloudwatch.GraphWidget(
+                title=f"{self.node.path}: handler",
+                left=[self.metric_invocations(), self.metric_errors(), self.metric_throttles()],
+                right=[self.metric_iterator_age()],
+                width=24,
+            )
+        ]]
+        if self.failure_queue is not None:
+            rows.append([
+                cloudwatch.GraphWidget(
+                    title=f"{self.node.path}: failure queue (records given up on)",
+                    left=[self.metric_failure_queue_depth()],
+                    width=24,
+                )
+            ])
+        return rows
 
     def _build_function(
         self,

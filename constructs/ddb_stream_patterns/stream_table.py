@@ -7,7 +7,6 @@ from typing import Any
 import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import jsii
-
 from constructs import Construct
 
 from ._validation import is_token
@@ -74,7 +73,7 @@ class StreamTable(dynamodb.TableV2):
     ) -> None:
         if stream_view_type is None:
             raise ValueError(
-                "stream_view_type must be set: a StreamTable always has a stream "
+                "stream_view_type must be set, got None: a StreamTable always has a stream "
                 "(use dynamodb.TableV2 for a table without one)"
             )
         for prop in ("dynamo_stream", "point_in_time_recovery_specification"):

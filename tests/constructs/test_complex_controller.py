@@ -245,28 +245,6 @@ def test_exposes_everything_by_name(stack):
 
 # ---- invalid props ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("processor_kwargs", "message"),
-    [
-        ({"delay": cdk.Duration.seconds(901)}, r"processors\['p'\].delay must be between 0 and 900 seconds, got 901"),
-        ({"max_concurrency": 1}, r"processors\['p'\].max_concurrency must be between 2 and 1000, got 1"),
-        ({"max_concurrency": 1001}, r"max_concurrency must be between 2 and 1000, got 1001"),
-        ({"max_concurrency": 10, "reserved_concurrency": 5}, r"max_concurrency \(10\) must not exceed reserved_concurrency \(5\)"),
-        ({"max_receive_count": 0}, r"max_receive_count must be between 1 and 1000, got 0"),
-        ({"batch_size": 0}, r"batch_size must be between 1 and 10000, got 0"),
-        ({"batch_size": 50}, r"batch_size above 10 needs max_batching_window.*50"),
-        ({"visibility_timeout": cdk.Duration.seconds(60)}, r"visibility_timeout must be at least 6 x the function timeout \(180 s\), got 60 s"),
-        ({"route": Route(attributes={"color": ["red"]})}, r"filters on \['color'\], which the controller never publishes"),
-        ({"route": Route(event_names=["UPSERT"])}, r"event_names must be a list of INSERT, MODIFY, REMOVE, got \['UPSERT'\]"),
-        ({"route": Route(attributes={"status": []})}, r"attributes\['status'\] must be a non-empty list"),
-        ({"handler": None}, r"a function is required"),
-    ],
-)
-def test_fails_bad_processor(stack, processor_kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        _controller(stack, processors={"p": _processor(**processor_kwargs)})
-
-
 def test_fails_too_many_filter_policy_combinations(stack):
     route = Route(event_names=["INSERT", "MODIFY", "REMOVE"],
                   attributes={"a": [str(i) for i in range(10)], "b": [str(i) for i in range(6)]})
@@ -279,37 +257,6 @@ def test_fails_too_many_filter_policy_keys(stack):
     route = Route(event_names=["INSERT"], attributes={n: ["x"] for n in names})
     with pytest.raises(ValueError, match="6 filter policy keys, SNS allows 5"):
         _controller(stack, routing_attributes=names, processors={"p": _processor(route=route)})
-
-
-@pytest.mark.parametrize(
-    ("routing_attributes", "message"),
-    [
-        ([f"a{i}" for i in range(9)], "routing_attributes allows at most 8 names .* got 9"),
-        (["eventName"], "routing_attributes has an invalid or reserved name 'eventName'"),
-        (["bad name"], "invalid or reserved name 'bad name'"),
-        (["a", "a"], "routing_attributes has duplicates"),
-        ("status", "routing_attributes must be a list of names, got 'status'"),
-    ],
-)
-def test_fails_bad_routing_attributes(stack, routing_attributes, message):
-    with pytest.raises(ValueError, match=message):
-        _controller(stack, routing_attributes=routing_attributes)
-
-
-def test_fails_no_processors(stack):
-    with pytest.raises(ValueError, match="processors must name at least one Processor"):
-        ComplexController(stack, "C", table=StreamTable(stack, "T", partition_key=PK), processors={})
-
-
-def test_fails_bad_processor_name(stack):
-    with pytest.raises(ValueError, match="processor name 'a b' must be"):
-        _controller(stack, processors={"a b": _processor()})
-
-
-def test_fails_fifo_batch_size_above_ten(stack):
-    with pytest.raises(ValueError, match=r"batch_size must be between 1 and 10, got 20"):
-        _controller(stack, fifo=True, processors={"p": _processor(
-            batch_size=20, max_batching_window=cdk.Duration.seconds(1))})
 
 
 def test_fails_imported_function_without_visibility_timeout(stack):

@@ -217,24 +217,7 @@ def test_exposes_its_resources(stack):
     assert controller.event_source.event_source_mapping_id
 
 
-# ---- invalid props: each fails at synth, naming the prop and the value -----------------
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"batch_size": 0}, "batch_size must be between 1 and 10000, got 0"),
-        ({"batch_size": 10_001}, "batch_size must be between 1 and 10000, got 10001"),
-        ({"parallelization_factor": 11}, "parallelization_factor must be between 1 and 10, got 11"),
-        ({"retry_attempts": -1}, "retry_attempts must be between 0 and 10000, got -1"),
-        ({"max_record_age": cdk.Duration.seconds(30)}, "max_record_age must be between 60 and 604800 seconds, got 30"),
-        ({"max_record_age": cdk.Duration.days(8)}, "max_record_age must be between 60 and 604800 seconds, got 691200"),
-        ({"max_batching_window": cdk.Duration.seconds(301)}, "max_batching_window must be between 0 and 300 seconds, got 301"),
-        ({"handler": None}, "a function is required: give function, or code and handler"),
-    ],
-)
-def test_fails_bad_props(stack, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        _controller(stack, **kwargs)
+# ---- invalid props (the common ones are in test_invalid_configurations.py) ------------
 
 
 def test_fails_function_and_code(stack):
@@ -242,25 +225,6 @@ def test_fails_function_and_code(stack):
                           runtime=lambda_.Runtime.PYTHON_3_12)
     with pytest.raises(ValueError, match="give either function or code and handler, not both"):
         _controller(stack, function=fn, code=CODE, handler="index.handler")
-
-
-def test_fails_function_options_with_own_function(stack):
-    fn = lambda_.Function(stack, "Mine", code=CODE, handler="index.handler",
-                          runtime=lambda_.Runtime.PYTHON_3_12)
-    with pytest.raises(ValueError, match="function_options only apply.*TestStack/Mine"):
-        _controller(stack, function=fn, function_options=lambda_.FunctionOptions(memory_size=512))
-
-
-def test_fails_table_without_stream(stack):
-    plain = dynamodb.TableV2(stack, "Plain", partition_key=PK)
-    with pytest.raises(ValueError, match="table 'TestStack/Plain' has no stream"):
-        _controller(stack, table=plain)
-
-
-def test_fails_more_than_five_filters(stack):
-    filters = [StreamFilter(new_image={"n": Rule.equals(str(i))}) for i in range(6)]
-    with pytest.raises(ValueError, match="6"):
-        _controller(stack, filters=filters)
 
 
 def test_tokens_are_not_validated(stack):

@@ -1,0 +1,262 @@
+"""Alarms and dashboards for the patterns: what to watch, at which threshold, and who hears.
+
+Thresholds are data (:class:`AlarmThresholds`), the action strategy is one optional SNS
+topic (:class:`Monitoring`), and alarm names follow one strategy: CloudFormation
+generates them (unique per stack), and the description says what fired and what to do.
+Each pattern calls :class:`AlarmFactory` for its resources and exposes the result as
+``.alarms``; :class:`StreamDashboard` lays out one stack's patterns along the data
+flow: writes → stream → handlers → queues → DLQs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aws_cdk as cdk
+import aws_cdk.aws_cloudwatch as cloudwatch
+import aws_cdk.aws_cloudwatch_actions as cw_actions
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
+import aws_cdk.aws_sqs as sqs
+from constructs import Construct
+
+from ._validation import check_duration_range, check_range
+
+__all__ = [
+    "AlarmThresholds",
+    "Monitoring",
+    "AlarmFactory",
+    "StreamDashboard",
+    "DashboardSource",
+    "lambda_metric",
+]
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """When each alarm fires. Every alarm treats missing data as not breaching.
+
+    Parameters
+    ----------
+    iterator_age
+        Maximum stream iterator age (how far behind the handler is). Default: 1 minute.
+    function_errors
+        Function errors in one period. Default: 1.
+    function_throttles
+        Function throttles in one period. Default: 1.
+    dead_letter_messages
+        Messages visible in a DLQ or failure queue (every one is a lost-unless-handled
+        record). Default: 1.
+    queue_oldest_message
+        Age of the oldest message in a processor queue, on top of its delay.
+        Default: 15 minutes.
+    notifications_failed
+        SNS notifications that failed to be delivered, in one period. Default: 1.
+    period
+        Evaluation period of every alarm, 1 minute to 1 day. Default: 5 minutes.
+    evaluation_periods
+        Consecutive breaching periods before an alarm fires, 1-100. Default: 1.
+    """
+
+    iterator_age: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(1))
+    function_errors: int = 1
+    function_throttles: int = 1
+    dead_letter_messages: int = 1
+    queue_oldest_message: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(15))
+    notifications_failed: int = 1
+    period: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(5))
+    evaluation_periods: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("function_errors", "function_throttles", "dead_letter_messages",
+                     "notifications_failed"):
+            check_range(f"thresholds.{name}", getattr(self, name), 1, 1_000_000)
+        check_range("thresholds.evaluation_periods", self.evaluation_periods, 1, 100)
+        check_duration_range("thresholds.iterator_age", self.iterator_age, 1, 7 * 86_400)
+        check_duration_range(
+            "thresholds.queue_oldest_message", self.queue_oldest_message, 1, 14 * 86_400
+        )
+        check_duration_range("thresholds.period", self.period, 60, 86_400)
+        if self.period.to_seconds() % 60:
+            raise ValueError(
+                f"thresholds.period must be a whole number of minutes, "
+                f"got {self.period.to_seconds()} seconds"
+            )
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """Whether a pattern creates its alarms, and where they notify.
+
+    Parameters
+    ----------
+    alarms
+        Create the alarms. Default: ``True``.
+    alarm_topic
+        SNS topic that receives every alarm and OK transition. Default: none (the alarms
+        are still visible in CloudWatch).
+    thresholds
+        Default: :class:`AlarmThresholds` defaults.
+    """
+
+    alarms: bool = True
+    alarm_topic: sns.ITopic | None = None
+    thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
+
+
+def lambda_metric(function: lambda_.IFunction, name: str, statistic: str) -> cloudwatch.Metric:
+    """A Lambda metric of ``function`` (``IteratorAge`` has no helper on ``IFunction``)."""
+    return function.metric(name, statistic=statistic)
+
+
+class AlarmFactory:
+    """Creates a pattern's alarms under ``scope`` into ``alarms`` (a dict the pattern exposes)."""
+
+    def __init__(self, scope: Construct, monitoring: Monitoring) -> None:
+        self.scope = scope
+        self.monitoring = monitoring
+        self.thresholds = monitoring.thresholds
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+    def _add(
+        self, key: str, metric: cloudwatch.IMetric, threshold: float, what: str, todo: str
+    ) -> None:
+        if not self.monitoring.alarms:
+            return
+        alarm = cloudwatch.Alarm(
+            self.scope,
+            f"{key[0].upper()}{key[1:]}Alarm",
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=self.thresholds.evaluation_periods,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"{self.scope.node.path}: {what}. {todo}",
+        )
+        if self.monitoring.alarm_topic is not None:
+            action = cw_actions.SnsAction(self.monitoring.alarm_topic)
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+        self.alarms[key] = alarm
+
+    def stream_handler(self, key: str, function: lambda_.IFunction) -> None:
+        """Iterator age, errors and throttles of a function reading a stream."""
+        t = self.thresholds
+        self._add(
+            f"{key}IteratorAge",
+            lambda_metric(function, "IteratorAge", "Maximum").with_(period=t.period),
+            t.iterator_age.to_milliseconds(),
+            f"stream iterator age >= {t.iterator_age.to_human_string()}",
+            "The handler falls behind the stream: check errors, duration and batch size.",
+        )
+        self.function(key, function)
+
+    def function(self, key: str, function: lambda_.IFunction) -> None:
+        """Errors and throttles of any function."""
+        t = self.thresholds
+        self._add(
+            f"{key}Errors",
+            function.metric_errors(period=t.period, statistic="Sum"),
+            t.function_errors,
+            f"function errors >= {t.function_errors} in {t.period.to_human_string()}",
+            "Read the function's logs; failed records are retried, then sent to the DLQ.",
+        )
+        self._add(
+            f"{key}Throttles",
+            function.metric_throttles(period=t.period, statistic="Sum"),
+            t.function_throttles,
+            f"function throttles >= {t.function_throttles} in {t.period.to_human_string()}",
+            "Raise reserved concurrency or lower max concurrency / parallelization.",
+        )
+
+    def dead_letters(self, key: str, queue: sqs.IQueue) -> None:
+        """Messages waiting in a DLQ or failure queue."""
+        t = self.thresholds
+        self._add(
+            f"{key}Messages",
+            queue.metric_approximate_number_of_messages_visible(
+                period=t.period, statistic="Maximum"
+            ),
+            t.dead_letter_messages,
+            f"dead-letter messages >= {t.dead_letter_messages}",
+            "Records were given up on: inspect the messages, fix, and redrive them.",
+        )
+
+    def queue_age(self, key: str, queue: sqs.IQueue, delay: cdk.Duration | None) -> None:
+        """Age of the oldest message in a processor queue, beyond its delay."""
+        t = self.thresholds
+        limit = t.queue_oldest_message.to_seconds() + (delay.to_seconds() if delay else 0)
+        self._add(
+            f"{key}OldestMessage",
+            queue.metric_approximate_age_of_oldest_message(period=t.period, statistic="Maximum"),
+            limit,
+            f"oldest message age >= {limit:g} s",
+            "The processor falls behind its queue: check its errors and max concurrency.",
+        )
+
+    def topic(self, key: str, topic: sns.ITopic) -> None:
+        """Failed SNS deliveries (to SQS, after SNS's own retries they go to the DLQ)."""
+        t = self.thresholds
+        self._add(
+            f"{key}NotificationsFailed",
+            topic.metric_number_of_notifications_failed(period=t.period, statistic="Sum"),
+            t.notifications_failed,
+            f"SNS notifications failed >= {t.notifications_failed} in "
+            f"{t.period.to_human_string()}",
+            "Check the subscription DLQ and the queues' policies and keys.",
+        )
+
+
+class DashboardSource(Protocol):
+    """A pattern that can lay out its part of a dashboard, one row per flow stage."""
+
+    def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]: ...
+
+
+class StreamDashboard(Construct):
+    """One CloudWatch dashboard for a table and the patterns reading its stream.
+
+    Rows follow the data: the table's writes first, then each pattern's rows (stream
+    handler → queues → DLQs).
+
+    Parameters
+    ----------
+    table
+        The source table. Required.
+    patterns
+        The patterns to show (each has ``dashboard_rows()``). At least one.
+    dashboard_name
+        Default: generated by CloudFormation.
+
+    Attributes
+    ----------
+    dashboard
+        The ``cloudwatch.Dashboard``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        table: dynamodb.ITable,
+        patterns: Sequence[DashboardSource],
+        dashboard_name: str | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        if not patterns:
+            raise ValueError("patterns must list at least one pattern, got []")
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Table writes (consumed WCU)",
+                left=[table.metric_consumed_write_capacity_units(statistic="Sum")],
+                width=24,
+            )
+        )
+        for pattern in patterns:
+            for row in pattern.dashboard_rows():
+                self.dashboard.add_widgets(*row)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
+import pytest
+from aws_cdk.assertions import Template
+
+from ddb_stream_patterns import (
+    AlarmThresholds,
+    ComplexController,
+    FailureDestination,
+    Monitoring,
+    Processor,
+    Route,
+    SimpleController,
+    StreamDashboard,
+    StreamTable,
+)
+
+PK = dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
+CODE = lambda_.Code.from_inline("def handler(event, context):\n    return {}\n")
+
+
+def _simple(stack, **kwargs) -> SimpleController:
+    table = StreamTable(stack, "Table", partition_key=PK)
+    return SimpleController(stack, "Simple", table=table, code=CODE, handler="index.handler", **kwargs)
+
+
+def _complex(stack, **kwargs) -> ComplexController:
+    table = StreamTable(stack, "Table", partition_key=PK)
+    return ComplexController(stack, "Complex", table=table, processors={
+        "a": Processor(route=Route(event_names=["INSERT"]), code=CODE, handler="index.handler",
+                       delay=cdk.Duration.minutes(5)),
+    }, **kwargs)
+
+
+def _alarm(stack, alarm) -> dict:
+    return Template.from_stack(stack).to_json()["Resources"][stack.get_logical_id(alarm.node.default_child)]["Properties"]
+
+
+def test_simple_controller_alarms_by_default(stack):
+    controller = _simple(stack)
+    assert set(controller.alarms) == {
+        "handlerIteratorAge", "handlerErrors", "handlerThrottles", "failureQueueMessages",
+    }
+    age = _alarm(stack, controller.alarms["handlerIteratorAge"])
+    assert (age["MetricName"], age["Namespace"], age["Statistic"]) == ("IteratorAge", "AWS/Lambda", "Maximum")
+    assert age["Threshold"] == 60_000 and age["Period"] == 300 and age["EvaluationPeriods"] == 1
+    assert age["TreatMissingData"] == "notBreaching"
+    assert age["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert "AlarmActions" not in age
+    dlq = _alarm(stack, controller.alarms["failureQueueMessages"])
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible" and dlq["Threshold"] == 1
+    queue = stack.get_logical_id(controller.failure_queue.node.default_child)
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert age["AlarmDescription"].startswith("TestStack/Simple: stream iterator age >= 1 minute.")
+
+
+def test_alarm_topic_receives_alarm_and_ok(stack):
+    topic = sns.Topic(stack, "OnCall")
+    controller = _simple(stack, monitoring=Monitoring(alarm_topic=topic))
+    ref = {"Ref": stack.get_logical_id(topic.node.default_child)}
+    for alarm in controller.alarms.values():
+        props = _alarm(stack, alarm)
+        assert props["AlarmActions"] == [ref] and props["OKActions"] == [ref]
+
+
+def test_alarms_can_be_turned_off(stack):
+    controller = _simple(stack, monitoring=Monitoring(alarms=False))
+    assert controller.alarms == {}
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 0)
+
+
+def test_thresholds_are_data(stack):
+    thresholds = AlarmThresholds(iterator_age=cdk.Duration.minutes(10), function_errors=5,
+                                 period=cdk.Duration.minutes(1), evaluation_periods=3)
+    controller = _simple(stack, monitoring=Monitoring(thresholds=thresholds))
+    age = _alarm(stack, controller.alarms["handlerIteratorAge"])
+    errors = _alarm(stack, controller.alarms["handlerErrors"])
+    assert (age["Threshold"], age["Period"], age["EvaluationPeriods"]) == (600_000, 60, 3)
+    assert (errors["Threshold"], errors["Statistic"]) == (5, "Sum")
+
+
+def test_s3_destination_has_no_queue_alarm_and_no_queue_metric(stack):
+    controller = _simple(stack, failure_destination=FailureDestination.s3())
+    assert "failureQueueMessages" not in controller.alarms
+    with pytest.raises(ValueError, match="metric_failure_queue_depth needs an SQS failure destination"):
+        controller.metric_failure_queue_depth()
+
+
+def test_simple_controller_metrics(stack):
+    controller = _simple(stack)
+    assert controller.metric_iterator_age().metric_name == "IteratorAge"
+    assert controller.metric_errors().metric_name == "Errors"
+    assert controller.metric_throttles().metric_name == "Throttles"
+    assert controller.metric_invocations().metric_name == "Invocations"
+    assert controller.metric_failure_queue_depth().metric_name == "ApproximateNumberOfMessagesVisible"
+
+
+def test_complex_controller_alarms_cover_every_path(stack):
+    controller = _complex(stack)
+    assert set(controller.alarms) == {
+        "controller.handlerIteratorAge", "controller.handlerErrors", "controller.handlerThrottles",
+        "controller.failureQueueMessages", "topicNotificationsFailed", "subscriptionDlqMessages",
+        "aFunctionErrors", "aFunctionThrottles", "aDlqMessages", "aQueueOldestMessage",
+    }
+    oldest = _alarm(stack, controller.alarms["aQueueOldestMessage"])
+    assert oldest["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert oldest["Threshold"] == 900 + 300  # the 15-minute default on top of the 5-minute delay
+    failed = _alarm(stack, controller.alarms["topicNotificationsFailed"])
+    assert (failed["MetricName"], failed["Namespace"]) == ("NumberOfNotificationsFailed", "AWS/SNS")
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 10)
+
+
+def test_complex_controller_metrics(stack):
+    controller = _complex(stack)
+    assert controller.metric_queue_depth("a").metric_name == "ApproximateNumberOfMessagesVisible"
+    assert controller.metric_oldest_message_age("a").metric_name == "ApproximateAgeOfOldestMessage"
+    assert controller.metric_dead_letters("a").metric_name == "ApproximateNumberOfMessagesVisible"
+    assert controller.metric_processor_errors("a").metric_name == "Errors"
+    assert controller.metric_notifications_failed().metric_name == "NumberOfNotificationsFailed"
+    assert controller.metric_messages_published().metric_name == "NumberOfMessagesPublished"
+    assert controller.metric_iterator_age().metric_name == "IteratorAge"
+    with pytest.raises(ValueError, match=r"no processor named 'b'; processors: \['a'\]"):
+        controller.metric_queue_depth("b")
+
+
+def test_dashboard_follows_the_flow(stack):
+    controller = _complex(stack)
+    StreamDashboard(stack, "Dash", table=controller.controller.table, patterns=[controller])
+    dashboards = Template.from_stack(stack).find_resources("AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    titles = ["Table writes", "Complex/Controller: handler", "failure queue", "Complex: topic",
+              "a: queue", "a: processor", "a: DLQ"]
+    positions = [body.index(t) for t in titles]
+    assert positions == sorted(positions)
