@@ -19,6 +19,7 @@ import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_cloudwatch_actions as cw_actions
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_opensearchservice as opensearch
 import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
 from constructs import Construct
@@ -196,6 +197,20 @@ class AlarmFactory:
             f"oldest message age >= {limit:g} s",
             "The processor falls behind its queue: check its errors and max concurrency.",
         )
+
+    def search_domain(self, key: str, domain: opensearch.IDomain) -> None:
+        """OpenSearch cluster health: red, yellow, and index writes blocked (any is bad)."""
+        t = self.thresholds
+        checks = [
+            ("ClusterRed", domain.metric_cluster_status_red, "cluster status red",
+             "A primary shard is unassigned: searches miss data and writes fail."),
+            ("ClusterYellow", domain.metric_cluster_status_yellow, "cluster status yellow",
+             "Replica shards are unassigned: add nodes or lower the replica count."),
+            ("WritesBlocked", domain.metric_cluster_index_writes_blocked, "index writes blocked",
+             "The cluster refuses writes (storage or memory pressure): the indexer fails."),
+        ]
+        for suffix, metric, what, todo in checks:
+            self._add(f"{key}{suffix}", metric(period=t.period, statistic="Maximum"), 1, what, todo)
 
     def topic(self, key: str, topic: sns.ITopic) -> None:
         """Failed SNS deliveries (to SQS, after SNS's own retries they go to the DLQ)."""

@@ -139,3 +139,17 @@ def test_dashboard_follows_the_flow(stack):
               "a: queue", "a: processor", "a: DLQ"]
     positions = [body.index(t) for t in titles]
     assert positions == sorted(positions)
+
+
+def test_search_domain_alarms(stack):
+    import aws_cdk.aws_opensearchservice as opensearch
+
+    from ddb_stream_patterns.monitoring import AlarmFactory
+
+    domain = opensearch.Domain.from_domain_endpoint(stack, "Search", "https://search-x.us-east-1.es.amazonaws.com")
+    factory = AlarmFactory(stack, Monitoring())
+    factory.search_domain("search", domain)
+    assert set(factory.alarms) == {"searchClusterRed", "searchClusterYellow", "searchWritesBlocked"}
+    names = {_alarm(stack, a)["MetricName"] for a in factory.alarms.values()}
+    assert names == {"ClusterStatus.red", "ClusterStatus.yellow", "ClusterIndexWritesBlocked"}
+    assert all(_alarm(stack, a)["Threshold"] == 1 for a in factory.alarms.values())
