@@ -11,19 +11,24 @@ import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_kms as kms
 import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sns as sns
 from constructs import Construct
 
 from ddb_stream_patterns import (
+    AggregateCounter,
     ComplexController,
     Monitoring,
     Processor,
     Route,
     Rule,
+    SearchIndexer,
     SimpleController,
     StreamDashboard,
     StreamFilter,
     StreamTable,
+    TableReplicator,
+    TtlArchiver,
 )
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
@@ -120,11 +125,64 @@ class ComplexControllerStack(cdk.Stack):
         StreamDashboard(self, "Dashboard", table=self.table, patterns=[self.controller])
 
 
+class DataPatternsStack(cdk.Stack):
+    """A todoListTask table (ListId, TaskId) feeding the four data patterns.
+
+    Four patterns are four stream readers: DynamoDB throttles more than two per shard,
+    so production setups split them across tables or fan out behind one router.
+    """
+
+    def __init__(self, scope: Construct, id: str, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        key = {
+            "partition_key": dynamodb.Attribute(name="ListId", type=dynamodb.AttributeType.STRING),
+            "sort_key": dynamodb.Attribute(name="TaskId", type=dynamodb.AttributeType.STRING),
+        }
+        self.table = StreamTable(self, "TodoListTask", time_to_live_attribute="expiresAt", **key)
+        monitoring = Monitoring(alarm_topic=alarm_topic(self))
+        self.archiver = TtlArchiver(
+            self,
+            "ExpiredTasks",
+            table=self.table,
+            transition_to=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+            transition_after=cdk.Duration.days(90),
+            monitoring=monitoring,
+        )
+        self.counter = AggregateCounter(
+            self,
+            "TaskCountPerList",
+            table=self.table,
+            group_attribute="ListId",
+            sum_of="estimate",
+            monitoring=monitoring,
+        )
+        self.indexer = SearchIndexer(
+            self, "TaskSearch", table=self.table, index_name="tasks", monitoring=monitoring
+        )
+        self.reporting_table = StreamTable(self, "TaskReport", **key)
+        self.replicator = TableReplicator(
+            self,
+            "TaskReporting",
+            table=self.table,
+            target_table=self.reporting_table,
+            transform="transform:to_report_row",
+            transform_code=lambda_.Code.from_asset(str(HANDLERS / "reporting")),
+            monitoring=monitoring,
+        )
+        StreamDashboard(
+            self,
+            "Dashboard",
+            table=self.table,
+            patterns=[self.archiver, self.counter, self.indexer, self.replicator],
+        )
+
+
 def build_app(app: cdk.App | None = None) -> cdk.App:
     """Add every example stack to ``app`` (a new ``App`` by default) and return it."""
     app = app or cdk.App()
     SimpleControllerStack(app, "DdbStreamPatterns-SimpleController")
     ComplexControllerStack(app, "DdbStreamPatterns-ComplexController")
+    DataPatternsStack(app, "DdbStreamPatterns-DataPatterns")
     return app
 
 

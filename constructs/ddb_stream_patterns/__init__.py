@@ -6,14 +6,24 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 >>> from ddb_stream_patterns import StreamTable, SimpleController, StreamFilter, Rule
 """
 
+from ._stream_pattern import StreamOptions
+from .aggregate_counter import AggregateCounter
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
+from .search_indexer import SearchIndexer
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import Rule, StreamFilter
 from .stream_table import StreamTable, require_stream
+from .table_replicator import TableReplicator
+from .ttl_archiver import TtlArchiver
 
 __all__ = [
+    "AggregateCounter",
+    "SearchIndexer",
+    "StreamOptions",
+    "TableReplicator",
+    "TtlArchiver",
     "AlarmThresholds",
     "Monitoring",
     "StreamDashboard",

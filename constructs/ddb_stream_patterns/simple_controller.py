@@ -195,6 +195,7 @@ class SimpleController(Construct):
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
+        _warn_about_readers(self, table)
 
         alarms = AlarmFactory(self, monitoring or Monitoring())
         alarms.stream_handler("handler", self.function)
@@ -318,3 +319,22 @@ def _mapping_of(function: lambda_.IFunction) -> lambda_.EventSourceMapping:
     """The mapping ``DynamoEventSource`` just added (it is a child of the function)."""
     mappings = [c for c in function.node.children if isinstance(c, lambda_.EventSourceMapping)]
     return mappings[-1]
+
+
+# DynamoDB throttles a shard read by more than two consumers (each mapping is one).
+MAX_STREAM_READERS = 2
+
+
+def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) -> None:
+    readers = [
+        c.node.path
+        for c in cdk.Stack.of(controller).node.find_all()
+        if isinstance(c, SimpleController) and c.table is table
+    ]
+    if len(readers) > MAX_STREAM_READERS:
+        cdk.Annotations.of(controller).add_warning_v2(
+            "ddb-stream-patterns:stream-readers",
+            f"table {table.node.path!r} now has {len(readers)} stream readers ({readers}); "
+            f"more than {MAX_STREAM_READERS} per shard get throttled: put the patterns behind "
+            "one ComplexController, or accept the extra latency",
+        )

@@ -103,6 +103,8 @@ class StreamTable(dynamodb.TableV2):
             removal_policy=removal_policy,
             **overrides,
         )
+        self.partition_key = partition_key
+        self.sort_key = sort_key
         self.stream_view_type = stream_view_type
         self.time_to_live_attribute = time_to_live_attribute
 

@@ -12,16 +12,21 @@ import aws_cdk.aws_lambda as lambda_
 import pytest
 
 from ddb_stream_patterns import (
+    AggregateCounter,
     AlarmThresholds,
     ComplexController,
     Monitoring,
     Processor,
     Route,
     Rule,
+    SearchIndexer,
     SimpleController,
     StreamDashboard,
     StreamFilter,
+    StreamOptions,
     StreamTable,
+    TableReplicator,
+    TtlArchiver,
 )
 
 PK = dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
@@ -102,6 +107,12 @@ INVALID = [
     ("threshold-errors", lambda s: AlarmThresholds(function_errors=0), "thresholds.function_errors", "0"),
     ("threshold-period", lambda s: AlarmThresholds(period=cdk.Duration.seconds(90)), "thresholds.period", "90"),
     ("threshold-evaluation", lambda s: Monitoring(thresholds=AlarmThresholds(evaluation_periods=0)), "thresholds.evaluation_periods", "0"),
+    ("stream-options-batch", lambda s: StreamOptions(batch_size=0), "stream_options.batch_size", "0"),
+    ("archiver-prefix", lambda s: TtlArchiver(s, "A", table=StreamTable(s, "T", partition_key=PK, time_to_live_attribute="ttl"), prefix="/x/"), "prefix", "'/x/'"),
+    ("archiver-no-ttl", lambda s: TtlArchiver(s, "A", table=StreamTable(s, "T", partition_key=PK)), "ttl_attribute", "'TestStack/T'"),
+    ("counter-group", lambda s: AggregateCounter(s, "C", table=StreamTable(s, "T", partition_key=PK), group_attribute="a b"), "group_attribute", "'a b'"),
+    ("replicator-transform", lambda s: TableReplicator(s, "R", table=StreamTable(s, "T", partition_key=PK), target_table=dynamodb.TableV2(s, "X", partition_key=PK), transform="nocolon", transform_code=CODE), "transform", "'nocolon'"),
+    ("indexer-index-name", lambda s: SearchIndexer(s, "I", table=StreamTable(s, "T", partition_key=PK), index_name="Upper"), "index_name", "'Upper'"),
     ("dashboard-empty", lambda s: StreamDashboard(s, "D", table=StreamTable(s, "T", partition_key=PK), patterns=[]), "patterns", "[]"),
 ]
 

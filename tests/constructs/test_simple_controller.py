@@ -253,3 +253,16 @@ def test_built_role_writes_only_its_own_logs_and_has_no_managed_policy(stack):
     function = template.to_json()["Resources"][stack.get_logical_id(controller.function.node.default_child)]
     policy = next(iter(template.find_resources("AWS::IAM::Policy")))
     assert function["DependsOn"] == [policy]
+
+
+def test_warns_when_a_table_gets_more_than_two_stream_readers(stack):
+    from aws_cdk.assertions import Annotations
+
+    table = StreamTable(stack, "Table", partition_key=PK)
+    for i in range(2):
+        SimpleController(stack, f"C{i}", table=table, code=CODE, handler="index.handler")
+    assert Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("stream readers")) == []
+    SimpleController(stack, "C2", table=table, code=CODE, handler="index.handler")
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("stream readers"))
+    assert len(warnings) == 1
+    assert "now has 3 stream readers" in json.dumps(warnings[0].entry.data)

@@ -16,7 +16,11 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from ddb_stream_patterns import StreamFilter
 from tests.support import REPO, mask_assets
 
-STACKS = ["DdbStreamPatterns-SimpleController", "DdbStreamPatterns-ComplexController"]
+STACKS = [
+    "DdbStreamPatterns-SimpleController",
+    "DdbStreamPatterns-ComplexController",
+    "DdbStreamPatterns-DataPatterns",
+]
 
 
 def _stack(app: cdk.App, name: str) -> cdk.Stack:

@@ -1,0 +1,148 @@
+"""What the data patterns share: a runtime handler from ``ddb_stream_runtime`` run by a
+``SimpleController`` (so every pattern gets the same safe event source, failure queue,
+alarms and metrics), and checks on the source stream's view type."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+import aws_cdk.aws_cloudwatch as cloudwatch
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+from constructs import Construct
+
+from ._resources import build_function
+from ._validation import check_duration_range, check_range
+from .monitoring import Monitoring
+from .runtime_assets import runtime_code
+from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .stream_filter import StreamFilter
+from .stream_table import StreamTable
+
+__all__ = ["StreamOptions", "runtime_controller", "require_view_type", "ControllerMetrics"]
+
+_VIEWS_WITH_OLD = {dynamodb.StreamViewType.OLD_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
+_VIEWS_WITH_NEW = {dynamodb.StreamViewType.NEW_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
+VIEWS = {"old": _VIEWS_WITH_OLD, "new": _VIEWS_WITH_NEW, "both": _VIEWS_WITH_OLD & _VIEWS_WITH_NEW}
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The stream event source of a data pattern's handler (as in ``SimpleController``).
+
+    Parameters
+    ----------
+    batch_size
+        1-10,000. Default: 100.
+    max_batching_window
+        0-300 s. Default: none.
+    parallelization_factor
+        1-10. Default: 1.
+    retry_attempts
+        0-10,000. Default: 10.
+    max_record_age
+        60 s to 7 days. Default: 1 day.
+    starting_position
+        Default: ``TRIM_HORIZON``.
+    """
+
+    batch_size: int = 100
+    max_batching_window: cdk.Duration | None = None
+    parallelization_factor: int = 1
+    retry_attempts: int = 10
+    max_record_age: cdk.Duration | None = None
+    starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON
+
+    def __post_init__(self) -> None:
+        # The same limits SimpleController checks, raised here with this struct's names.
+        check_range("stream_options.batch_size", self.batch_size, 1, 10_000)
+        check_range("stream_options.parallelization_factor", self.parallelization_factor, 1, 10)
+        check_range("stream_options.retry_attempts", self.retry_attempts, 0, 10_000)
+        check_duration_range("stream_options.max_batching_window", self.max_batching_window, 0, 300)
+        check_duration_range("stream_options.max_record_age", self.max_record_age, 60, 604_800)
+
+
+def require_view_type(table: dynamodb.ITable, needs: str, pattern: str) -> None:
+    """Fail at synth when a ``StreamTable``'s view type lacks the images ``pattern`` reads.
+
+    ``needs`` is ``"old"``, ``"new"`` or ``"both"``. Other tables' view types are not
+    known here: the runtime then fails the records it cannot use (they reach the DLQ).
+    """
+    if not isinstance(table, StreamTable):
+        return
+    if table.stream_view_type not in VIEWS[needs]:
+        wanted = sorted(v.value for v in VIEWS[needs])
+        raise ValueError(
+            f"table {table.node.path!r} streams {table.stream_view_type.value}, but {pattern} "
+            f"reads {'both images' if needs == 'both' else f'the {needs} image'}: "
+            f"use stream_view_type {' or '.join(wanted)}"
+        )
+
+
+def runtime_controller(
+    scope: Construct,
+    *,
+    table: dynamodb.ITable,
+    handler: str,
+    environment: dict[str, str],
+    function_options: lambda_.FunctionOptions | None,
+    stream_options: StreamOptions | None,
+    monitoring: Monitoring | None,
+    removal_policy: cdk.RemovalPolicy,
+    filters: Sequence[StreamFilter] = (),
+    code: lambda_.Code | None = None,
+    layers: list[lambda_.ILayerVersion] | None = None,
+) -> SimpleController:
+    """Build ``Function`` running ``handler`` and put it on the stream as ``Controller``."""
+    function = build_function(
+        scope,
+        "Function",
+        code=code or runtime_code(),
+        handler=handler,
+        runtime=DEFAULT_RUNTIME,
+        removal_policy=removal_policy,
+        options=function_options,
+        environment=environment,
+        layers=layers,
+    )
+    options = stream_options or StreamOptions()
+    return SimpleController(
+        scope,
+        "Controller",
+        table=table,
+        function=function,
+        filters=filters,
+        starting_position=options.starting_position,
+        batch_size=options.batch_size,
+        max_batching_window=options.max_batching_window,
+        parallelization_factor=options.parallelization_factor,
+        retry_attempts=options.retry_attempts,
+        max_record_age=options.max_record_age,
+        failure_destination=FailureDestination.sqs(),
+        removal_policy=removal_policy,
+        monitoring=monitoring,
+    )
+
+
+class ControllerMetrics:
+    """Metrics and dashboard rows of a pattern whose handler runs in ``self.controller``."""
+
+    controller: SimpleController
+
+    def metric_iterator_age(self) -> cloudwatch.Metric:
+        """Maximum iterator age of the pattern's handler (ms)."""
+        return self.controller.metric_iterator_age()
+
+    def metric_errors(self) -> cloudwatch.Metric:
+        """Sum of the handler's errors (failed batches are retried, then sent to the DLQ)."""
+        return self.controller.metric_errors()
+
+    def metric_failure_queue_depth(self) -> cloudwatch.Metric:
+        """Records given up on, waiting in the failure queue."""
+        return self.controller.metric_failure_queue_depth()
+
+    def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
+        """The handler, then its failure queue: rows for a ``StreamDashboard``."""
+        return self.controller.dashboard_rows()

@@ -1,0 +1,196 @@
+"""``TtlArchiver``: items that TTL deletes are archived to S3 (or an archive table)."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import aws_cdk.aws_cloudwatch as cloudwatch
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_iam as iam
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_s3 as s3
+from constructs import Construct
+
+from ._nag import acknowledge
+from ._resources import secure_bucket
+from ._stream_pattern import ControllerMetrics, StreamOptions, require_view_type, runtime_controller
+from ._validation import check_duration_range
+from .monitoring import Monitoring
+from .stream_filter import StreamFilter
+from .stream_table import StreamTable
+
+__all__ = ["TtlArchiver"]
+
+
+class TtlArchiver(ControllerMetrics, Construct):
+    """Archive the old image of every item that TTL expires.
+
+    The event source mapping filters to TTL deletions (REMOVE by the DynamoDB service
+    principal), so manual deletes never invoke the function unless
+    ``include_manual_deletes``. By default each batch becomes one gzip JSON-lines object
+    in S3, partitioned by date; its key comes from the batch's sequence range, so a
+    retried batch overwrites its object instead of duplicating it.
+
+    Parameters
+    ----------
+    table
+        The source table; its stream must carry old images. Required.
+    ttl_attribute
+        Enable TTL on this attribute when the table is a ``StreamTable`` of this app
+        without TTL. Default: none (the table must have TTL already; a ``StreamTable``
+        without it is an error: nothing would ever be archived).
+    bucket
+        Archive into this bucket. Default: a new bucket (encrypted, TLS-only, no public
+        access, ``removal_policy``).
+    archive_table
+        Archive into this table instead (PutItem of the image as is). Give this *or*
+        ``bucket``, not both. Default: none.
+    prefix
+        Object key prefix. Default: ``archive/``.
+    transition_to, transition_after
+        Lifecycle of a created bucket: move objects to this storage class after this
+        time (at least 30 days). Default: none (stay in S3 Standard).
+    include_manual_deletes
+        Also archive items deleted by users. Default: ``False``.
+    stream_options, function_options, monitoring, removal_policy
+        As for the other patterns (``StreamOptions``, ``FunctionOptions``, ``Monitoring``;
+        ``RETAIN``).
+
+    Attributes
+    ----------
+    function, controller (its ``SimpleController``: failure queue, event source),
+    bucket (or ``None``), archive_table (or ``None``), alarms.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        table: dynamodb.ITable,
+        ttl_attribute: str | None = None,
+        bucket: s3.IBucket | None = None,
+        archive_table: dynamodb.ITable | None = None,
+        prefix: str = "archive/",
+        transition_to: s3.StorageClass | None = None,
+        transition_after: cdk.Duration | None = None,
+        include_manual_deletes: bool = False,
+        stream_options: StreamOptions | None = None,
+        function_options: lambda_.FunctionOptions | None = None,
+        monitoring: Monitoring | None = None,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id)
+        if bucket is not None and archive_table is not None:
+            raise ValueError(
+                "give either bucket or archive_table, not both "
+                f"(got bucket {bucket.node.path!r} and archive_table {archive_table.node.path!r})"
+            )
+        if archive_table is not None and (transition_to or transition_after):
+            raise ValueError("transition_to and transition_after only apply to an S3 archive")
+        if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
+            raise ValueError(f"prefix must be non-empty, relative and end with '/', got {prefix!r}")
+        check_duration_range("transition_after", transition_after, 30 * 86_400, 36_500 * 86_400)
+        require_view_type(table, "old", "TtlArchiver")
+        _enable_ttl(table, ttl_attribute)
+
+        self.archive_table = archive_table
+        self.bucket: s3.IBucket | None = None
+        if archive_table is None:
+            self.bucket = bucket or self._bucket(removal_policy, transition_to, transition_after)
+            environment = {"ARCHIVE_BUCKET": self.bucket.bucket_name, "ARCHIVE_PREFIX": prefix}
+        else:
+            environment = {"ARCHIVE_TABLE": archive_table.table_name}
+
+        self.controller = runtime_controller(
+            self,
+            table=table,
+            handler="ddb_stream_runtime.archiver.handler",
+            environment=environment,
+            function_options=function_options,
+            stream_options=stream_options,
+            monitoring=monitoring,
+            removal_policy=removal_policy,
+            filters=[
+                StreamFilter(event_names=["REMOVE"])
+                if include_manual_deletes
+                else StreamFilter.ttl_expiry()
+            ],
+        )
+        self.function = self.controller.function
+        self.alarms: dict[str, cloudwatch.Alarm] = self.controller.alarms
+        self._grant(prefix)
+
+    def _bucket(
+        self,
+        removal_policy: cdk.RemovalPolicy,
+        transition_to: s3.StorageClass | None,
+        transition_after: cdk.Duration | None,
+    ) -> s3.Bucket:
+        rules = []
+        if transition_to is not None:
+            rules.append(
+                s3.LifecycleRule(
+                    transitions=[
+                        s3.Transition(
+                            storage_class=transition_to,
+                            transition_after=transition_after or cdk.Duration.days(90),
+                        )
+                    ]
+                )
+            )
+        bucket = secure_bucket(
+            self, "ArchiveBucket", removal_policy=removal_policy, lifecycle_rules=rules or None
+        )
+        acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "written only by the archiver's role, one object per batch; audit reads with "
+            "CloudTrail data events, or pass your own bucket with access logs",
+        )
+        return bucket
+
+    def _grant(self, prefix: str) -> None:
+        if self.archive_table is not None:
+            self.archive_table.grant(self.function, "dynamodb:BatchWriteItem")
+            return
+        # PutObject on the prefix only (grant_put would add s3:Abort* on the whole bucket).
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{prefix}*")]
+            )
+        )
+        if isinstance(self.bucket, s3.Bucket) and self.bucket.node.scope is self:
+            # nag names the resource by its template form: <LogicalId.Arn>/prefix*.
+            bucket_id = cdk.Stack.of(self).get_logical_id(self.bucket.node.default_child)
+            acknowledge(
+                self.function.role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
+                "archive object keys are per batch: S3 object ARNs need a wildcard under "
+                "the archive prefix",
+            )
+
+
+def _enable_ttl(table: dynamodb.ITable, ttl_attribute: str | None) -> None:
+    """Turn TTL on for a StreamTable of this app; refuse what cannot work."""
+    if not isinstance(table, StreamTable):
+        if ttl_attribute is not None:
+            raise ValueError(
+                f"ttl_attribute {ttl_attribute!r} can only be enabled on a StreamTable of this "
+                f"app, not on {table.node.path!r}: enable TTL where that table is defined"
+            )
+        return
+    current = table.time_to_live_attribute
+    if current is not None and ttl_attribute not in (None, current):
+        raise ValueError(
+            f"ttl_attribute {ttl_attribute!r} differs from the table's TTL attribute {current!r}"
+        )
+    if current is None and ttl_attribute is None:
+        raise ValueError(
+            f"table {table.node.path!r} has no TTL, so nothing would ever be archived: "
+            "set ttl_attribute (or time_to_live_attribute on the StreamTable)"
+        )
+    if current is None:
+        table.node.default_child.add_property_override(
+            "TimeToLiveSpecification", {"AttributeName": ttl_attribute, "Enabled": True}
+        )
+        table.time_to_live_attribute = ttl_attribute

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_s3 as s3
+import pytest
+from aws_cdk.assertions import Template
+
+from ddb_stream_patterns import StreamFilter, StreamOptions, TtlArchiver
+
+from .data_support import (
+    KEY,
+    actions,
+    env_of,
+    mapping_of,
+    patterns,
+    resource,
+    role_statements,
+    tasks,
+)
+
+
+def test_filters_ttl_expiries_and_writes_one_prefix_of_a_secure_bucket(stack):
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack))
+    mapping = mapping_of(stack, archiver.controller)
+    assert patterns(mapping) == [StreamFilter.ttl_expiry().to_pattern()]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert resource(stack, archiver.function)["Properties"]["Handler"] == "ddb_stream_runtime.archiver.handler"
+    env = env_of(stack, archiver.function)
+    bucket = stack.get_logical_id(archiver.bucket.node.default_child)
+    assert env == {"ARCHIVE_BUCKET": {"Ref": bucket}, "ARCHIVE_PREFIX": "archive/"}
+    s3_statements = [s for s in role_statements(stack, archiver.function) if "s3" in str(s["Action"])]
+    assert s3_statements == [{
+        "Action": "s3:PutObject", "Effect": "Allow",
+        "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/archive/*"]]},
+    }]
+    props = resource(stack, archiver.bucket)
+    assert props["DeletionPolicy"] == "Retain"
+    assert props["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"] is True
+    assert "LifecycleConfiguration" not in props["Properties"]
+
+
+def test_manual_deletes_option_and_lifecycle(stack):
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack), include_manual_deletes=True,
+                           transition_to=s3.StorageClass.GLACIER, transition_after=cdk.Duration.days(60))
+    assert patterns(mapping_of(stack, archiver.controller)) == [{"eventName": ["REMOVE"]}]
+    rules = resource(stack, archiver.bucket)["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rules[0]["Transitions"] == [{"StorageClass": "GLACIER", "TransitionInDays": 60}]
+
+
+def test_archive_table_mode(stack):
+    archive = dynamodb.TableV2(stack, "Archive", **KEY)
+    archiver = TtlArchiver(stack, "Archiver", table=tasks(stack), archive_table=archive)
+    assert archiver.bucket is None
+    assert env_of(stack, archiver.function) == {"ARCHIVE_TABLE": {"Ref": stack.get_logical_id(archive.node.default_child)}}
+    assert actions(role_statements(stack, archiver.function)) >= {"dynamodb:BatchWriteItem"}
+    assert not any(a.startswith("s3:") for a in actions(role_statements(stack, archiver.function)))
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+
+
+def test_enables_ttl_on_an_owned_table_without_it(stack):
+    table = tasks(stack, time_to_live_attribute=None)
+    TtlArchiver(stack, "Archive", table=table, ttl_attribute="expiresAt")
+    assert resource(stack, table)["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_alarms_and_stream_options(stack):
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack), stream_options=StreamOptions(batch_size=500))
+    assert mapping_of(stack, archiver.controller)["BatchSize"] == 500
+    assert {"handlerIteratorAge", "handlerErrors", "failureQueueMessages"} <= set(archiver.alarms)
+    assert archiver.metric_errors().metric_name == "Errors"
+    assert archiver.dashboard_rows()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"ttl_attribute": None, "table_ttl": None}, "has no TTL, so nothing would ever be archived"),
+    ({"ttl_attribute": "other"}, "ttl_attribute 'other' differs from the table's TTL attribute 'expiresAt'"),
+    ({"prefix": "archive"}, "prefix must be non-empty, relative and end with '/', got 'archive'"),
+    ({"transition_to": s3.StorageClass.GLACIER, "transition_after": cdk.Duration.days(7)}, "transition_after must be between"),
+    ({"view": dynamodb.StreamViewType.NEW_IMAGE}, "streams NEW_IMAGE, but TtlArchiver reads the old image"),
+])
+def test_fails_bad_props(stack, kwargs, message):
+    table_kwargs = {}
+    if "table_ttl" in kwargs:
+        table_kwargs["time_to_live_attribute"] = kwargs.pop("table_ttl")
+    if "view" in kwargs:
+        table_kwargs["stream_view_type"] = kwargs.pop("view")
+    with pytest.raises(ValueError, match=message):
+        TtlArchiver(stack, "Archive", table=tasks(stack, **table_kwargs), **kwargs)
+
+
+def test_fails_bucket_and_archive_table(stack):
+    with pytest.raises(ValueError, match="give either bucket or archive_table, not both"):
+        TtlArchiver(stack, "Archive", table=tasks(stack), bucket=s3.Bucket(stack, "B"),
+                    archive_table=dynamodb.TableV2(stack, "A", **KEY))
+
+
+def test_fails_ttl_on_imported_table(stack):
+    imported = dynamodb.TableV2.from_table_attributes(
+        stack, "Imported", table_name="t",
+        table_stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000")
+    with pytest.raises(ValueError, match="can only be enabled on a StreamTable of this app"):
+        TtlArchiver(stack, "Archive", table=imported, ttl_attribute="expiresAt")
+    archiver = TtlArchiver(stack, "Archive2", table=imported)  # no TTL to enable: accepted
+    assert archiver.bucket is not None
