@@ -32,11 +32,14 @@ class TableReplicator(ControllerMetrics, Construct):
     Parameters
     ----------
     table
-        The source table; its stream must carry new images. Required.
+        The source table; its stream must carry new images (both images with a
+        ``transform``, which derives delete keys from the old image). Required.
     target_table
         Any ``ITable``, in this stack, another stack, another account or region
         (``TableV2.from_table_arn``). Only ``PutItem`` and ``DeleteItem`` are granted on
-        it. The target's key attributes must be present in the written items. Required.
+        it (plus ``DescribeTable`` with a ``transform``). A copy needs the source's key
+        schema; with a transform, the target's key attributes must be in its output.
+        Required.
     transform
         ``"module:function"`` in ``transform_code``: it takes the new image as plain
         Python values and returns the item to write, or ``None`` to drop it.
@@ -87,7 +90,11 @@ class TableReplicator(ControllerMetrics, Construct):
             raise ValueError(
                 f"version_attribute must be an attribute name, got {version_attribute!r}"
             )
-        require_view_type(table, "new", "TableReplicator")
+        # A transform derives the delete key from the old image, so it needs both.
+        if transform is None:
+            require_view_type(table, "new", "TableReplicator")
+        else:
+            require_view_type(table, "both", "TableReplicator with a transform")
 
         environment = {
             "TARGET_TABLE": target_table.table_name,
@@ -112,4 +119,8 @@ class TableReplicator(ControllerMetrics, Construct):
         )
         self.function = self.controller.function
         self.alarms: dict[str, cloudwatch.Alarm] = self.controller.alarms
-        target_table.grant(self.function, "dynamodb:PutItem", "dynamodb:DeleteItem")
+        writes = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+        if transform is not None:
+            # The runtime reads the target's key names once to build delete keys.
+            writes.append("dynamodb:DescribeTable")
+        target_table.grant(self.function, *writes)

@@ -34,6 +34,8 @@ def test_transform_runs_user_code_with_the_runtime_layer(stack):
     assert isinstance(replicator.runtime_layer, StreamRuntimeLayer)
     assert props["Layers"] == [{"Ref": stack.get_logical_id(replicator.runtime_layer.node.default_child)}]
     assert env_of(stack, replicator.function)["TRANSFORM"] == "index:to_row"
+    granted = [s for s in role_statements(stack, replicator.function) if "dynamodb:PutItem" in str(s["Action"])]
+    assert set(granted[0]["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"}
 
 
 def test_cross_account_target_by_arn(stack):
@@ -67,3 +69,13 @@ def test_fails_without_new_images():
     table = tasks(stack, stream_view_type=dynamodb.StreamViewType.OLD_IMAGE)
     with pytest.raises(ValueError, match="streams OLD_IMAGE, but TableReplicator reads the new image"):
         TableReplicator(stack, "Rep", table=table, target_table=dynamodb.TableV2(stack, "T", **KEY))
+
+
+def test_fails_transform_without_old_images():
+    import aws_cdk as cdk
+
+    stack = cdk.Stack(cdk.App(), "S")
+    table = tasks(stack, stream_view_type=dynamodb.StreamViewType.NEW_IMAGE)
+    with pytest.raises(ValueError, match="streams NEW_IMAGE, but TableReplicator with a transform reads both images"):
+        TableReplicator(stack, "Rep", table=table, target_table=dynamodb.TableV2(stack, "T", **KEY),
+                        transform="index:to_row", transform_code=CODE)

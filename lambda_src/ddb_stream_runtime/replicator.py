@@ -1,0 +1,808 @@
+"""The TableReplicator's Lambda: keep a target table in step with the source, order-safe.
+
+Every INSERT and MODIFY becomes a conditional ``PutItem`` of the new image,
+every REMOVE a conditional ``DeleteItem``, one call per record in stream order.
+Each written item carries a *version attribute*: the record's sequence number,
+left-padded with zeros to 40 digits so that string order is numeric order. A
+write only happens if the target holds no version yet or an older one::
+
+    attribute_not_exists(#v) OR #v < :seq
+
+so a record that arrives late (a replay, a retry) never overwrites newer data:
+DynamoDB answers ``ConditionalCheckFailedException``, which counts as success
+(the record is stale, the target is already ahead of it).
+
+Configuration (environment variables, read on the first invocation)
+-------------------------------------------------------------------
+``TARGET_TABLE``
+    Required: the table to write to.
+``VERSION_ATTRIBUTE``
+    Name of the version attribute. Default: ``_streamSequence``. An attribute
+    of that name in the image (or the transform's result) is overwritten.
+``TRANSFORM``
+    Optional ``module:function`` (importable from the function's code),
+    resolved once, on the first invocation. It receives an image as plain
+    Python values (see :mod:`ddb_stream_runtime.deserialize`) and returns the
+    item to write (a dict; floats are stored as ``Decimal(str(x))``) or
+    ``None`` to keep the item out of the target. Default: none (an exact copy).
+
+Copy (no ``TRANSFORM``)
+-----------------------
+The raw ``NewImage`` is written as it is (no deserialization, lossless) and
+REMOVEs delete the record's ``Keys``: the target has the source's key schema.
+
+Reshaped view (``TRANSFORM``)
+-----------------------------
+The target's key must be derivable from an image: every item the transform
+returns must hold the target's key attributes (read once with
+``DescribeTable``). Then, for each record:
+
+=======  ==========================  ===========================================
+event    transform of the new image  what is written
+=======  ==========================  ===========================================
+INSERT   an item                     put it
+INSERT   None                        nothing (there is no older item to remove)
+MODIFY   an item                     put it; if the transform of the *old* image
+                                     had another key, delete that one first
+MODIFY   None                        delete the key of the transformed old image
+                                     (an item transformed away leaves the target)
+REMOVE   (not called)                delete the key of the transformed old image
+=======  ==========================  ===========================================
+
+When the transform of the old image is ``None`` too, the item was never in the
+target and nothing is deleted. So the transform must be deterministic (the same
+image always gives the same item). MODIFY and REMOVE need the ``OldImage``: the
+stream must use ``NEW_AND_OLD_IMAGES``.
+
+Why deletes are safe under redelivery
+-------------------------------------
+A delete leaves no version behind, so a replayed INSERT of a deleted item
+writes it again. That lasts only until the replay reaches the REMOVE: the
+processor stops at the first failed record and Lambda re-sends that record
+*and every record after it*, in shard order, so a replayed INSERT is always
+followed by the replayed REMOVE that came after it, which deletes the item
+again. The final state is the same as after the first delivery (a partly
+applied key move heals the same way).
+
+Delivery semantics
+------------------
+Records are applied one at a time, in order. A stale record is skipped; any
+other error stops the batch and reports that record's ``SequenceNumber`` (see
+:func:`~ddb_stream_runtime.batch.process_stream_batch`). The version attribute
+must stay a string: a target item whose version has another type never
+compares lower, so it is never overwritten.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import math
+import os
+import re
+from base64 import b64decode
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .batch import PartialBatchResponse, process_stream_batch
+from .deserialize import DeserializationError
+from .records import MalformedRecordError, StreamRecord
+from .router import _aws_client
+
+__all__ = [
+    "DEFAULT_VERSION_ATTRIBUTE",
+    "SEQUENCE_DIGITS",
+    "Replicator",
+    "ReplicatorConfig",
+    "SerializationError",
+    "Transform",
+    "handler",
+    "load_transform",
+    "sequence_version",
+    "serialize_item",
+    "serialize_value",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: The version attribute's name unless ``VERSION_ATTRIBUTE`` says otherwise.
+DEFAULT_VERSION_ATTRIBUTE = "_streamSequence"
+#: Sequence numbers have at most 40 digits; versions are padded to this width.
+SEQUENCE_DIGITS = 40
+
+#: ``transform(image) -> item or None``, on plain Python values.
+Transform = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+
+# Only write over nothing or over an older version (padded strings: string order = numeric).
+_CONDITION = "attribute_not_exists(#v) OR #v < :seq"
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_SPEC = re.compile(
+    r"(?P<module>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+    r":(?P<attr>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+)
+_MAX_REPR = 80
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicatorConfig:
+    """Where and how the replicator writes; validated on creation.
+
+    Parameters
+    ----------
+    target_table : str
+        The target table's name (or ARN).
+    version_attribute : str, optional
+        Default: ``"_streamSequence"``.
+    transform : str, optional
+        A ``module:function`` spec, resolved by :func:`load_transform` when
+        the :class:`Replicator` is created. Default: None (an exact copy).
+
+    Raises
+    ------
+    ValueError
+        If a value is invalid; the message shows it.
+
+    Examples
+    --------
+    >>> ReplicatorConfig.from_env({"TARGET_TABLE": "AppUsers", "TRANSFORM": "views:app_user"})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ReplicatorConfig(target_table='AppUsers', version_attribute='_streamSequence',
+                     transform='views:app_user')
+    >>> ReplicatorConfig("AppUsers", transform="views.app_user")
+    Traceback (most recent call last):
+    ...
+    ValueError: TRANSFORM must be 'module:function' (e.g. 'views:app_user'), got 'views.app_user'
+    """
+
+    target_table: str
+    version_attribute: str = DEFAULT_VERSION_ATTRIBUTE
+    transform: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_table, str) or not self.target_table:
+            raise ValueError(f"target_table must be a non-empty string, got {self.target_table!r}")
+        if not isinstance(self.version_attribute, str) or not self.version_attribute:
+            raise ValueError(
+                f"version_attribute must be a non-empty string, got {self.version_attribute!r}"
+            )
+        if self.transform is not None and not (
+            isinstance(self.transform, str) and _SPEC.fullmatch(self.transform)
+        ):
+            raise ValueError(
+                "TRANSFORM must be 'module:function' (e.g. 'views:app_user'), "
+                f"got {self.transform!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReplicatorConfig:
+        """Read ``TARGET_TABLE``, ``VERSION_ATTRIBUTE`` and ``TRANSFORM``.
+
+        Parameters
+        ----------
+        environ : mapping, optional
+            Default: ``os.environ``.
+
+        Returns
+        -------
+        ReplicatorConfig
+
+        Raises
+        ------
+        ValueError
+            If ``TARGET_TABLE`` is missing or a value is invalid.
+        """
+        env = os.environ if environ is None else environ
+        target = env.get("TARGET_TABLE", "")
+        if not target:
+            raise ValueError("environment variable TARGET_TABLE is required")
+        return cls(
+            target_table=target,
+            version_attribute=env.get("VERSION_ATTRIBUTE") or DEFAULT_VERSION_ATTRIBUTE,
+            transform=env.get("TRANSFORM", "").strip() or None,
+        )
+
+
+def load_transform(spec: str) -> Transform:
+    """Import the function a ``module:function`` spec names.
+
+    Parameters
+    ----------
+    spec : str
+        ``"package.module:function"``; the function part may be dotted
+        (``"views:AppUser.from_image"``).
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    ValueError
+        If the spec is malformed, the module cannot be imported (or raises on
+        import), the attribute is missing or is not callable. The original
+        exception is chained.
+
+    Examples
+    --------
+    >>> load_transform("json:dumps")({"a": 1})
+    '{"a": 1}'
+    >>> load_transform("json:nothing")
+    Traceback (most recent call last):
+    ...
+    ValueError: TRANSFORM 'json:nothing': module 'json' has no attribute 'nothing'
+    """
+    match = _SPEC.fullmatch(spec) if isinstance(spec, str) else None
+    if match is None:
+        raise ValueError(
+            f"TRANSFORM must be 'module:function' (e.g. 'views:app_user'), got {spec!r}"
+        )
+    module_name, attr_path = match["module"], match["attr"]
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or anything the module raises while loading
+        raise ValueError(
+            f"TRANSFORM {spec!r}: cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc} (it must be importable from the function's code)"
+        ) from exc
+    where = f"module {module_name!r}"
+    done: list[str] = []
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"TRANSFORM {spec!r}: {where} has no attribute {part!r}") from None
+        done.append(part)
+        where = repr(f"{module_name}:{'.'.join(done)}")
+    if not callable(target):
+        raise ValueError(
+            f"TRANSFORM {spec!r}: {attr_path!r} is a {type(target).__name__}, not a function"
+        )
+    return target  # type: ignore[no-any-return]
+
+
+# --- Python values -> DynamoDB JSON (what the boto3 client takes) ----------------------
+
+
+class SerializationError(ValueError):
+    """A Python value cannot be stored in DynamoDB.
+
+    Parameters
+    ----------
+    reason : str
+        What is wrong with the value.
+    path : tuple of str or int, optional
+        Where the bad value sits inside the item: map keys and list indexes.
+
+    Examples
+    --------
+    >>> serialize_item({"tags": {"a": [set()]}})
+    Traceback (most recent call last):
+    ...
+    ddb_stream_runtime.replicator.SerializationError: tags.a[0]: dynamodb cannot store an empty set
+    """
+
+    def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+    def _prepend(self, step: str | int) -> None:
+        self.path = (step, *self.path)
+
+    def __str__(self) -> str:
+        if not self.path:
+            return self.reason
+        where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in self.path)
+        return f"{where.lstrip('.')}: {self.reason}"
+
+
+def _short(value: Any) -> str:
+    # Never dump a whole item into an error message (or the logs).
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, bool):  # never reached from serialize_value; guards sets
+        raise SerializationError(f"a number set cannot hold {value!r}")
+    if isinstance(value, int):
+        return int.__repr__(value)  # plain digits, also for IntEnum members
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SerializationError(f"dynamodb cannot store {value!r}")
+        return str(Decimal(repr(value)))  # the shortest text that reads back as this float
+    if value.is_finite():
+        return str(value)
+    raise SerializationError(f"dynamodb cannot store Decimal({str(value)!r})")
+
+
+def _serialize_str(value: str) -> dict[str, Any]:
+    return {"S": value if value.__class__ is str else str.__str__(value)}
+
+
+def _serialize_number(value: Any) -> dict[str, Any]:
+    return {"N": _number_text(value)}
+
+
+def _serialize_bool(value: bool) -> dict[str, Any]:
+    return {"BOOL": bool(value)}
+
+
+def _serialize_null(value: None) -> dict[str, Any]:
+    return {"NULL": True}
+
+
+def _serialize_bytes(value: Any) -> dict[str, Any]:
+    return {"B": bytes(value)}  # the client base64-encodes it on the wire
+
+
+def _serialize_map(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {"M": serialize_item(value)}
+
+
+def _serialize_list(value: Any) -> dict[str, Any]:
+    out = []
+    for index, element in enumerate(value):
+        try:
+            out.append(serialize_value(element))
+        except SerializationError as exc:
+            exc._prepend(index)
+            raise
+    return {"L": out}
+
+
+def _serialize_set(value: Any) -> dict[str, Any]:
+    if not value:
+        raise SerializationError("dynamodb cannot store an empty set")
+    if all(isinstance(v, str) for v in value):
+        return {"SS": [_serialize_str(v)["S"] for v in value]}
+    if all(isinstance(v, (bytes, bytearray, memoryview)) for v in value):
+        return {"BS": [bytes(v) for v in value]}
+    if all(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) for v in value):
+        return {"NS": [_number_text(v) for v in value]}
+    kinds = sorted({type(v).__name__ for v in value})
+    raise SerializationError(
+        f"a set holds only strings, only numbers or only bytes, got {', '.join(kinds)}"
+    )
+
+
+# Exact class -> converter (the common case: one dict lookup); subclasses go through
+# _BY_INSTANCE, where bool must come before int.
+_BY_CLASS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    str: _serialize_str,
+    int: _serialize_number,
+    Decimal: _serialize_number,
+    float: _serialize_number,
+    bool: _serialize_bool,
+    type(None): _serialize_null,
+    dict: _serialize_map,
+    list: _serialize_list,
+    tuple: _serialize_list,
+    set: _serialize_set,
+    frozenset: _serialize_set,
+    bytes: _serialize_bytes,
+    bytearray: _serialize_bytes,
+    memoryview: _serialize_bytes,
+}
+_BY_INSTANCE: tuple[tuple[type | tuple[type, ...], Callable[[Any], dict[str, Any]]], ...] = (
+    (bool, _serialize_bool),
+    (str, _serialize_str),
+    ((int, float, Decimal), _serialize_number),
+    (Mapping, _serialize_map),
+    ((list, tuple), _serialize_list),
+    ((set, frozenset), _serialize_set),
+    ((bytes, bytearray, memoryview), _serialize_bytes),
+)
+
+
+def serialize_value(value: Any) -> dict[str, Any]:
+    """Convert one Python value to a DynamoDB attribute value, as the boto3 client takes it.
+
+    The inverse of :func:`~ddb_stream_runtime.deserialize.deserialize_value`:
+    ``str`` -> S; ``int`` / ``Decimal`` -> N (exact text); ``float`` -> N via
+    ``Decimal(str(x))`` (boto3's TypeSerializer rejects floats); ``bytes`` ->
+    B (raw bytes: the client base64-encodes them); ``bool`` -> BOOL; ``None``
+    -> NULL; ``dict`` -> M; ``list`` / ``tuple`` -> L; non-empty sets of
+    strings, numbers or bytes -> SS / NS / BS.
+
+    Parameters
+    ----------
+    value : Any
+
+    Returns
+    -------
+    dict
+        An attribute value with one type tag.
+
+    Raises
+    ------
+    SerializationError
+        For NaN and infinities, empty or mixed sets, non-string map keys and
+        types DynamoDB has no tag for; the message names the path.
+
+    Examples
+    --------
+    >>> serialize_value({"n": 1, "f": 0.1, "tags": ["a", None]})
+    {'M': {'n': {'N': '1'}, 'f': {'N': '0.1'}, 'tags': {'L': [{'S': 'a'}, {'NULL': True}]}}}
+    """
+    convert = _BY_CLASS.get(value.__class__)
+    if convert is None:
+        for kinds, candidate in _BY_INSTANCE:
+            if isinstance(value, kinds):
+                convert = candidate
+                break
+        else:
+            raise SerializationError(
+                f"dynamodb has no type for a {type(value).__name__} ({_short(value)})"
+            )
+    return convert(value)
+
+
+def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert a whole item (attribute name -> Python value) for ``PutItem``.
+
+    Parameters
+    ----------
+    item : mapping
+
+    Returns
+    -------
+    dict
+        Attribute name -> attribute value (see :func:`serialize_value`).
+
+    Raises
+    ------
+    SerializationError
+        If an attribute name is not a string or a value cannot be stored.
+
+    Examples
+    --------
+    >>> serialize_item({"id": 7, "roles": {"admin"}})
+    {'id': {'N': '7'}, 'roles': {'SS': ['admin']}}
+    """
+    if not isinstance(item, Mapping):
+        raise SerializationError(f"an item is a mapping of attributes, got {_short(item)}")
+    out: dict[str, Any] = {}
+    for name, value in item.items():
+        if not isinstance(name, str):
+            raise SerializationError(f"attribute names are strings, got {_short(name)}")
+        try:
+            out[name] = serialize_value(value)
+        except SerializationError as exc:
+            exc._prepend(name)
+            raise
+    return out
+
+
+# --- stream DynamoDB JSON -> client DynamoDB JSON ----------------------------------------
+# Stream images carry B / BS as base64 text, but the boto3 client wants bytes and
+# base64-encodes whatever it gets: passing the text through would store it encoded twice.
+
+
+def _binary(value: Any) -> bytes:
+    try:
+        return b64decode(value, validate=True)
+    except (TypeError, ValueError):
+        raise DeserializationError(f"type tag 'B' needs base64 text, got {_short(value)}") from None
+
+
+def _client_binary(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {"B": _binary(value)}
+
+
+def _client_binary_set(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    if not isinstance(value, list):
+        raise DeserializationError(f"type tag 'BS' needs a list, got {_short(value)}")
+    return {"BS": [_binary(v) for v in value]}
+
+
+def _client_map(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    converted = _client_image(value) if isinstance(value, dict) else value
+    return av if converted is value else {"M": converted}
+
+
+def _client_list(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    if not isinstance(value, list):
+        return av  # botocore's parameter validation names the problem
+    out = None
+    for index, element in enumerate(value):
+        converted = _client_value(element)
+        if converted is not element:
+            if out is None:
+                out = list(value)
+            out[index] = converted
+    return av if out is None else {"L": out}
+
+
+# Only the tags that can hold binary data are looked into; the rest pass as they are.
+_TO_CLIENT: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
+    "B": _client_binary,
+    "BS": _client_binary_set,
+    "M": _client_map,
+    "L": _client_list,
+}
+
+
+def _client_value(av: Any) -> Any:
+    if av.__class__ is not dict or len(av) != 1:
+        return av  # not valid DynamoDB JSON: botocore's validation rejects it by name
+    [(tag, value)] = av.items()
+    convert = _TO_CLIENT.get(tag)
+    return av if convert is None else convert(av, value)
+
+
+def _client_image(image: dict[str, Any]) -> dict[str, Any]:
+    """A stream image as the client takes it: the same object when it holds no binary.
+
+    Copy-on-write, never in place: the event belongs to the caller.
+    """
+    out = None
+    for name, av in image.items():
+        converted = _client_value(av)
+        if converted is not av:
+            if out is None:
+                out = dict(image)
+            out[name] = converted
+    return image if out is None else out
+
+
+# --- replication -------------------------------------------------------------------------
+
+
+def sequence_version(sequence_number: str) -> str:
+    """The version stored for a record: its sequence number padded to 40 digits.
+
+    Parameters
+    ----------
+    sequence_number : str
+        ``dynamodb.SequenceNumber``: decimal digits, at most 40.
+
+    Returns
+    -------
+    str
+        Zero-padded, so that comparing two versions as strings compares the numbers.
+
+    Raises
+    ------
+    MalformedRecordError
+        If the sequence number is not made of at most 40 decimal digits.
+
+    Examples
+    --------
+    >>> sequence_version("111")
+    '0000000000000000000000000000000000000111'
+    >>> sequence_version("999") < sequence_version("1000")
+    True
+    """
+    if (
+        not isinstance(sequence_number, str)
+        or not (sequence_number.isascii() and sequence_number.isdigit())
+        or len(sequence_number) > SEQUENCE_DIGITS
+    ):
+        raise MalformedRecordError(
+            f"sequence number {sequence_number!r} is not a number of at most "
+            f"{SEQUENCE_DIGITS} digits: it cannot be stored as a version"
+        )
+    return sequence_number.zfill(SEQUENCE_DIGITS)
+
+
+def _is_stale(exc: Exception) -> bool:
+    """True for ConditionalCheckFailedException: the target already holds newer data."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    code = error.get("Code") if isinstance(error, dict) else None
+    return code == _CONDITION_FAILED or type(exc).__name__ == _CONDITION_FAILED
+
+
+class Replicator:
+    """Apply the records of a stream event to the target table, in order.
+
+    Parameters
+    ----------
+    config : ReplicatorConfig
+    dynamodb_client : object, optional
+        Anything with boto3's ``put_item``, ``delete_item`` and (with a
+        transform) ``describe_table``. Default: a boto3 DynamoDB client,
+        created on first use.
+    transform : callable, optional
+        Use this function instead of importing ``config.transform``.
+        Default: the function ``config.transform`` names, if any.
+    logger : logging.Logger, optional
+        Default: the ``ddb_stream_runtime.replicator`` logger.
+
+    Raises
+    ------
+    ValueError
+        If ``config.transform`` cannot be resolved (see :func:`load_transform`).
+
+    Examples
+    --------
+    >>> class FakeDynamoDB:
+    ...     def __init__(self):
+    ...         self.calls = []
+    ...     def put_item(self, **params):
+    ...         self.calls.append(("put", params["Item"]))
+    ...     def delete_item(self, **params):
+    ...         self.calls.append(("delete", params["Key"]))
+    >>> client = FakeDynamoDB()
+    >>> replicator = Replicator(ReplicatorConfig("copy"), dynamodb_client=client)
+    >>> replicator.replicate({"Records": [
+    ...     {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "111",
+    ...      "Keys": {"Id": {"N": "101"}}, "NewImage": {"Id": {"N": "101"}}}},
+    ...     {"eventName": "REMOVE", "dynamodb": {"SequenceNumber": "222",
+    ...      "Keys": {"Id": {"N": "101"}}}},
+    ... ]})
+    {'batchItemFailures': []}
+    >>> client.calls  # doctest: +NORMALIZE_WHITESPACE
+    [('put', {'Id': {'N': '101'},
+              '_streamSequence': {'S': '0000000000000000000000000000000000000111'}}),
+     ('delete', {'Id': {'N': '101'}})]
+    """
+
+    def __init__(
+        self,
+        config: ReplicatorConfig,
+        *,
+        dynamodb_client: Any = None,
+        transform: Transform | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        if transform is None and config.transform is not None:
+            transform = load_transform(config.transform)
+        self.transform = transform
+        self._dynamodb = dynamodb_client
+        self._key_names: tuple[str, ...] | None = None
+        self._names = {"#v": config.version_attribute}  # the same for every write
+        self._log = logger or _LOGGER
+
+    def replicate(self, event: dict[str, Any]) -> PartialBatchResponse:
+        """Write every record of ``event``; report the first one that fails.
+
+        Parameters
+        ----------
+        event : dict
+            A DynamoDB stream event. A missing or empty ``Records`` is nothing to do.
+
+        Returns
+        -------
+        PartialBatchResponse
+            No failures, or exactly one: the first record that could not be
+            applied (stale records are not failures).
+
+        Raises
+        ------
+        TypeError
+            If ``event`` is not a stream event.
+        """
+        counts = {"put": 0, "delete": 0, "stale": 0}
+        apply = self._reshape if self.transform is not None else self._copy
+        response = process_stream_batch(
+            event, functools.partial(apply, counts=counts), logger=self._log
+        )
+        self._log.debug(
+            "replicator: %d puts, %d deletes, %d stale records skipped",
+            counts["put"],
+            counts["delete"],
+            counts["stale"],
+        )
+        return response
+
+    # -- per record
+
+    def _copy(self, record: StreamRecord, *, counts: dict[str, int]) -> None:
+        version = sequence_version(record.sequence_number)
+        if record.event_name == "REMOVE":
+            keys = record.raw_keys
+            if not keys:
+                raise MalformedRecordError(f"REMOVE record {record.sequence_number} has no Keys")
+            self._write("delete", version, counts, Key=_client_image(keys))
+            return
+        image = self._require(record, record.raw_new_image, "NewImage")
+        item = dict(_client_image(image))  # a copy: the event is not ours to change
+        item[self.config.version_attribute] = {"S": version}
+        self._write("put", version, counts, Item=item)
+
+    def _reshape(self, record: StreamRecord, *, counts: dict[str, int]) -> None:
+        version = sequence_version(record.sequence_number)
+        event_name = record.event_name
+        new_item = old_item = None
+        if event_name != "REMOVE":
+            self._require(record, record.raw_new_image, "NewImage")
+            new_item = self._call_transform(record, record.new_image, "new")
+        if event_name != "INSERT":
+            self._require(record, record.raw_old_image, "OldImage")
+            old_item = self._call_transform(record, record.old_image, "old")
+        if old_item is not None:
+            old_key = self._target_key(record, old_item, "old")
+            # Transformed away, or moved to another key: what the old image put there goes.
+            if new_item is None or self._target_key(record, new_item, "new") != old_key:
+                self._write("delete", version, counts, Key=serialize_item(old_key))
+        if new_item is not None:
+            item = serialize_item(new_item)
+            item[self.config.version_attribute] = {"S": version}
+            self._write("put", version, counts, Item=item)
+
+    def _require(self, record: StreamRecord, image: Any, name: str) -> dict[str, Any]:
+        if image is None:
+            needs = "NEW_AND_OLD_IMAGES" if self.transform is not None else "new images"
+            raise MalformedRecordError(
+                f"{record.event_name} record {record.sequence_number} has no {name}: "
+                f"the replicator needs a stream with {needs}, got {record.stream_view_type!r}"
+            )
+        return image  # type: ignore[no-any-return]
+
+    def _call_transform(
+        self, record: StreamRecord, image: dict[str, Any] | None, which: str
+    ) -> Mapping[str, Any] | None:
+        result = self.transform(image)  # type: ignore[misc, arg-type]
+        if result is None or isinstance(result, Mapping):
+            return result
+        raise TypeError(
+            f"TRANSFORM returned a {type(result).__name__} for the {which} image of record "
+            f"{record.sequence_number}: expected a dict or None"
+        )
+
+    def _target_key(
+        self, record: StreamRecord, item: Mapping[str, Any], which: str
+    ) -> dict[str, Any]:
+        names = self._target_key_names()
+        try:
+            return {name: item[name] for name in names}
+        except KeyError as exc:
+            raise ValueError(
+                f"the transformed {which} image of record {record.sequence_number} has no "
+                f"{exc.args[0]!r}: the transform must return the key of table "
+                f"{self.config.target_table!r} ({', '.join(names)})"
+            ) from None
+
+    def _target_key_names(self) -> tuple[str, ...]:
+        if self._key_names is None:
+            table = self._client().describe_table(TableName=self.config.target_table)["Table"]
+            self._key_names = tuple(k["AttributeName"] for k in table["KeySchema"])
+        return self._key_names
+
+    # -- writing
+
+    def _client(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = _aws_client("dynamodb")
+        return self._dynamodb
+
+    def _write(self, kind: str, version: str, counts: dict[str, int], **target: Any) -> None:
+        method = self._client().put_item if kind == "put" else self._client().delete_item
+        try:
+            method(
+                TableName=self.config.target_table,
+                ConditionExpression=_CONDITION,
+                ExpressionAttributeNames=self._names,
+                ExpressionAttributeValues={":seq": {"S": version}},
+                **target,
+            )
+        except Exception as exc:  # botocore has already retried throttling and 5xx
+            if not _is_stale(exc):
+                raise  # process_stream_batch reports this record and stops
+            counts["stale"] += 1  # the target holds this item at a later sequence number
+            return
+        counts[kind] += 1
+
+
+@functools.lru_cache(maxsize=1)
+def _default_replicator() -> Replicator:
+    # Read once per execution environment (and the transform imported once); configuration
+    # errors surface on the first invocation, and every one after it: no exception is cached.
+    return Replicator(ReplicatorConfig.from_env())
+
+
+def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
+    """The replicator Lambda's entry point (``ddb_stream_runtime.replicator.handler``).
+
+    Configured by environment variables, see the module docstring.
+    """
+    return _default_replicator().replicate(event)
