@@ -147,10 +147,8 @@ class SearchIndexer(ControllerMetrics, Construct):
             self.function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["es:ESHttpPost"],
-                    resources=[
-                        f"{self.domain.domain_arn}/_bulk",
-                        f"{self.domain.domain_arn}/{index_name}/_bulk",
-                    ],
+                    # The indexer posts to /<index>/_bulk only.
+                    resources=[f"{self.domain.domain_arn}/{index_name}/_bulk"],
                 )
             )
             if vpc is not None and isinstance(self.domain, opensearch.Domain):

@@ -114,3 +114,21 @@ def test_cdk_cli_synthesizes_the_app_offline(tmp_path):
         assert "AWS::Lambda::EventSourceMapping" in {
             r["Type"] for r in template["Resources"].values()
         }
+
+
+def test_every_shipped_handler_path_resolves(example_app):
+    """Each function running our runtime names a handler that exists and is callable."""
+    import importlib
+
+    handlers = set()
+    for name in STACKS:
+        template = Template.from_stack(_stack(example_app, name))
+        for function in template.find_resources("AWS::Lambda::Function").values():
+            handler = function["Properties"]["Handler"]
+            if handler.startswith("ddb_stream_runtime."):
+                handlers.add(handler)
+    assert handlers == {f"ddb_stream_runtime.{m}.handler" for m in
+                        ("router", "archiver", "counter", "indexer", "replicator")}
+    for handler in handlers:
+        module, attribute = handler.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), attribute))

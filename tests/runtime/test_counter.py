@@ -1,0 +1,686 @@
+"""Counter: per-group counts and sums, exactly once (moto's DynamoDB, real transactions)."""
+
+from __future__ import annotations
+
+import doctest
+import logging
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from botocore.exceptions import ClientError
+
+import ddb_stream_runtime.counter as counter_module
+from ddb_stream_runtime import StreamRecord
+from ddb_stream_runtime.counter import (
+    MARKER_PREFIX,
+    MARKER_TTL_SECONDS,
+    MAX_TRANSACTION_ITEMS,
+    CounterConfig,
+    GroupCounter,
+    group_deltas,
+    handler,
+)
+
+TABLE = "counts"
+REGION = "us-east-1"
+CREATED = 1_700_000_000
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/tasks/stream/2024-06-10T19:26:16.525"
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+def image(task: str, group: str | None, points: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A task item in DynamoDB JSON; ``group`` None leaves ListId out."""
+    item: dict[str, Any] = {"TaskId": {"S": task}, **extra}
+    if group is not None:
+        item["ListId"] = {"S": group}
+    if points is not None:
+        item["points"] = {"N": points}
+    return item
+
+
+def record(
+    seq: int | str,
+    event_name: str,
+    *,
+    new: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    sequence_number = str(seq).rjust(21, "0") if isinstance(seq, int) else seq
+    keys = {"TaskId": (new or old or {}).get("TaskId", {"S": "?"})}
+    dynamodb: dict[str, Any] = {
+        "ApproximateCreationDateTime": CREATED,
+        "Keys": keys,
+        "SequenceNumber": sequence_number,
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if new is not None:
+        dynamodb["NewImage"] = new
+    if old is not None:
+        dynamodb["OldImage"] = old
+    return {
+        "eventID": event_id or f"evt-{sequence_number}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "eventSourceARN": ARN,
+        "dynamodb": dynamodb,
+    }
+
+
+def insert(seq: int, task: str, group: str | None, points: str | None = None) -> dict[str, Any]:
+    return record(seq, "INSERT", new=image(task, group, points))
+
+
+def remove(seq: int, task: str, group: str | None, points: str | None = None) -> dict[str, Any]:
+    return record(seq, "REMOVE", old=image(task, group, points))
+
+
+def modify(
+    seq: int,
+    task: str,
+    old_group: str | None,
+    new_group: str | None,
+    old_points: str | None = None,
+    new_points: str | None = None,
+) -> dict[str, Any]:
+    return record(
+        seq,
+        "MODIFY",
+        old=image(task, old_group, old_points),
+        new=image(task, new_group, new_points),
+    )
+
+
+def event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def seq_of(raw: dict[str, Any]) -> str:
+    return raw["dynamodb"]["SequenceNumber"]
+
+
+# --- a counter table in moto, with every transaction recorded -------------------------
+
+
+class Table:
+    """moto's DynamoDB client plus what was sent to it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.transactions: list[dict[str, Any]] = []  # every TransactWriteItems call
+        client.meta.events.register(
+            "before-parameter-build.dynamodb.TransactWriteItems", self._record_call
+        )
+
+    def _record_call(self, params: dict[str, Any], **_: Any) -> None:
+        self.transactions.append(params)
+
+    def items(self) -> list[dict[str, Any]]:
+        paginator = self.client.get_paginator("scan")
+        return [i for page in paginator.paginate(TableName=TABLE) for i in page["Items"]]
+
+    def counts(self) -> dict[str, tuple[int, Decimal | None]]:
+        """Group -> (count, sum or None), markers left out."""
+        out = {}
+        for item in self.items():
+            pk = item["pk"]["S"]
+            if pk.startswith(MARKER_PREFIX):
+                continue
+            total = Decimal(item["sum"]["N"]) if "sum" in item else None
+            out[pk] = (int(item["count"]["N"]), total)
+        return out
+
+    def markers(self) -> set[str]:
+        return {
+            i["pk"]["S"][len(MARKER_PREFIX) :]
+            for i in self.items()
+            if i["pk"]["S"].startswith(MARKER_PREFIX)
+        }
+
+
+def copy_tables_once_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Speed moto up: its TransactWriteItems deep-copies the whole table once per item.
+
+    The copy is its rollback state, and it is taken before anything is written, so
+    one copy per table and call is the same state; 100 copies of a growing table
+    made the 1,000-record test take ~6 s. Only Table copies are shared.
+    """
+    from moto.dynamodb import models
+
+    backend = getattr(models, "DynamoDBBackend", None)
+    real_copy = getattr(models, "copy", None)
+    if backend is None or real_copy is None or not hasattr(models, "Table"):
+        return  # moto changed: run at moto's own speed
+
+    class CopyOncePerCall:
+        def __init__(self) -> None:
+            self.tables: dict[int, tuple[Any, Any]] = {}
+
+        def deepcopy(self, obj: Any) -> Any:
+            if not isinstance(obj, models.Table):
+                return real_copy.deepcopy(obj)
+            if id(obj) not in self.tables:
+                self.tables[id(obj)] = (obj, real_copy.deepcopy(obj))
+            return self.tables[id(obj)][1]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_copy, name)
+
+    original = backend.transact_write_items
+
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        models.copy = CopyOncePerCall()  # type: ignore[assignment]
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            models.copy = real_copy
+
+    monkeypatch.setattr(backend, "transact_write_items", transact_write_items)
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Table]:
+    copy_tables_once_per_transaction(monkeypatch)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto.mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield Table(client)
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def make_counter(table: Table, sleeps: Sleeps) -> Callable[..., GroupCounter]:
+    def build(client: Any = None, **config: Any) -> GroupCounter:
+        settings = {"sum_source_attribute": "points", **config}
+        return GroupCounter(
+            CounterConfig(TABLE, "ListId", **settings),
+            dynamodb_client=client or table.client,
+            sleep=sleeps,
+        )
+
+    return build
+
+
+def no_failures() -> dict[str, Any]:
+    return {"batchItemFailures": []}
+
+
+def failed(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"batchItemFailures": [{"itemIdentifier": seq_of(raw)}]}
+
+
+# --- semantics ------------------------------------------------------------------------
+
+
+def test_insert_remove_and_modify(table: Table, make_counter: Callable[..., GroupCounter]) -> None:
+    counter = make_counter()
+    batch = event(
+        insert(1, "a", "g1", "1"),
+        insert(2, "b", "g1", "2"),
+        insert(3, "c", "g2", "4"),
+        modify(4, "b", "g1", "g2", "2", "2"),  # moved: -1 g1, +1 g2
+        modify(5, "a", "g1", "g1", "1", "10"),  # same group: count 0, sum +9
+        remove(6, "c", "g2", "4"),
+    )
+    assert counter.count(batch) == no_failures()
+    assert table.counts() == {"g1": (1, Decimal(10)), "g2": (1, Decimal(2))}
+    assert len(table.transactions) == 1
+
+
+def test_sums_are_exact(table: Table, make_counter: Callable[..., GroupCounter]) -> None:
+    counter = make_counter()
+    batch = event(*(insert(i, f"t{i}", "g", "0.1") for i in range(3)))
+    assert counter.count(batch) == no_failures()
+    [call] = table.transactions
+    [update] = [i["Update"] for i in call["TransactItems"] if "Update" in i]
+    # Aggregated in memory: one update, the exact decimal sum (never 0.30000000000000004).
+    assert update["ExpressionAttributeValues"] == {":count": {"N": "3"}, ":sum": {"N": "0.3"}}
+    assert table.counts() == {"g": (3, Decimal("0.3"))}
+
+
+def test_modify_moving_an_item_moves_its_amount(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    counter.count(event(insert(1, "a", "old", "5"), insert(2, "b", "new", "1")))
+    counter.count(event(modify(3, "a", "old", "new", "5", "7")))
+    assert table.counts() == {"old": (0, Decimal(0)), "new": (2, Decimal(8))}
+
+
+def test_missing_group_contributes_nothing(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    assert counter.count(event(insert(1, "a", None, "3"), remove(2, "b", None))) == no_failures()
+    assert table.transactions == []  # no effect, no marker, no transaction
+    counter.count(event(modify(3, "a", None, "g", "3", "3")))  # gained a group: +1
+    assert table.counts() == {"g": (1, Decimal(3))}
+    counter.count(event(modify(4, "a", "g", None, "3", "3")))  # lost it: -1
+    assert table.counts() == {"g": (0, Decimal(0))}
+
+
+def test_number_groups_use_their_plain_string_form(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter(sum_source_attribute=None)
+    batch = event(
+        record(1, "INSERT", new={"TaskId": {"S": "a"}, "ListId": {"N": "7"}}),
+        record(2, "INSERT", new={"TaskId": {"S": "b"}, "ListId": {"N": "7.0"}}),
+        record(3, "INSERT", new={"TaskId": {"S": "c"}, "ListId": {"N": "1.5E+1"}}),
+    )
+    assert counter.count(batch) == no_failures()
+    assert table.counts() == {"7": (2, None), "15": (1, None)}
+
+
+def test_group_values_of_other_types_are_ignored_and_logged(
+    table: Table, make_counter: Callable[..., GroupCounter], caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = make_counter()
+    batch = event(
+        record(1, "INSERT", new={"TaskId": {"S": "a"}, "ListId": {"BOOL": True}}),
+        record(2, "INSERT", new={"TaskId": {"S": "b"}, "ListId": {"S": ""}}),
+        record(3, "INSERT", new={"TaskId": {"S": "c"}, "ListId": {"NULL": True}}),
+        record(4, "INSERT", new={"TaskId": {"S": "d"}, "ListId": {"S": MARKER_PREFIX + "x"}}),
+        record(5, "INSERT", new={"TaskId": {"S": "e"}, "ListId": {"S": "é" * 1025}}),
+    )
+    with caplog.at_level(logging.WARNING, logger="ddb_stream_runtime.counter"):
+        assert counter.count(batch) == no_failures()
+    assert table.transactions == []
+    assert "4 group values ignored" in caplog.text  # NULL is simply no group
+
+
+def test_non_numeric_sum_source_counts_as_zero(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    batch = event(
+        record(1, "INSERT", new={**image("a", "g"), "points": {"S": "lots"}}),
+        insert(2, "b", "g"),  # no points at all
+        insert(3, "c", "g", "2"),
+    )
+    assert counter.count(batch) == no_failures()
+    assert table.counts() == {"g": (3, Decimal(2))}
+
+
+def test_without_a_sum_only_counts_are_written(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter(sum_source_attribute=None)
+    counter.count(event(insert(1, "a", "g", "5")))
+    [call] = table.transactions
+    update = call["TransactItems"][1]["Update"]
+    assert update["UpdateExpression"] == "ADD #count :count"
+    assert table.counts() == {"g": (1, None)}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (insert(1, "a", "g", "2"), {"g": [1, 2]}),
+        (remove(1, "a", "g", "2"), {"g": [-1, -2]}),
+        (modify(1, "a", "g", "g", "2", "2"), {}),
+        (modify(1, "a", "g", "g", "2", "2.5"), {"g": [0, Decimal("0.5")]}),
+        (modify(1, "a", "x", "y", "2", "3"), {"x": [-1, -2], "y": [1, 3]}),
+        (modify(1, "a", None, None, "2", "3"), {}),
+        (insert(1, "a", None, "2"), {}),
+    ],
+    ids=["insert", "remove", "modify-same", "modify-sum", "modify-move", "no-group", "insert-none"],
+)
+def test_group_deltas(raw: dict[str, Any], expected: dict[str, list[Any]]) -> None:
+    config = CounterConfig(TABLE, "ListId", sum_source_attribute="points")
+    assert group_deltas(StreamRecord.from_lambda(raw), config) == expected
+
+
+# --- exactly once ---------------------------------------------------------------------
+
+
+def test_replaying_the_same_batch_leaves_counts_unchanged(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    batch = event(
+        insert(1, "a", "g1", "1"),
+        insert(2, "b", "g2", "2"),
+        modify(3, "a", "g1", "g2", "1", "5"),
+        remove(4, "b", "g2", "2"),
+    )
+    assert counter.count(batch) == no_failures()
+    once = table.counts()
+    assert once == {"g2": (1, Decimal(5))}  # g1 netted to zero: never written
+    assert table.markers() == {f"evt-{seq_of(r)}" for r in batch["Records"]}
+    sent = len(table.transactions)
+
+    assert counter.count(batch) == no_failures()
+    assert counter.count(batch) == no_failures()
+    assert table.counts() == once
+    # Each replay: one transaction, cancelled on every marker, then nothing left to write.
+    assert len(table.transactions) == sent + 2
+
+
+def test_replaying_a_bisected_half_then_the_full_batch(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    records = [insert(i, f"t{i}", f"g{i % 3}", str(i)) for i in range(10)]
+    records += [remove(10, "t0", "g0", "0"), modify(11, "t1", "g1", "g2", "1", "1")]
+    assert counter.count(event(*records[:6])) == no_failures()  # bisect: first half
+    assert counter.count(event(*records[6:])) == no_failures()  # second half
+    expected = table.counts()
+    assert counter.count(event(*records)) == no_failures()  # and the whole batch again
+    assert counter.count(event(*records[3:9])) == no_failures()  # an arbitrary overlap
+    assert table.counts() == expected
+    assert expected == {
+        "g0": (3, Decimal(3 + 6 + 9)),
+        "g1": (2, Decimal(4 + 7)),
+        "g2": (4, Decimal(1 + 2 + 5 + 8)),
+    }
+
+
+def test_a_batch_whose_middle_was_applied_is_completed_exactly_once(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    # The cancelled attempt writes record 0's marker before it meets record 3's:
+    # the transaction's rollback must undo it, or record 0 would never be counted.
+    counter = make_counter()
+    records = [insert(i, f"t{i}", "g", "1") for i in range(8)]
+    assert counter.count(event(*records[3:6])) == no_failures()
+    assert counter.count(event(*records)) == no_failures()
+    assert table.counts() == {"g": (8, Decimal(8))}
+    assert table.markers() == {r["eventID"] for r in records}
+    cancelled_then_retried = [len(t["TransactItems"]) for t in table.transactions[1:]]
+    assert cancelled_then_retried == [8 + 1, 5 + 1]
+
+
+def test_a_record_replayed_after_a_net_zero_batch_is_not_applied_again(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    added, removed = insert(1, "a", "g", "3"), remove(2, "a", "g", "3")
+    assert counter.count(event(added, removed)) == no_failures()
+    [call] = table.transactions
+    assert [sorted(i) for i in call["TransactItems"]] == [["Put"], ["Put"]]  # markers only
+    assert table.counts() == {}
+    assert counter.count(event(added)) == no_failures()  # a partial re-send
+    assert table.counts() == {}
+
+
+def test_the_same_record_twice_in_one_event_is_applied_once(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    raw = insert(1, "a", "g", "1")
+    assert counter.count(event(raw, raw)) == no_failures()
+    assert table.counts() == {"g": (1, Decimal(1))}
+
+
+def test_markers_expire_two_days_after_the_record_was_created(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    make_counter().count(event(insert(1, "a", "g")))
+    [marker] = [i for i in table.items() if i["pk"]["S"].startswith(MARKER_PREFIX)]
+    assert marker == {
+        "pk": {"S": f"{MARKER_PREFIX}evt-{'1'.rjust(21, '0')}"},
+        "expiresAt": {"N": str(CREATED + MARKER_TTL_SECONDS)},
+    }
+    assert MARKER_TTL_SECONDS == 2 * 24 * 3600
+
+
+def test_client_request_token_is_a_deterministic_hash_of_the_request(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    batch = event(*(insert(i, f"t{i}", f"g{i}") for i in range(60)))  # two sub-batches
+    counter.count(batch)
+    first = [t["ClientRequestToken"] for t in table.transactions]
+    assert len(first) == 2 and len(set(first)) == 2
+    assert all(1 <= len(token) <= 36 for token in first)
+    counter.count(batch)  # the replay sends the very same requests first
+    assert table.transactions[2]["ClientRequestToken"] == first[0]
+
+
+# --- sub-batches: ordered transactions of at most 100 items ----------------------------
+
+
+def test_more_than_100_groups_are_split_into_ordered_transactions(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    records = [insert(i, f"t{i}", f"g{i:03}") for i in range(150)]  # 2 items per record
+    assert counter.count(event(*records)) == no_failures()
+    assert [len(t["TransactItems"]) for t in table.transactions] == [100, 100, 100]
+    markers = [
+        [i["Put"]["Item"]["pk"]["S"] for i in t["TransactItems"] if "Put" in i]
+        for t in table.transactions
+    ]
+    expected = [f"{MARKER_PREFIX}{r['eventID']}" for r in records]
+    assert markers == [expected[:50], expected[50:100], expected[100:]]  # stream order
+    assert len(table.counts()) == 150
+
+
+def test_1000_records_over_10_groups_in_10_batches(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    counter = make_counter()
+    records = [insert(i, f"t{i}", f"g{i % 10}", "1.5") for i in range(1000)]
+    for start in range(0, 1000, 100):
+        assert counter.count(event(*records[start : start + 100])) == no_failures()
+    # 100 markers + 10 groups = 110 items a batch: 90 records (100 items), then 10 (20 items).
+    assert len(table.transactions) == 20
+    assert [len(t["TransactItems"]) for t in table.transactions[:2]] == [100, 20]
+    assert all(len(t["TransactItems"]) <= MAX_TRANSACTION_ITEMS for t in table.transactions)
+    assert table.counts() == {f"g{g}": (100, Decimal(150)) for g in range(10)}
+
+
+# --- failures ---------------------------------------------------------------------------
+
+
+def cancelled(client: Any, *codes: str) -> ClientError:
+    reasons = [{"Code": c, "Message": c} if c != "None" else {"Code": "None"} for c in codes]
+    return client.exceptions.TransactionCanceledException(
+        {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": f"Transaction cancelled, please refer cancellation reasons "
+                f"for specific reasons [{', '.join(codes)}]",
+            },
+            "CancellationReasons": reasons,
+        },
+        "TransactWriteItems",
+    )
+
+
+class Flaky:
+    """Delegates to moto, except calls for which ``fail(call_number, items)`` returns an error."""
+
+    def __init__(self, client: Any, fail: Callable[[int, list[Any]], Exception | None]) -> None:
+        self.client = client
+        self.fail = fail
+        self.calls = 0
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        error = self.fail(self.calls, kwargs["TransactItems"])
+        if error is not None:
+            raise error
+        return self.client.transact_write_items(**kwargs)
+
+
+def test_a_conflict_is_retried_then_succeeds(
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
+) -> None:
+    def conflict_once(call: int, items: list[Any]) -> Exception | None:
+        if call == 1:
+            return cancelled(table.client, *(["None"] * (len(items) - 1)), "TransactionConflict")
+        return None
+
+    flaky = Flaky(table.client, conflict_once)
+    counter = make_counter(client=flaky)
+    assert counter.count(event(insert(1, "a", "g", "1"), insert(2, "b", "g", "1"))) == no_failures()
+    assert flaky.calls == 2
+    assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.05
+    assert table.counts() == {"g": (2, Decimal(2))}
+
+
+def test_throttling_exceptions_are_retried(
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
+) -> None:
+    def throttled(call: int, items: list[Any]) -> Exception | None:
+        if call <= 2:
+            return ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}},
+                "TransactWriteItems",
+            )
+        return None
+
+    counter = make_counter(client=Flaky(table.client, throttled))
+    assert counter.count(event(insert(1, "a", "g"))) == no_failures()
+    assert len(sleeps) == 2 and sleeps[1] > sleeps[0] / 2  # exponential, with jitter
+    assert table.counts() == {"g": (1, Decimal(0))}
+
+
+def test_a_permanent_failure_reports_the_first_record_of_the_failing_sub_batch(
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
+) -> None:
+    records = [insert(i, f"t{i}", f"g{i:03}", "1") for i in range(150)]  # sub-batches of 50
+
+    def second_sub_batch_conflicts(call: int, items: list[Any]) -> Exception | None:
+        first_marker = items[0]["Put"]["Item"]["pk"]["S"]
+        if first_marker == f"{MARKER_PREFIX}{records[50]['eventID']}":
+            return cancelled(table.client, "TransactionConflict", *(["None"] * 99))
+        return None
+
+    flaky = Flaky(table.client, second_sub_batch_conflicts)
+    counter = make_counter(client=flaky)
+    assert counter.count(event(*records)) == failed(records[50])
+    assert flaky.calls == 1 + 5  # sub-batch 1, then 5 attempts at sub-batch 2; never 3
+    assert len(sleeps) == 4
+    # The earlier sub-batch is committed and marked; nothing after it was written.
+    assert set(table.counts()) == {f"g{i:03}" for i in range(50)}
+    assert table.markers() == {r["eventID"] for r in records[:50]}
+
+    # Lambda re-sends from the reported record; a healthy retry completes the batch.
+    healthy = make_counter()
+    assert healthy.count(event(*records[50:])) == no_failures()
+    assert healthy.count(event(*records)) == no_failures()  # and a full replay is a no-op
+    assert table.counts() == {f"g{i:03}": (1, Decimal(1)) for i in range(150)}
+
+
+def test_validation_errors_are_not_retried(
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
+) -> None:
+    def invalid(call: int, items: list[Any]) -> Exception | None:
+        return cancelled(table.client, "None", "ValidationError")
+
+    first = insert(1, "a", "g")
+    counter = make_counter(client=Flaky(table.client, invalid))
+    assert counter.count(event(first, insert(2, "b", "h"))) == failed(first)
+    assert sleeps == []
+
+
+def test_already_applied_and_conflict_in_one_cancellation(
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
+) -> None:
+    a, b = insert(1, "a", "g", "1"), insert(2, "b", "g", "1")
+    make_counter().count(event(a))  # a is applied
+
+    def conflict_on_first_try(call: int, items: list[Any]) -> Exception | None:
+        if call == 1:  # a's marker exists, and the counter is busy
+            return cancelled(table.client, "ConditionalCheckFailed", "None", "TransactionConflict")
+        return None
+
+    flaky = Flaky(table.client, conflict_on_first_try)
+    assert make_counter(client=flaky).count(event(a, b)) == no_failures()
+    assert flaky.calls == 2 and len(sleeps) == 1
+    assert table.counts() == {"g": (2, Decimal(2))}
+
+
+def test_a_malformed_record_stops_the_batch_after_applying_what_precedes_it(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    keys_only = record(3, "MODIFY", new=image("c", "g"))  # no OldImage: wrong view type
+    batch = event(insert(1, "a", "g"), insert(2, "b", "g"), keys_only, insert(4, "d", "g"))
+    assert make_counter().count(batch) == failed(keys_only)
+    assert table.counts() == {"g": (2, Decimal(0))}
+
+
+def test_a_record_without_event_id_fails(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    raw = insert(1, "a", "g")
+    del raw["eventID"]
+    assert make_counter().count(event(raw)) == failed(raw)
+    assert table.transactions == []
+
+
+# --- configuration and entry point ----------------------------------------------------
+
+
+def test_config_from_env() -> None:
+    config = CounterConfig.from_env(
+        {
+            "COUNTER_TABLE": "t",
+            "GROUP_ATTRIBUTE": "ListId",
+            "COUNTER_PARTITION_KEY": "id",
+            "COUNT_ATTRIBUTE": "n",
+            "SUM_SOURCE_ATTRIBUTE": "points",
+            "SUM_ATTRIBUTE": "total",
+            "MARKER_TTL_ATTRIBUTE": "ttl",
+        }
+    )
+    assert (config.partition_key, config.count_attribute, config.sum_attribute) == (
+        "id",
+        "n",
+        "total",
+    )
+    assert (config.sum_source_attribute, config.marker_ttl_attribute) == ("points", "ttl")
+    with pytest.raises(ValueError, match="COUNTER_TABLE is required"):
+        CounterConfig.from_env({"GROUP_ATTRIBUTE": "ListId"})
+    with pytest.raises(ValueError, match="must differ"):
+        CounterConfig("t", "g", sum_source_attribute="p", sum_attribute="count")
+    with pytest.raises(ValueError, match="max_attempts"):
+        CounterConfig("t", "g", max_attempts=0)
+
+
+def test_handler_reads_the_environment(table: Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COUNTER_TABLE", TABLE)
+    monkeypatch.setenv("GROUP_ATTRIBUTE", "ListId")
+    monkeypatch.setenv("SUM_SOURCE_ATTRIBUTE", "points")
+    counter_module._default_counter.cache_clear()
+    counter_module._aws_client.cache_clear()
+    try:
+        assert handler(event(insert(1, "a", "g", "2")), None) == no_failures()
+    finally:
+        counter_module._default_counter.cache_clear()
+        counter_module._aws_client.cache_clear()
+    assert table.counts() == {"g": (1, Decimal(2))}
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(counter_module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

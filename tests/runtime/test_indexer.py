@@ -1,0 +1,551 @@
+"""Indexer: stream records -> one SigV4-signed OpenSearch ``_bulk`` per batch (fake server)."""
+
+from __future__ import annotations
+
+import base64
+import doctest
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import Binary, TypeSerializer
+from botocore.credentials import Credentials
+
+import ddb_stream_runtime.indexer as indexer_module
+from ddb_stream_runtime.indexer import (
+    BACKFILL_VERSION,
+    MAX_ID_BYTES,
+    IndexerConfig,
+    SearchIndexer,
+    document_id,
+    handler,
+    sequence_version,
+)
+
+from .fake_opensearch import FakeOpenSearch, verify_sigv4
+
+INDEX = "tasks"
+REGION = "us-east-2"
+ARN = "arn:aws:dynamodb:us-east-2:123456789012:table/Tasks/stream/2024-06-10T19:26:16.525"
+CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "session")
+# A realistic 21-digit stream sequence number; steps of 10**5 keep versions distinct.
+BASE_SEQUENCE = 400000000032021070652
+STEP = 10**5
+
+_serialize = TypeSerializer().serialize
+
+
+def dynamodb_json(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as boto3 sends it (binary values as bytes)."""
+    return {name: _serialize(value) for name, value in item.items()}
+
+
+def _base64(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _base64(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_base64(v) for v in value]
+    if isinstance(value, (bytes, Binary)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def stream_json(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as a stream record carries it (binary values as base64 text)."""
+    return _base64(dynamodb_json(item))
+
+
+def stream_record(
+    n: int,
+    event_name: str,
+    item: dict[str, Any],
+    *,
+    old: dict[str, Any] | None = None,
+    sequence_number: str | None = None,
+) -> dict[str, Any]:
+    """Record number ``n`` of a shard, for the task ``item`` (plain Python values)."""
+    keys = {"ListId": item["ListId"], "TaskId": item["TaskId"]}
+    dynamodb: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1_700_000_000 + n,
+        "Keys": stream_json(keys),
+        "SequenceNumber": sequence_number or str(BASE_SEQUENCE + n * STEP),
+        "SizeBytes": 120,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if event_name == "REMOVE":
+        dynamodb["OldImage"] = stream_json(item)
+    else:
+        dynamodb["NewImage"] = stream_json(item)
+        if old is not None:
+            dynamodb["OldImage"] = stream_json(old)
+    return {
+        "eventID": f"evt-{n}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "eventSourceARN": ARN,
+        "dynamodb": dynamodb,
+    }
+
+
+def task(list_id: str, task_id: str, **attributes: Any) -> dict[str, Any]:
+    return {"ListId": list_id, "TaskId": task_id, **attributes}
+
+
+def event(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def seq_of(raw: dict[str, Any]) -> str:
+    return raw["dynamodb"]["SequenceNumber"]
+
+
+def no_failures() -> dict[str, Any]:
+    return {"batchItemFailures": []}
+
+
+def failed(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"batchItemFailures": [{"itemIdentifier": seq_of(raw)}]}
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def direct_opener() -> urllib.request.OpenerDirector:
+    # No proxy: a machine's http_proxy must not swallow requests to 127.0.0.1.
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.fixture
+def search() -> Iterator[FakeOpenSearch]:
+    with FakeOpenSearch() as server:
+        yield server
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def make_indexer(search: FakeOpenSearch, sleeps: Sleeps) -> Callable[..., SearchIndexer]:
+    def build(
+        endpoint: str | None = None,
+        id_attributes: tuple[str, ...] = ("ListId", "TaskId"),
+        **settings: Any,
+    ) -> SearchIndexer:
+        config = IndexerConfig(endpoint or search.endpoint, INDEX, REGION, id_attributes, **settings)
+        client = config.client(credentials=CREDENTIALS, opener=direct_opener(), sleep=sleeps)
+        return SearchIndexer(config, client=client)
+
+    return build
+
+
+# --- one signed request per batch ------------------------------------------------------
+
+
+def test_1000_records_in_10_batches_make_10_bulk_requests(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer()
+    items = [
+        task(
+            f"l{i % 7}",
+            f"t{i}",
+            points=i,
+            ratio=Decimal(i) / 4,
+            tags={f"tag{i % 3}", "all"},
+            done=i % 2 == 0,
+            meta={"owner": f"u{i % 5}", "nested": [1, "two", None]},
+        )
+        for i in range(1000)
+    ]
+    records = [stream_record(i, "INSERT", item) for i, item in enumerate(items)]
+    for start in range(0, 1000, 100):
+        assert indexer.index_batch(event(*records[start : start + 100])) == no_failures()
+
+    assert len(search.requests) == 10
+    assert [len(r.actions) for r in search.requests] == [100] * 10
+    docs = search.documents(INDEX)
+    assert len(docs) == 1000
+    for i, item in enumerate(items):
+        doc = docs[f"l{i % 7}|t{i}"]
+        assert doc.version == sequence_version(seq_of(records[i]))
+        ratio = Decimal(i) / 4
+        assert doc.source == {
+            **item,
+            "ratio": int(ratio) if ratio == int(ratio) else float(ratio),
+            "tags": sorted(item["tags"]),
+        }
+
+
+def test_requests_are_sigv4_signed_for_the_service_and_region(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    make_indexer().index_batch(event(stream_record(1, "INSERT", task("l", "t"))))
+    [request] = search.requests
+    assert request.method == "POST" and request.path == f"/{INDEX}/_bulk"
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["content-type"] == "application/x-ndjson"
+    assert headers["authorization"].startswith(
+        f"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{headers['x-amz-date'][:8]}/{REGION}/es/"
+        "aws4_request, SignedHeaders="
+    )
+    assert headers["x-amz-security-token"] == "session"
+    assert "x-amz-content-sha256" in headers  # OpenSearch Serverless requires it
+    assert verify_sigv4(request, CREDENTIALS, service="es", region=REGION)
+    assert not verify_sigv4(request, CREDENTIALS, service="es", region="us-east-1")
+
+
+def test_serverless_signs_for_aoss_and_sends_no_versions(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer(service="aoss", versioning="none")
+    indexer.index_batch(event(stream_record(1, "INSERT", task("l", "t"))))
+    [request] = search.requests
+    assert "/aoss/aws4_request" in request.headers["Authorization"]
+    assert verify_sigv4(request, CREDENTIALS, service="aoss", region=REGION)
+    [(action, meta, _)] = request.actions
+    assert (action, meta) == ("index", {"_id": "l|t"})
+
+
+def test_documents_are_the_json_safe_new_image(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer], rich_event: dict[str, Any]
+) -> None:
+    indexer = make_indexer(id_attributes=("pk", "sk"))
+    assert indexer.index_batch(rich_event) == no_failures()
+    doc = search.document(INDEX, "ORDER#000123|7")
+    assert doc is not None
+    assert doc.source == {
+        "pk": "ORDER#000123",
+        "sk": 7,
+        "status": "SHIPPED",
+        "empty_string": "",
+        "unicode": "Grüße, 世界 🚀",
+        "quantity": 3,
+        "negative": -42,
+        "big_int": float(12345678901234567890123456789012345678),  # beyond a long
+        "price": 129.95,
+        "tenth": 0.1,
+        "hundred_exp": 100,
+        "tiny": 1e-130,
+        "huge": 9.9999999999999999999999999999999999999e125,
+        "is_gift": True,
+        "is_paid": False,
+        "note": None,
+        "thumbnail": "AAH+/w==",
+        "tags": ["blue", "red"],
+        "scores": [-7, 1, 2.5],
+        "checksums": ["aGVsbG8=", "d29ybGQ="],
+        "address": {"street": "1 Main St", "geo": {"lat": 40.1, "lon": -89.25}, "apartment": None},
+        "lines": [
+            {"sku": "SKU-1", "qty": 1, "price": 9.99},
+            {"sku": "SKU-2", "qty": 2, "price": 59.98},
+            ["nested", 0, False, "aGVsbG8="],
+            ["x"],
+        ],
+        "empty_list": [],
+        "empty_map": {},
+    }
+
+
+# --- deletes and versions ---------------------------------------------------------------
+
+
+def test_remove_deletes_the_document(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer()
+    item = task("l", "t", title="x")
+    assert indexer.index_batch(event(stream_record(1, "INSERT", item))) == no_failures()
+    assert search.document(INDEX, "l|t") is not None
+    assert indexer.index_batch(event(stream_record(2, "REMOVE", item))) == no_failures()
+    assert search.document(INDEX, "l|t") is None
+    # Deleting what was never indexed answers 404: nothing to do, a success.
+    gone = task("l", "never")
+    assert indexer.index_batch(event(stream_record(3, "REMOVE", gone))) == no_failures()
+    assert search.requests[-1].actions[0][0] == "delete"
+
+
+def test_a_late_older_record_gets_409_and_the_newer_data_stays(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer()
+    older = stream_record(1, "MODIFY", task("l", "t", title="old"))
+    newer = stream_record(2, "MODIFY", task("l", "t", title="new"))
+    assert indexer.index_batch(event(newer)) == no_failures()
+    assert indexer.index_batch(event(older)) == no_failures()  # 409: newer is indexed
+    doc = search.document(INDEX, "l|t")
+    assert doc is not None and doc.source["title"] == "new"
+    assert doc.version == sequence_version(seq_of(newer))
+    late = search.requests[1].response["items"][0]["index"]
+    assert late["status"] == 409 and late["error"]["type"] == "version_conflict_engine_exception"
+
+
+def test_an_older_record_cannot_resurrect_a_deleted_document(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer()
+    item = task("l", "t", title="x")
+    indexer.index_batch(event(stream_record(1, "INSERT", item), stream_record(3, "REMOVE", item)))
+    assert indexer.index_batch(event(stream_record(2, "MODIFY", item))) == no_failures()
+    assert search.document(INDEX, "l|t") is None
+
+
+def test_replaying_a_batch_is_idempotent(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer()
+    records = [stream_record(i, "INSERT", task("l", f"t{i % 3}", n=i)) for i in range(9)]
+    assert indexer.index_batch(event(*records)) == no_failures()
+    first = {k: (d.version, d.source) for k, d in search.documents(INDEX).items()}
+    assert indexer.index_batch(event(*records)) == no_failures()
+    assert indexer.index_batch(event(*records[2:5])) == no_failures()  # a stale partial replay
+    assert {k: (d.version, d.source) for k, d in search.documents(INDEX).items()} == first
+    assert first["l|t0"][1]["n"] == 6
+
+
+def test_tied_versions_let_the_later_delivery_win(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    # 21 digits keep their leading 17: these two differ only in the last four.
+    a = stream_record(1, "MODIFY", task("l", "t", v="a"), sequence_number="400000000032021070652")
+    b = stream_record(2, "MODIFY", task("l", "t", v="b"), sequence_number="400000000032021079999")
+    assert sequence_version(seq_of(a)) == sequence_version(seq_of(b))
+    indexer = make_indexer()
+    assert indexer.index_batch(event(a, b)) == no_failures()
+    doc = search.document(INDEX, "l|t")
+    assert doc is not None and doc.source["v"] == "b"
+
+
+def test_without_versioning_the_last_write_wins(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    indexer = make_indexer(versioning="none")
+    newer = stream_record(2, "MODIFY", task("l", "t", v="new"))
+    older = stream_record(1, "MODIFY", task("l", "t", v="old"))
+    indexer.index_batch(event(newer))
+    indexer.index_batch(event(older))
+    doc = search.document(INDEX, "l|t")
+    assert doc is not None and doc.source["v"] == "old"  # what VERSIONING=none gives up
+    assert all("version" not in meta for r in search.requests for _, meta, _ in r.actions)
+
+
+# --- failures ---------------------------------------------------------------------------
+
+
+def test_a_per_item_400_reports_that_record(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(6)]
+    search.fail_document("l|t3")
+    assert make_indexer().index_batch(event(*records)) == failed(records[3])
+    assert len(search.requests) == 1  # a per-item error is not a reason to resend
+    # Every other action of the request was applied; the re-send is idempotent.
+    assert set(search.documents(INDEX)) == {f"l|t{i}" for i in (0, 1, 2, 4, 5)}
+
+
+def test_the_earliest_failed_item_is_reported(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(6)]
+    search.fail_document("l|t4", 429, "es_rejected_execution_exception")
+    search.fail_document("l|t1", 400, "mapper_parsing_exception")
+    assert make_indexer().index_batch(event(*records)) == failed(records[1])
+
+
+def test_a_503_is_retried_then_succeeds(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer], sleeps: Sleeps
+) -> None:
+    search.fail_requests(503, 429)
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(3)]
+    assert make_indexer().index_batch(event(*records)) == no_failures()
+    assert len(search.requests) == 3
+    assert sleeps == [0.2, 0.4]
+    assert len(search.documents(INDEX)) == 3
+
+
+def test_when_retries_run_out_the_first_record_fails(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer], sleeps: Sleeps
+) -> None:
+    search.fail_requests(503, 503, 503)
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(3)]
+    assert make_indexer().index_batch(event(*records)) == failed(records[0])
+    assert len(search.requests) == 3 and len(sleeps) == 2
+
+
+def test_a_400_for_the_whole_request_is_not_retried(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer], sleeps: Sleeps
+) -> None:
+    search.fail_requests(403)
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(3)]
+    assert make_indexer().index_batch(event(*records)) == failed(records[0])
+    assert len(search.requests) == 1 and sleeps == []
+
+
+def test_a_connection_error_is_retried_then_the_first_record_fails(
+    make_indexer: Callable[..., SearchIndexer], sleeps: Sleeps
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(2)]
+    indexer = make_indexer(endpoint=f"http://127.0.0.1:{port}")
+    assert indexer.index_batch(event(*records)) == failed(records[0])
+    assert len(sleeps) == 2
+
+
+def test_a_record_without_new_image_stops_the_batch(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    good = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(2)]
+    keys_only = stream_record(2, "INSERT", task("l", "t2"))
+    del keys_only["dynamodb"]["NewImage"]
+    later = stream_record(3, "INSERT", task("l", "t3"))
+    assert make_indexer().index_batch(event(*good, keys_only, later)) == failed(keys_only)
+    assert set(search.documents(INDEX)) == {"l|t0", "l|t1"}  # sent; nothing after it
+
+
+def test_an_empty_event_sends_nothing(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    assert make_indexer().index_batch({"Records": []}) == no_failures()
+    assert search.requests == []
+
+
+# --- versions and ids -----------------------------------------------------------------
+
+
+def test_version_mapping_is_monotone_and_fits_a_long() -> None:
+    rng = random.Random(20240610)
+    numbers = [rng.randrange(10**20, 10**21) for _ in range(2000)]  # 21 digits
+    numbers += [rng.randrange(10**39, 10**40) for _ in range(2000)]  # 40 digits
+    numbers += [rng.randrange(10**27, 10**28) for _ in range(500)]
+    numbers += [BASE_SEQUENCE + i for i in range(0, 10**6, 997)]  # one shard's neighbours
+    numbers += [10**k - 1 for k in range(1, 41)] + [10**k for k in range(0, 40)]  # length edges
+    numbers += [int("4421584500000000017450439091"), 10**40 - 1]
+    numbers.sort()
+    versions = [sequence_version(str(n)) for n in numbers]
+    assert versions == sorted(versions)  # monotone non-decreasing
+    assert all(0 <= v <= 2**63 - 1 for v in versions)
+    assert sequence_version("9" * 40) < 2**63 - 1
+    # Exact (no ties) up to 17 digits; every real (21+ digit) one is far above 0.
+    assert sequence_version("12345678901234567") == 12345678901234567
+    assert sequence_version(str(10**20)) > 5 * 10**17 > BACKFILL_VERSION
+    assert sequence_version("000000000000000000111") == 111  # leading zeros are ignored
+    # Neighbours 10**4 apart never tie at 21 digits; 40-digit ones tie below 10**23.
+    assert sequence_version(str(BASE_SEQUENCE)) < sequence_version(str(BASE_SEQUENCE + 10**4))
+    with pytest.raises(ValueError, match="decimal digits"):
+        sequence_version("12a")
+    with pytest.raises(ValueError, match="more than dynamodb's 40"):
+        sequence_version("1" * 41)
+
+
+def test_document_ids() -> None:
+    ids = ("ListId", "TaskId")
+    assert document_id(ids, {"ListId": {"S": "l"}, "TaskId": {"N": "7"}}) == "l|7"
+    # Keys first, then the images: an id attribute may live outside the key.
+    assert document_id(ids, {"ListId": {"S": "l"}}, {"TaskId": {"S": "t"}}) == "l|t"
+    # Escaped, so different keys never share an id.
+    left = document_id(ids, {"ListId": {"S": "a|b"}, "TaskId": {"S": "c"}})
+    right = document_id(ids, {"ListId": {"S": "a"}, "TaskId": {"S": "b|c"}})
+    assert left == "a\\|b|c" and right == "a|b\\|c"
+    # Binary keys are base64 text, from a stream (text) or a Scan (bytes) alike.
+    assert document_id(["Id"], {"Id": {"B": "AAE="}}) == document_id(["Id"], {"Id": {"B": b"\0\1"}})
+    long = document_id(["Id"], {"Id": {"S": "é" * 300}})
+    assert long.startswith("sha256:") and len(long) <= MAX_ID_BYTES
+    with pytest.raises(ValueError, match="'TaskId' is in neither"):
+        document_id(ids, {"ListId": {"S": "l"}})
+    with pytest.raises(ValueError, match="must be an S, N or B value"):
+        document_id(["Id"], {"Id": {"BOOL": True}})
+
+
+# --- configuration and entry point ----------------------------------------------------
+
+
+def test_config_from_env() -> None:
+    env = {
+        "SEARCH_ENDPOINT": "https://collection.us-east-2.aoss.amazonaws.com",
+        "INDEX_NAME": "tasks",
+        "AWS_REGION": "us-east-2",
+        "SEARCH_SERVICE": "aoss",
+        "ID_ATTRIBUTES": '["ListId", "TaskId"]',
+    }
+    config = IndexerConfig.from_env(env)
+    assert (config.service, config.versioning) == ("aoss", "none")  # serverless default
+    assert config.id_attributes == ("ListId", "TaskId")
+    assert IndexerConfig.from_env({**env, "SEARCH_SERVICE": "es"}).versioning == "external"
+    with pytest.raises(ValueError, match="ID_ATTRIBUTES must be a json list"):
+        IndexerConfig.from_env({**env, "ID_ATTRIBUTES": "ListId,TaskId"})
+    with pytest.raises(ValueError, match="INDEX_NAME is required"):
+        IndexerConfig.from_env({k: v for k, v in env.items() if k != "INDEX_NAME"})
+    with pytest.raises(ValueError, match="lowercase opensearch index name"):
+        IndexerConfig.from_env({**env, "INDEX_NAME": "Tasks"})
+    with pytest.raises(ValueError, match="versioning must be"):
+        IndexerConfig.from_env({**env, "VERSIONING": "internal"})
+    with pytest.raises(ValueError, match="endpoint must start with https://"):
+        IndexerConfig.from_env({**env, "SEARCH_ENDPOINT": "ftp://x"})
+
+
+def test_handler_signs_with_the_environment_credentials(
+    search: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "SEARCH_ENDPOINT": search.endpoint,
+        "INDEX_NAME": INDEX,
+        "AWS_REGION": REGION,
+        "ID_ATTRIBUTES": json.dumps(["ListId", "TaskId"]),
+        "AWS_ACCESS_KEY_ID": "AKIDFROMENV",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    indexer_module._default_indexer.cache_clear()
+    indexer_module._botocore_session.cache_clear()
+    try:
+        assert handler(event(stream_record(1, "INSERT", task("l", "t"))), None) == no_failures()
+    finally:
+        indexer_module._default_indexer.cache_clear()
+        indexer_module._botocore_session.cache_clear()
+    [request] = search.requests
+    assert "Credential=AKIDFROMENV/" in request.headers["Authorization"]
+    assert verify_sigv4(request, Credentials("AKIDFROMENV", "secret"), service="es", region=REGION)
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(indexer_module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["ddb_stream_runtime.counter", "ddb_stream_runtime.indexer", "ddb_stream_runtime.backfill"],
+)
+def test_importing_loads_neither_boto3_nor_botocore(module: str) -> None:
+    # A fresh interpreter: this test process has imported boto3 already.
+    lambda_src = Path(indexer_module.__file__).resolve().parents[1]
+    code = (
+        f"import json, sys, {module}; "
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'boto3', 'botocore', 'aws_cdk'})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(lambda_src)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    )
+    assert json.loads(out.stdout) == []
