@@ -1,0 +1,147 @@
+"""One fresh process of ``bench_synth.py``: import, first synth, warm synths; JSON on stdout.
+
+Run by ``bench_synth.py`` with the interpreter of the venv that ``--app`` needs
+(the project's venv for ``examples`` and ``bare``, ``benchmarks/.venv-solutions``
+for ``solutions``) and ``CDK_VALIDATION`` set or not in its environment. Not meant
+to be run by hand, but it can be:
+``.venv/bin/python benchmarks/_synth_worker.py --app examples --warm 3``.
+
+Phases, each timed with ``time.perf_counter``:
+
+* ``import``: ``import aws_cdk`` and the app's modules (the construct library, or
+  Solutions Constructs): the jsii start-up (a Node process, the assemblies loaded);
+* ``first``: build the app's stacks in a new ``App`` and ``synth()`` it, first time
+  in the process;
+* ``warm``: the same again ``--warm`` times, and each stack alone in its own ``App``
+  (best of ``--warm``);
+* ``jsii_calls``: Python -> Node round trips of one more synth of each stack alone
+  (construct code written in Python makes one per CDK call; a jsii library's own
+  logic runs inside Node).
+"""
+
+from __future__ import annotations
+
+import time
+
+_START = time.perf_counter()
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import importlib.util  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+APPS = {  # --app -> (file defining build_app and STACKS-or-stack classes, sys.path roots)
+    "examples": (REPO / "examples" / "app.py", [REPO / "constructs", REPO / "lambda_src"]),
+    "bare": (HERE / "bare_app.py", [REPO / "constructs", REPO / "lambda_src"]),
+    "solutions": (HERE / "solutions_constructs" / "app.py", []),
+}
+
+
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stacks_of(module: ModuleType, app_name: str) -> dict[str, type]:
+    if app_name == "examples":  # examples/app.py has no STACKS table: mirror its build_app
+        return {
+            "DdbStreamPatterns-SimpleController": module.SimpleControllerStack,
+            "DdbStreamPatterns-ComplexController": module.ComplexControllerStack,
+        }
+    return dict(module.STACKS)
+
+
+@contextlib.contextmanager
+def count_jsii_calls():
+    """Python -> Node round trips of the jsii kernel (each a JSON message over a pipe)."""
+    from jsii._kernel.providers import process
+
+    calls = [0]
+    real = process._NodeProcess.send
+
+    def send(self, *args, **kwargs):
+        calls[0] += 1
+        return real(self, *args, **kwargs)
+
+    process._NodeProcess.send = send
+    try:
+        yield calls
+    finally:
+        process._NodeProcess.send = real
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--app", choices=sorted(APPS), required=True)
+    parser.add_argument("--warm", type=int, default=3)
+    args = parser.parse_args()
+    path, roots = APPS[args.app]
+    sys.path[:0] = [str(p) for p in roots]
+    outdirs = Path(tempfile.mkdtemp(prefix=f"synth-{args.app}-"))
+    counter = iter(range(1_000_000))
+
+    def synth(build) -> tuple[float, object]:
+        import aws_cdk as cdk
+
+        start = time.perf_counter()
+        app = cdk.App(outdir=str(outdirs / str(next(counter))))
+        build(app)
+        assembly = app.synth()
+        return time.perf_counter() - start, assembly
+
+    noise = io.StringIO()  # Solutions Constructs prints a warning per override
+    try:
+        with contextlib.redirect_stdout(noise):
+            t0 = time.perf_counter()
+            import aws_cdk  # noqa: F401  (the jsii start-up)
+
+            module = load(path, f"bench_{args.app}_app")
+            t_import = time.perf_counter() - t0
+            stacks = stacks_of(module, args.app)
+            t_first, assembly = synth(module.build_app)
+            resources = {}
+            for name in stacks:
+                template = assembly.get_stack_by_name(name).template
+                types = Counter(r["Type"] for r in template["Resources"].values())
+                resources[name] = {"total": sum(types.values()), "types": dict(types)}
+            warm_app = min(synth(module.build_app)[0] for _ in range(args.warm))
+            warm_stack, jsii_calls = {}, {}
+            for name, stack in stacks.items():
+                alone = lambda app, s=stack, n=name: s(app, n)  # noqa: E731
+                warm_stack[name] = min(synth(alone)[0] for _ in range(args.warm))
+                with count_jsii_calls() as calls:
+                    synth(alone)
+                jsii_calls[name] = calls[0]
+    finally:
+        shutil.rmtree(outdirs, ignore_errors=True)
+    json.dump(
+        {
+            "app": args.app,
+            "validation": os.environ.get("CDK_VALIDATION", "") != "false",
+            "since_start": time.perf_counter() - _START,  # interpreter start not included
+            "import": t_import,
+            "first": t_first,
+            "warm_app": warm_app,
+            "warm_stack": warm_stack,
+            "jsii_calls": jsii_calls,
+            "resources": resources,
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""How much does importing a handler module add to a Lambda cold start?
+
+For each handler module (``ddb_stream_runtime.batch``, ``.router``, ``.processor``
+and whichever of ``.archiver``, ``.counter``, ``.indexer``, ``.replicator`` exist),
+starts fresh interpreters (``python -c ...``) round-robin, ``--repeat`` rounds, and
+keeps the best wall time of each case:
+
+* ``pass``: the bare interpreter;
+* ``import <module>``;
+* the reference: what the handler strictly needs from outside the standard library.
+  For handlers that call AWS on every batch (router: SNS; archiver: S3 or DynamoDB;
+  counter, replicator: DynamoDB) that is ``import boto3``, and the case is
+  ``import <module>; import boto3`` (the module itself imports boto3 lazily, on the
+  first client). The indexer makes no client: it signs its own urllib requests, so its
+  reference is ``import botocore.session, botocore.auth, botocore.awsrequest``. For
+  pure handlers (batch; processor, whose only AWS call is the rare claim-check fetch)
+  it is the bare interpreter.
+
+ratio = best(case) / best(reference), whole processes (interpreter start included,
+as in a cold start): 1.10 means the handler adds 10 % to the cold start that its
+SDK needs anyway. Creating the client (``boto3.client("sns")``) costs the same
+with or without our code and is shown once, not added.
+
+Each case is measured twice: with bytecode cached (``__pycache__``, as on a
+developer machine) and "as deployed": the assets exclude ``*.pyc`` and
+``/var/task`` is read-only, so Lambda compiles our sources on every cold start
+(``-B`` on a fresh copy of the sources; boto3's own bytecode stays cached, as in
+the Lambda runtime). A column from ``-X importtime`` shows how much of the import
+is our own modules' code (self time of ``ddb_stream_runtime.*``).
+
+Run: ``python benchmarks/bench_cold_start.py [--repeat 15]``. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = REPO / "lambda_src"
+PACKAGE = "ddb_stream_runtime"
+
+
+BOTO3 = "import boto3"
+# The indexer signs its own urllib requests: botocore's credentials and SigV4, no client.
+SIGV4 = "import botocore.session, botocore.auth, botocore.awsrequest"
+
+
+@dataclass(frozen=True)
+class Handler:
+    module: str
+    sdk: str | None  # what it imports from the SDK on every cold start (lazily), or None
+    clients: tuple[str, ...] = ()
+
+
+HANDLERS = (
+    Handler(f"{PACKAGE}.batch", sdk=None),
+    Handler(f"{PACKAGE}.processor", sdk=None),
+    Handler(f"{PACKAGE}.router", sdk=BOTO3, clients=("sns",)),
+    Handler(f"{PACKAGE}.archiver", sdk=BOTO3, clients=("s3",)),
+    Handler(f"{PACKAGE}.counter", sdk=BOTO3, clients=("dynamodb",)),
+    Handler(f"{PACKAGE}.indexer", sdk=SIGV4),
+    Handler(f"{PACKAGE}.replicator", sdk=BOTO3, clients=("dynamodb",)),
+)
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
+
+
+def present(module: str) -> str | None:
+    """None when the module imports, else why not."""
+    path = SOURCES / PACKAGE / (module.rsplit(".", 1)[1] + ".py")
+    if not path.exists():
+        return "not present"
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        env=_env(SOURCES),
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"present, import failed: {last:.100}"
+    return None
+
+
+def _env(path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(path)
+    env["AWS_DEFAULT_REGION"] = "us-east-1"  # boto3.client() needs one; no request is made
+    return env
+
+
+def wall(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def best_walls(cases: dict[str, list[str]], env: dict[str, str], repeat: int) -> dict[str, float]:
+    """Best wall time of each case; round-robin so a noisy second hits every case alike."""
+    for args in cases.values():
+        wall(args, env)  # warm the OS page cache (and __pycache__ where allowed)
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(repeat):
+        for name, args in cases.items():
+            best[name] = min(best[name], wall(args, env))
+    return best
+
+
+def own_self_time(module: str, env: dict[str, str], python: list[str], repeat: int) -> float:
+    """Best sum of the ``-X importtime`` self times of our own modules, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        out = subprocess.run(
+            [*python, "-X", "importtime", "-c", f"import {module}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
+        total = sum(
+            int(m.group(1))
+            for m in map(_IMPORTTIME.match, out.splitlines())
+            if m and m.group(4).split(".")[0] == PACKAGE
+        )
+        best = min(best, total / 1e6)
+    return best
+
+
+def stdlib_direct_imports(module: str, repeat: int) -> list[tuple[str, float]]:
+    """Modules our package imports directly and that the bare interpreter had not loaded:
+    best cumulative ``-X importtime`` of each (nested ones included in it), slowest first."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            env=_env(SOURCES),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
+        rows = [
+            (len(m.group(3)), m.group(4), int(m.group(2)))
+            for m in map(_IMPORTTIME.match, out.splitlines())
+            if m
+        ]
+        for i, (depth, name, cumulative) in enumerate(rows):
+            parent = next((n for d, n, _ in rows[i + 1 :] if d < depth), None)
+            if parent and parent.split(".")[0] == PACKAGE and name.split(".")[0] != PACKAGE:
+                best[name] = min(best.get(name, float("inf")), cumulative / 1e6)
+    return sorted(best.items(), key=lambda kv: -kv[1])
+
+
+def measure(python: list[str], env: dict[str, str], handlers: list[Handler], repeat: int):
+    cases = {"pass": [*python, "-c", "pass"]}
+    for sdk in sorted({h.sdk for h in handlers if h.sdk}):
+        cases[sdk] = [*python, "-c", sdk]
+    for h in handlers:
+        cases[h.module] = [*python, "-c", f"import {h.module}"]
+        if h.sdk:
+            cases[h.module + "+sdk"] = [*python, "-c", f"import {h.module}; {h.sdk}"]
+    walls = best_walls(cases, env, repeat)
+    own = {h.module: own_self_time(h.module, env, python, max(5, repeat // 3)) for h in handlers}
+    return walls, own
+
+
+def client_cost(repeat: int) -> dict[str, float]:
+    """Extra wall time of creating each client after ``import boto3`` (same for everyone)."""
+    env = _env(SOURCES)
+    names = sorted({c for h in HANDLERS for c in h.clients})
+    cases = {"boto3": [sys.executable, "-c", "import boto3"]}
+    for name in names:
+        cases[name] = [sys.executable, "-c", f"import boto3; boto3.client({name!r})"]
+    walls = best_walls(cases, env, max(5, repeat // 3))
+    return {name: walls[name] - walls["boto3"] for name in names}
+
+
+def table(title: str, walls: dict[str, float], own: dict[str, float], handlers: list[Handler]):
+    bare = walls["pass"]
+    print(title)
+    print(
+        f"{'module':<32} {'import ms':>9} {'own code ms':>11} {'reference':>16} "
+        f"{'ref ms':>7} {'ratio':>6} {'<= 1.1x':>7}"
+    )
+    print(f"{'(bare interpreter)':<32} {bare * 1000:>9.1f}")
+    for sdk, label in ((BOTO3, "(import boto3)"), (SIGV4, "(import botocore SigV4)")):
+        if sdk in walls:
+            print(f"{label:<32} {(walls[sdk] - bare) * 1000:>9.1f}")
+    for h in handlers:
+        imported = walls[h.module] - bare
+        if h.sdk:
+            reference = "import boto3" if h.sdk == BOTO3 else "botocore SigV4"
+            ref_wall, case = walls[h.sdk], walls[h.module + "+sdk"]
+        else:
+            reference, ref_wall, case = "bare interpreter", bare, walls[h.module]
+        ratio = round(case / ref_wall, 2)  # judged as printed
+        print(
+            f"{h.module:<32} {imported * 1000:>9.1f} {own[h.module] * 1000:>11.1f} "
+            f"{reference:>16} {ref_wall * 1000:>7.1f} {ratio:>6.2f} "
+            f"{'yes' if ratio <= 1.1 else 'no':>7}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+
+    if importlib.util.find_spec("boto3") is None:
+        raise SystemExit("boto3 is not installed in this interpreter")
+    handlers, missing = [], []
+    for h in HANDLERS:
+        why = present(h.module)
+        if why:
+            missing.append((h.module, why))
+        else:
+            handlers.append(h)
+
+    print(
+        f"best of {args.repeat} fresh interpreters; Python {sys.version.split()[0]}; "
+        "times are wall clock, 'import ms' is over the bare interpreter"
+    )
+    walls, own = measure([sys.executable], _env(SOURCES), handlers, args.repeat)
+    table("\nbytecode cached (__pycache__ written on first run)", walls, own, handlers)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(
+            SOURCES / PACKAGE,
+            Path(tmp) / PACKAGE,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        walls, own = measure([sys.executable, "-B"], _env(Path(tmp)), handlers, args.repeat)
+    table(
+        "\nas deployed: no *.pyc in the asset, our sources compiled on every cold start",
+        walls,
+        own,
+        handlers,
+    )
+
+    for module, why in missing:
+        print(f"{module:<32} {why}")
+    heaviest = stdlib_direct_imports(f"{PACKAGE}.batch", max(5, args.repeat // 3))
+    print(
+        f"\nstandard-library modules {PACKAGE} imports that a bare interpreter has not loaded "
+        "(cumulative ms, nested imports included; boto3 loads most of them too):\n  "
+        + ", ".join(f"{name} {sec * 1000:.1f}" for name, sec in heaviest[:8])
+    )
+    costs = client_cost(args.repeat)
+    print(
+        "\nclient creation after import boto3 (paid on the first invocation, with or without "
+        "our code): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in costs.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
