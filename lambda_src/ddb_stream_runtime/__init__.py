@@ -12,34 +12,59 @@ Examples
 ...         print("expired", record.keys)
 """
 
-from .batch import (
-    BatchItemFailure,
-    LambdaHandler,
-    PartialBatchResponse,
-    RecordHandler,
-    process_stream_batch,
-    stream_handler,
-)
-from .deserialize import DeserializationError, deserialize_image, deserialize_value
-from .processor import process_sqs_batch, sqs_record_handler
-from .records import EventName, MalformedRecordError, StreamRecord
-from .router import Router, RouterConfig
+from __future__ import annotations
 
-__all__ = [
-    "BatchItemFailure",
-    "DeserializationError",
-    "EventName",
-    "LambdaHandler",
-    "MalformedRecordError",
-    "PartialBatchResponse",
-    "RecordHandler",
-    "Router",
-    "RouterConfig",
-    "StreamRecord",
-    "deserialize_image",
-    "deserialize_value",
-    "process_sqs_batch",
-    "process_stream_batch",
-    "sqs_record_handler",
-    "stream_handler",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> submodule. Loaded on first access (PEP 562), so a handler module
+# (``ddb_stream_runtime.archiver``) does not pay for the router, the processor or the
+# batch processor it never uses: that is cold-start time.
+_EXPORTS = {
+    "BatchItemFailure": "batch",
+    "LambdaHandler": "batch",
+    "PartialBatchResponse": "batch",
+    "RecordHandler": "batch",
+    "process_stream_batch": "batch",
+    "stream_handler": "batch",
+    "DeserializationError": "deserialize",
+    "deserialize_image": "deserialize",
+    "deserialize_value": "deserialize",
+    "process_sqs_batch": "processor",
+    "sqs_record_handler": "processor",
+    "EventName": "records",
+    "MalformedRecordError": "records",
+    "StreamRecord": "records",
+    "Router": "router",
+    "RouterConfig": "router",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # static type checkers and IDEs see the eager imports
+    from .batch import (
+        BatchItemFailure,
+        LambdaHandler,
+        PartialBatchResponse,
+        RecordHandler,
+        process_stream_batch,
+        stream_handler,
+    )
+    from .deserialize import DeserializationError, deserialize_image, deserialize_value
+    from .processor import process_sqs_batch, sqs_record_handler
+    from .records import EventName, MalformedRecordError, StreamRecord
+    from .router import Router, RouterConfig
