@@ -22,7 +22,7 @@ from ddb_stream_runtime.indexer import (
     sequence_version,
 )
 
-from .fake_opensearch import FakeOpenSearch, verify_sigv4
+from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 from .test_indexer import dynamodb_json, event, stream_record, task
 
 TABLE = "Tasks"

@@ -31,7 +31,7 @@ from ddb_stream_runtime.indexer import (
     sequence_version,
 )
 
-from .fake_opensearch import FakeOpenSearch, verify_sigv4
+from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 
 INDEX = "tasks"
 REGION = "us-east-2"

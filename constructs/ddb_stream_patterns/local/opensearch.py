@@ -1,6 +1,8 @@
-"""A small fake OpenSearch ``_bulk`` endpoint on 127.0.0.1, for the indexer and backfill tests.
+"""A small OpenSearch ``_bulk`` stand-in on 127.0.0.1: the local cloud's search domain.
 
-It implements what the runtime relies on, the way OpenSearch does:
+No OpenSearch server can be installed offline, so the local cloud (and the indexer and
+backfill tests) use this instead. It implements what the runtime relies on, the way
+OpenSearch does:
 
 * ``POST /<index>/_bulk`` and ``POST /_bulk`` with NDJSON ``index``, ``create``
   and ``delete`` actions, processed in order, answered with ``errors`` and one
@@ -105,7 +107,10 @@ def _apply(state: _State, index: str, action: str, meta: dict[str, Any], source:
                 "status": 400,
                 "error": {"type": "action_request_validation_exception", "reason": "version"},
             }
-        ok = current is None or (version > current if version_type == "external" else version >= current)
+        if current is None:
+            ok = True
+        else:
+            ok = version > current if version_type == "external" else version >= current
         if action == "create":
             return {**result, "status": 400, "error": {"type": "illegal_argument_exception"}}
         if not ok:
@@ -221,7 +226,9 @@ class FakeOpenSearch:
         """Answer the next requests with these HTTP statuses, one each."""
         self.state.fail_requests.extend(statuses)
 
-    def fail_document(self, doc_id: str, status: int = 400, kind: str = "mapper_parsing_exception") -> None:
+    def fail_document(
+        self, doc_id: str, status: int = 400, kind: str = "mapper_parsing_exception"
+    ) -> None:
         """Fail every action on this document id with this status."""
         self.state.fail_documents[doc_id] = (status, kind)
 

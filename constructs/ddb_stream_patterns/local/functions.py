@@ -1,0 +1,637 @@
+"""Lambda functions run locally: one long-lived worker process per function.
+
+Each :class:`LocalFunction` starts its own Python process (``python -I -S -B``), so
+module caches and ``os.environ`` stay per function, as in Lambda: several functions
+import ``index`` or ``ddb_stream_runtime.router`` with different environments. The
+worker's ``sys.path`` is the function's code directory, then its layers'
+``python/lib/pythonX.Y/site-packages`` and ``python/`` directories (Lambda's ``/opt``
+layout), the standard library, and last this interpreter's ``site-packages`` (for
+boto3, as Lambda's runtime provides it); ``.pth`` files are not run, so an editable
+install of this project cannot put ``lambda_src`` on the path, and the packages in
+``hidden_modules`` are only importable from the function's own code or layers.
+
+The parent talks to the worker with JSON lines over private pipes; whatever the
+handler prints (stdout and stderr) is the function's log stream, kept in ``.logs``
+with Lambda's ``START`` / ``END`` / ``REPORT`` lines.
+
+>>> fn = LocalFunction("hello", "index.handler", "path/to/code")   # doctest: +SKIP
+>>> fn.invoke({"Records": []})                                       # doctest: +SKIP
+{'batchItemFailures': []}
+>>> fn.close()                                                       # doctest: +SKIP
+
+This module imports only the standard library: it is also the worker's script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FunctionError", "Invocation", "LocalFunction", "layer_python_paths"]
+
+#: Packages a function may only import from its own code or layers (never from the
+#: interpreter's site-packages, where a wheel install of this project would put them).
+HIDDEN_MODULES = ("ddb_stream_runtime", "ddb_stream_patterns")
+
+_REPORT_WAIT_S = 2.0  # how long invoke waits for the REPORT line after the response
+
+
+class FunctionError(Exception):
+    """The handler raised (or the runtime failed): Lambda's ``FunctionError`` response.
+
+    Attributes
+    ----------
+    error_type : str
+        The exception class name, or ``Runtime.*`` (``ImportModuleError``,
+        ``HandlerNotFound``, ``MarshalError``, ``ExitError``).
+    message : str
+        The error message.
+    stack_trace : list[str]
+        The handler's traceback lines, when there is one.
+    """
+
+    def __init__(self, error_type: str, message: str, stack_trace: Sequence[str] = ()) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+        self.stack_trace = list(stack_trace)
+
+
+@dataclass
+class Invocation:
+    """One invocation, as its log stream and outcome tell it."""
+
+    request_id: str
+    duration_ms: float = 0.0
+    error_type: str | None = None  # None: it succeeded; "TimeoutError" when it timed out
+    logs: list[str] = field(default_factory=list)  # START .. REPORT, handler output between
+
+
+def layer_python_paths(layer_dirs: Iterable[str | Path], version: str | None = None) -> list[str]:
+    """Import paths Lambda derives from layers unpacked as ``/opt``: site-packages, then python/.
+
+    A layer without a ``python/`` directory contributes nothing (as in Lambda).
+    """
+    version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    paths: list[str] = []
+    for layer in layer_dirs:
+        root = Path(layer) / "python"
+        site = root / "lib" / f"python{version}" / "site-packages"
+        paths += [str(p) for p in (site, root) if p.is_dir()]
+    return paths
+
+
+def _default_site_packages() -> list[str]:
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+class LocalFunction:
+    """A Lambda function backed by a worker process (implements ``model.Invocable``).
+
+    Parameters
+    ----------
+    name
+        The function name (``AWS_LAMBDA_FUNCTION_NAME``).
+    handler
+        ``module.function`` (``pkg.module.function`` and ``dir/module.function`` work).
+    code_dir
+        The unpacked code asset (Lambda's ``/var/task``); also the worker's cwd.
+    layer_dirs
+        Unpacked layers (each as Lambda's ``/opt``: modules under ``python/``).
+    environment
+        The function's variables, local endpoints and credentials included (see
+        ``LocalCloud.function_environment``); Lambda's reserved ``AWS_LAMBDA_*``,
+        ``_HANDLER`` and ``LAMBDA_TASK_ROOT`` are set here and override them.
+    timeout_s
+        The function timeout; past it the worker is killed (restarted on the next
+        invoke) and ``invoke`` raises ``TimeoutError``.
+    memory_mb, runtime, function_arn
+        Reported to the handler (context, ``AWS_EXECUTION_ENV``); not enforced.
+    init_timeout_s
+        Budget for importing the handler (Lambda's 10 s init phase).
+    log_limit
+        How many log lines ``.logs`` keeps (the most recent).
+    python, site_packages
+        The interpreter and the site-packages directories the worker uses (default:
+        this interpreter's).
+    hidden_modules
+        Top-level packages importable only from ``code_dir`` and the layers.
+
+    ``invoke`` is thread-safe; one worker runs one invocation at a time (invocations
+    of the same function from several threads queue up).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handler: str,
+        code_dir: str | Path,
+        layer_dirs: Sequence[str | Path] = (),
+        environment: Mapping[str, str] | None = None,
+        timeout_s: float = 3.0,
+        *,
+        memory_mb: int = 128,
+        runtime: str | None = None,
+        function_arn: str | None = None,
+        init_timeout_s: float = 10.0,
+        log_limit: int = 500,
+        python: str | None = None,
+        site_packages: Sequence[str] | None = None,
+        hidden_modules: Sequence[str] = HIDDEN_MODULES,
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self.code_dir = Path(code_dir).resolve()
+        self.layer_dirs = [Path(p).resolve() for p in layer_dirs]
+        self.environment = {str(k): str(v) for k, v in (environment or {}).items()}
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = int(memory_mb)
+        self.runtime = runtime or f"python{sys.version_info.major}.{sys.version_info.minor}"
+        self.function_arn = function_arn or f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.init_timeout_s = float(init_timeout_s)
+        self.python = python or sys.executable
+        self.site_packages = list(
+            _default_site_packages() if site_packages is None else site_packages
+        )
+        self.hidden_modules = list(hidden_modules)
+        if not self.code_dir.is_dir():
+            raise FileNotFoundError(f"{name}: code directory {self.code_dir} does not exist")
+
+        self.invocations = 0  # invoke calls
+        self.errors = 0  # of which failed (handler error, runtime error or timeout)
+        self.timeouts = 0  # of which timed out
+        self.cold_starts = 0  # worker processes started
+        self.last_invocation: Invocation | None = None
+
+        self._logs: deque[str] = deque(maxlen=log_limit)
+        self._lock = threading.Lock()  # one invocation at a time
+        self._log_cond = threading.Condition()
+        self._current: Invocation | None = None
+        self._reported: set[str] = set()
+        self._proc: subprocess.Popen | None = None
+        self._responses: queue.Queue | None = None
+        self._initialized = False
+        self._threads: list[threading.Thread] = []
+        self._finalizer: weakref.finalize | None = None
+
+    # -------------------------------------------------------------------- public
+
+    @property
+    def logs(self) -> list[str]:
+        """The most recent log lines (handler output and START/END/REPORT), oldest first."""
+        with self._log_cond:
+            return list(self._logs)
+
+    def clear_logs(self) -> None:
+        with self._log_cond:
+            self._logs.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> LocalFunction:
+        """Start the worker now (it imports the handler in the background): a warm-up."""
+        with self._lock:
+            if not self.running:
+                self._spawn()
+        return self
+
+    def invoke(self, event: Mapping[str, Any]) -> Any:
+        """Run the handler on ``event``; return its response.
+
+        Raises
+        ------
+        FunctionError
+            The handler raised, or the runtime failed (import error, exit, bad response).
+        TimeoutError
+            The handler ran past ``timeout_s`` (the worker is killed and restarted).
+        """
+        payload = json.dumps(event)  # a TypeError here is the caller's bug, not an error
+        with self._lock:
+            self.invocations += 1
+            try:
+                return self._invoke(payload)
+            except (FunctionError, TimeoutError):
+                self.errors += 1
+                raise
+
+    def close(self) -> None:
+        """Stop the worker (idempotent); the next ``invoke`` would start a new one."""
+        with self._lock:
+            self._stop(graceful=True)
+
+    def __enter__(self) -> LocalFunction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"LocalFunction({self.name!r}, {self.handler!r}, {state})"
+
+    # -------------------------------------------------------------------- worker
+
+    def _worker_environment(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+        }
+        env.update(self.environment)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": self.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.runtime}",
+                "LAMBDA_TASK_ROOT": str(self.code_dir),
+                "_HANDLER": self.handler,
+            }
+        )
+        return env
+
+    def _spawn(self) -> None:
+        function_paths = [str(self.code_dir), *layer_python_paths(self.layer_dirs)]
+        config = {
+            "handler": self.handler,
+            "function_paths": function_paths,
+            "site_packages": self.site_packages,
+            "hidden_modules": self.hidden_modules,
+            "function_name": self.name,
+            "function_arn": self.function_arn,
+            "memory_mb": self.memory_mb,
+        }
+        proc = subprocess.Popen(
+            [self.python, "-I", "-S", "-B", "-u", __file__, json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.code_dir,
+            env=self._worker_environment(),
+        )
+        responses: queue.Queue = queue.Queue()
+        threads = [
+            threading.Thread(
+                target=self._read_responses,
+                args=(proc.stdout, responses),
+                name=f"{self.name}-responses",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._read_logs,
+                args=(proc.stderr,),
+                name=f"{self.name}-logs",
+                daemon=True,
+            ),
+        ]
+        for t in threads:
+            t.start()
+        self._proc, self._responses, self._threads = proc, responses, threads
+        self._initialized = False
+        self.cold_starts += 1
+        self._finalizer = weakref.finalize(self, _kill, proc)
+
+    def _stop(self, graceful: bool) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if graceful and proc.poll() is None:
+            try:
+                proc.stdin.close()  # EOF: the worker leaves its loop
+                proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        _kill(proc)
+        for t in self._threads:
+            t.join(timeout=2)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._threads, self._responses, self._initialized = [], None, False
+
+    @staticmethod
+    def _read_responses(stream: Any, responses: queue.Queue) -> None:
+        for line in stream:
+            try:
+                responses.put(json.loads(line))
+            except ValueError:
+                continue
+        responses.put(None)  # EOF: the worker is gone
+
+    def _read_logs(self, stream: Any) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._log_cond:
+                self._logs.append(line)
+                current = self._current
+                if current is not None:
+                    current.logs.append(line)
+                    if line.startswith(f"REPORT RequestId: {current.request_id}"):
+                        self._reported.add(current.request_id)
+                        self._log_cond.notify_all()
+
+    def _next_message(self, timeout: float) -> dict | None:
+        assert self._responses is not None
+        return self._responses.get(timeout=timeout)  # raises queue.Empty
+
+    def _died(self, request_id: str) -> FunctionError:
+        proc = self._proc
+        code = proc.wait(timeout=5) if proc is not None else None
+        self._stop(graceful=False)
+        return FunctionError(
+            "Runtime.ExitError",
+            f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
+        )
+
+    def _invoke(self, payload: str) -> Any:
+        request_id = str(uuid.uuid4())
+        invocation = Invocation(request_id)
+        self.last_invocation = invocation
+        if not self.running:
+            self._stop(graceful=False)
+            self._spawn()
+        with self._log_cond:
+            self._current = invocation
+        if not self._initialized:
+            try:
+                message = self._next_message(self.init_timeout_s)
+            except queue.Empty:
+                self._stop(graceful=False)
+                invocation.error_type = "TimeoutError"
+                self._log(
+                    f"INIT_REPORT Init Duration: {self.init_timeout_s * 1000:.0f} ms "
+                    "Phase: init Status: timeout"
+                )
+                raise TimeoutError(
+                    f"{self.name}: init (importing {self.handler}) took longer than "
+                    f"{self.init_timeout_s:g} s"
+                ) from None
+            if message is None:
+                raise self._died(request_id)
+            if not message.get("ok"):
+                # Lambda resets the sandbox after a failed init and retries on next invoke.
+                self._stop(graceful=False)
+                invocation.error_type = message["errorType"]
+                raise FunctionError(
+                    message["errorType"], message["errorMessage"], message.get("stackTrace", ())
+                )
+            self._initialized = True
+
+        started = time.monotonic()
+        try:
+            assert self._proc is not None and self._proc.stdin is not None
+            request = json.dumps({"id": request_id, "timeout_ms": int(self.timeout_s * 1000)})
+            self._proc.stdin.write(request.encode() + b"\n" + payload.encode() + b"\n")
+            self._proc.stdin.flush()
+        except OSError:
+            raise self._died(request_id) from None
+        try:
+            message = self._next_message(self.timeout_s)
+        except queue.Empty:
+            self.timeouts += 1
+            self._stop(graceful=False)
+            invocation.duration_ms = (time.monotonic() - started) * 1000
+            invocation.error_type = "TimeoutError"
+            self._log(
+                f"{_utc_now()} {request_id} Task timed out after {self.timeout_s:.2f} seconds"
+            )
+            self._log(f"END RequestId: {request_id}")
+            self._log(
+                f"REPORT RequestId: {request_id}\tDuration: "
+                f"{invocation.duration_ms:.2f} ms\tStatus: timeout"
+            )
+            raise TimeoutError(
+                f"{self.name}: Task timed out after {self.timeout_s:.2f} seconds"
+            ) from None
+        invocation.duration_ms = (time.monotonic() - started) * 1000
+        if message is None:
+            invocation.error_type = "Runtime.ExitError"
+            raise self._died(request_id)
+        with self._log_cond:  # let the REPORT line reach .logs before returning
+            self._log_cond.wait_for(
+                lambda: request_id in self._reported or not self.running, _REPORT_WAIT_S
+            )
+            self._reported.discard(request_id)
+            self._current = None
+        if message.get("ok"):
+            return message.get("result")
+        invocation.error_type = message["errorType"]
+        raise FunctionError(
+            message["errorType"], message["errorMessage"], message.get("stackTrace", ())
+        )
+
+    def _log(self, line: str) -> None:
+        with self._log_cond:
+            self._logs.append(line)
+            if self.last_invocation is not None:
+                self.last_invocation.logs.append(line)
+            self._current = None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+# ============================================================================ worker
+# Runs as `python -I -S -B -u functions.py CONFIG`: standard library only up to the
+# point where the handler's module is imported.
+
+
+class _Context:
+    """Lambda's context object."""
+
+    def __init__(self, config: dict, request_id: str, timeout_ms: int) -> None:
+        self.function_name = config["function_name"]
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = config["function_arn"]
+        self.memory_limit_in_mb = config["memory_mb"]
+        self.aws_request_id = request_id
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _install_module_guard(hidden: Sequence[str], function_paths: list[str]) -> None:
+    """Top-level ``hidden`` packages resolve only from the function's code and layers."""
+    import importlib.machinery
+
+    class _FunctionOnly:
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):  # noqa: ANN001
+            if path is not None or fullname not in hidden:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(fullname, function_paths)
+            if spec is None:
+                raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+            return spec
+
+    sys.meta_path.insert(0, _FunctionOnly())
+
+
+def _load_handler(handler: str) -> Any:
+    import importlib
+
+    module_name, _, function_name = handler.replace("/", ".").rpartition(".")
+    if not module_name or not function_name:
+        raise _InitError("Runtime.MalformedHandlerName", f"Bad handler '{handler}'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    except SyntaxError as exc:
+        raise _InitError("Runtime.UserCodeSyntaxError", f"Syntax error in module: {exc}") from exc
+    func = getattr(module, function_name, None)
+    if func is None:
+        raise _InitError(
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
+        )
+    return func
+
+
+class _InitError(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _error_message(exc: BaseException, error_type: str | None = None) -> dict:
+    import traceback
+
+    return {
+        "ok": False,
+        "errorType": error_type or type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_tb(_user_frames(exc)),
+    }
+
+
+def _user_frames(exc: BaseException) -> Any:
+    """The traceback without the worker's own frame (Lambda shows the handler's only)."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next:
+        return tb.tb_next
+    return tb
+
+
+def _worker_main(argv: list[str]) -> int:
+    import logging
+    import traceback
+
+    config = json.loads(argv[1])
+    # Private protocol channels; fd 0 becomes /dev/null and fd 1 joins the log stream.
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+
+    def reply(message: dict) -> None:
+        replies.write(json.dumps(message).encode() + b"\n")
+        replies.flush()
+
+    function_paths = list(config["function_paths"])
+    sys.path[:0] = function_paths
+    sys.path.extend(config["site_packages"])
+    _install_module_guard(config["hidden_modules"], function_paths)
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=getattr(logging, level, logging.WARNING),
+        format="[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    logging.Formatter.converter = time.gmtime
+
+    started = time.monotonic()
+    try:
+        handler = _load_handler(config["handler"])
+    except _InitError as exc:
+        print(f"[ERROR] {exc.error_type}: {exc}", file=sys.stderr)
+        reply(_error_message(exc, exc.error_type))
+        return 1
+    except Exception as exc:  # the module raised while importing
+        traceback.print_exc()
+        reply(_error_message(exc, "Runtime.ImportModuleError"))
+        return 1
+    reply({"ok": True, "init_ms": (time.monotonic() - started) * 1000})
+
+    while True:
+        header = requests.readline()
+        if not header:
+            return 0
+        body = requests.readline()
+        request = json.loads(header)
+        request_id = request["id"]
+        context = _Context(config, request_id, request["timeout_ms"])
+        sys.stderr.write(f"START RequestId: {request_id} Version: $LATEST\n")
+        t0 = time.monotonic()
+        try:
+            event = json.loads(body)
+            result = handler(event, context)
+            try:
+                message = {"ok": True, "result": result}
+                encoded = json.dumps(message)
+            except (TypeError, ValueError) as exc:
+                message = _error_message(exc, "Runtime.MarshalError")
+                message["errorMessage"] = f"Unable to marshal response: {exc}"
+                encoded = json.dumps(message)
+        except Exception as exc:
+            message = _error_message(exc)
+            encoded = json.dumps(message)
+            print(f"[ERROR] {message['errorType']}: {message['errorMessage']}", file=sys.stderr)
+            traceback.print_exception(type(exc), exc, _user_frames(exc), file=sys.stderr)
+        sys.stdout.flush()
+        duration = (time.monotonic() - t0) * 1000
+        sys.stderr.write(f"END RequestId: {request_id}\n")
+        sys.stderr.write(
+            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
+            f"Memory Size: {config['memory_mb']} MB\n"
+        )
+        sys.stderr.flush()
+        replies.write(encoded.encode() + b"\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv))

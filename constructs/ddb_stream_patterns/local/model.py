@@ -1,0 +1,61 @@
+"""What the deployer hands the pollers: an event source mapping, read off a template.
+
+Shared by ``deployer`` (which builds these from ``AWS::Lambda::EventSourceMapping``
+resources) and ``pollers`` (which give handlers Lambda's semantics for them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = ["Invocable", "MappingSpec", "MappingStats"]
+
+
+class Invocable(Protocol):
+    """A function as the pollers see it: a name, and a synchronous invoke.
+
+    ``invoke`` returns the handler's response, or raises ``FunctionError`` (the handler
+    raised) / ``TimeoutError`` (it ran past its timeout), as Lambda would report them.
+    """
+
+    name: str
+
+    def invoke(self, event: Mapping[str, Any]) -> Any: ...
+
+
+@dataclass
+class MappingStats:
+    """What flowed through one mapping: the summary a person reads."""
+
+    invocations: int = 0
+    records_in: int = 0  # records read from the source
+    filtered_out: int = 0  # dropped by filter criteria, never delivered
+    succeeded: int = 0  # records whose batch (or item) succeeded
+    failed_attempts: int = 0  # failed invocations or reported item failures
+    sent_to_failure_destination: int = 0  # records given up on (stream on-failure)
+
+
+@dataclass
+class MappingSpec:
+    """One ``AWS::Lambda::EventSourceMapping``, resolved against the local cloud."""
+
+    logical_id: str
+    function: Invocable
+    kind: Literal["dynamodb", "sqs"]
+    source_arn: str  # the stream ARN (DynamoDB Local) or the queue ARN (moto)
+    batch_size: int = 100
+    max_batching_window_s: float = 0
+    starting_position: str = "TRIM_HORIZON"
+    filter_patterns: list[dict] = field(default_factory=list)
+    bisect_on_error: bool = False
+    max_retry_attempts: int = -1  # -1: until the record expires (Lambda's default)
+    max_record_age_s: int = -1
+    report_batch_item_failures: bool = False
+    on_failure_arn: str | None = None  # SQS queue (or S3 bucket) ARN
+    max_concurrency: int | None = None
+    queue_url: str | None = None  # for kind == "sqs"
+    stats: MappingStats = field(default_factory=MappingStats)
+    # Hook for the fault-injection tests: called with each delivered event.
+    on_event: Callable[[Mapping[str, Any]], None] | None = None

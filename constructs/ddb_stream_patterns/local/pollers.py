@@ -1,0 +1,1120 @@
+"""Lambda's event source mappings, locally: stream and queue pollers that invoke handlers.
+
+Each poller gives one :class:`~ddb_stream_patterns.local.model.MappingSpec` the semantics
+of the Lambda event source mapping it stands for:
+
+* :class:`StreamPoller` (``kind="dynamodb"``) reads a DynamoDB Local stream shard by
+  shard (a child shard after its parent is exhausted), turns the Streams API records
+  into the records Lambda delivers, applies the filter criteria, batches, invokes, and
+  on failure retries, bisects, checkpoints at the lowest reported item failure, ages
+  records out, and finally sends an on-failure record to the failure destination;
+* :class:`SqsPoller` (``kind="sqs"``) receives from a moto queue, invokes with Lambda's
+  SQS event, and deletes what succeeded (all, or all but the reported item failures);
+* :class:`Pollers` runs a set of them round-robin in one thread until they are idle.
+
+Clients come from a ``client_factory(service_name)``: ``"dynamodbstreams"`` must point
+at DynamoDB Local, ``"sqs"``, ``"sns"`` and ``"s3"`` at moto. Pollers never create
+endpoints.
+
+Where the local cloud differs from AWS (on purpose or by necessity)
+--------------------------------------------------------------------
+* **TTL deletions.** DynamoDB Local writes a TTL expiry as ``eventName:
+  "UNKNOWN_TO_SDK_VERSION"`` (literally, in its JSON) with no ``userIdentity``; AWS
+  writes ``"REMOVE"`` with ``userIdentity {"type": "Service", "principalId":
+  "dynamodb.amazonaws.com"}``. :func:`rewrite_ttl_record` rewrites the former into the
+  latter before filtering, so ``StreamFilter.ttl_expiry()`` and
+  ``StreamRecord.is_ttl_expiry`` work locally. Measured with DynamoDB Local 3.3.1: the
+  TTL sweep of a table runs about 1 s after ``UpdateTimeToLive`` enables it, then about
+  every 10 s, so an expired item shows up in the stream after 1-10 s.
+* **Record age.** DynamoDB Local truncates ``ApproximateCreationDateTime`` to the
+  minute. A record's age is therefore measured from ``min(ApproximateCreationDateTime +
+  CREATION_TIME_GRANULARITY_S, the time this poller read it)`` (its youngest possible
+  creation time), so a record is never aged out before it really is older than
+  ``max_record_age_s``. ``ApproximateCreationDateTime`` itself is delivered as read.
+* **The on-failure record** has AWS's shape for stream sources (``requestContext``,
+  ``responseContext``, ``version``, ``timestamp``, ``DDBStreamBatchInfo``) plus a
+  ``"records"`` list holding the failed records themselves: AWS sends only the batch
+  coordinates, to re-read from the shard, which a local stream (in memory, soon gone)
+  makes pointless. The same payloads are kept in :attr:`StreamPoller.failure_records`,
+  also when there is no destination or sending to it failed.
+* **Retries** happen on the next pass, without Lambda's back-off. With
+  ``max_retry_attempts=-1`` and ``max_record_age_s=-1`` (Lambda's defaults) a poison
+  record blocks its shard forever, as in Lambda: :meth:`Pollers.run_until_idle` then
+  times out and says which mapping is stuck.
+* **SQS visibility.** Lambda leaves a failed message invisible until its visibility
+  timeout expires (180 s in real templates). :class:`SqsPoller` makes failed messages
+  visible again at once (``ChangeMessageVisibility`` to ``failed_visibility_timeout_s``,
+  default 0), so retries and moto's redrive to the dead-letter queue after
+  ``maxReceiveCount`` happen in seconds; pass ``None`` to keep AWS's behaviour.
+* **Concurrency.** Everything runs in one thread: ``max_concurrency`` (SQS) and the
+  per-shard parallelism of streams are not modelled, and shards are polled round-robin.
+* **Limits not modelled:** the 6 MB invocation payload cap, Lambda's throttling of more
+  than two readers per shard, tumbling windows.
+* **Events are copied** through JSON before each invocation (``copy_events=True``), as
+  Lambda delivers fresh JSON: a handler that mutates its event cannot corrupt a retry.
+  ``MappingSpec.on_event`` sees that copy just before the function; an exception it
+  raises counts as a function error (a fault injected into the invocation).
+* **Stats.** ``failed_attempts`` counts failed invocations (whole or partial) for
+  streams, and for SQS failed invocations plus each reported item failure;
+  ``sent_to_failure_destination`` counts every record given up on, with or without a
+  destination.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..stream_filter import StreamFilter
+from .model import MappingSpec, MappingStats
+
+__all__ = [
+    "CREATION_TIME_GRANULARITY_S",
+    "DDB_LOCAL_TTL_EVENT_NAME",
+    "TTL_USER_IDENTITY",
+    "ClientFactory",
+    "ItemFailures",
+    "PollerTimeout",
+    "Pollers",
+    "SqsPoller",
+    "StreamPoller",
+    "parse_batch_item_failures",
+    "rewrite_ttl_record",
+    "to_lambda_record",
+    "to_lambda_sqs_record",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+ClientFactory = Callable[[str], Any]
+"""Service name (``"dynamodbstreams"``, ``"sqs"``, ``"sns"``, ``"s3"``) -> boto3 client."""
+
+#: What DynamoDB Local puts in ``eventName`` for a TTL deletion (AWS: ``"REMOVE"``).
+DDB_LOCAL_TTL_EVENT_NAME = "UNKNOWN_TO_SDK_VERSION"
+#: ``userIdentity`` of a record deleted by DynamoDB's TTL process, as Lambda delivers it.
+TTL_USER_IDENTITY: Mapping[str, str] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+#: DynamoDB Local's ``ApproximateCreationDateTime`` is rounded down to the minute.
+CREATION_TIME_GRANULARITY_S = 60
+
+_GET_RECORDS_LIMIT = 1000  # the Streams API maximum
+_SQS_RECEIVE_MAX = 10  # ReceiveMessage / DeleteMessageBatch maximum
+_STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")
+_EXHAUSTED = "RetryAttemptsExhausted"
+_TOO_OLD = "RecordAgeExceeded"
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+def _epoch_seconds(value: Any) -> int | float:
+    """A datetime (what boto3 parses) or a number -> epoch seconds, an int when whole."""
+    seconds = value.timestamp() if isinstance(value, datetime) else float(value)
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def _b64(data: Any) -> str:
+    return base64.b64encode(data).decode("ascii") if isinstance(data, (bytes, bytearray)) else data
+
+
+def _json_attribute(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """One attribute value with boto3's ``bytes`` turned back into Lambda's base64 text."""
+    if "B" in value:
+        return {"B": _b64(value["B"])}
+    if "BS" in value:
+        return {"BS": [_b64(b) for b in value["BS"]]}
+    if "M" in value:
+        return {"M": _json_image(value["M"])}
+    if "L" in value:
+        return {"L": [_json_attribute(v) for v in value["L"]]}
+    return value
+
+
+def _json_image(image: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _json_attribute(value) for name, value in image.items()}
+
+
+def rewrite_ttl_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Rewrite DynamoDB Local's TTL deletion record as AWS writes it; others unchanged.
+
+    DynamoDB Local marks a TTL expiry with ``eventName: "UNKNOWN_TO_SDK_VERSION"`` and no
+    ``userIdentity``; AWS sends ``eventName: "REMOVE"`` with the service identity.
+
+    Examples
+    --------
+    >>> r = rewrite_ttl_record({"eventName": "UNKNOWN_TO_SDK_VERSION", "dynamodb": {},
+    ...                         "eventSourceARN": "arn"})
+    >>> r["eventName"], r["userIdentity"], list(r)[-1]
+    ('REMOVE', {'type': 'Service', 'principalId': 'dynamodb.amazonaws.com'}, 'eventSourceARN')
+    """
+    if record.get("eventName") != DDB_LOCAL_TTL_EVENT_NAME:
+        return dict(record)
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "eventSourceARN":
+            out["userIdentity"] = dict(TTL_USER_IDENTITY)
+        if key != "userIdentity":
+            out[key] = value
+    out["eventName"] = "REMOVE"
+    out.setdefault("userIdentity", dict(TTL_USER_IDENTITY))
+    return out
+
+
+def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One DynamoDB Streams ``GetRecords`` record (as boto3 parses it) -> Lambda's record.
+
+    ``ApproximateCreationDateTime`` becomes epoch seconds, binary values base64 text,
+    ``userIdentity`` gets Lambda's lower-case keys, ``eventSourceARN`` is added, and
+    DynamoDB Local's TTL records are rewritten (:func:`rewrite_ttl_record`).
+
+    Examples
+    --------
+    >>> to_lambda_record({"eventID": "1", "eventName": "INSERT", "eventVersion": "1.1",
+    ...     "eventSource": "aws:dynamodb", "awsRegion": "ddblocal",
+    ...     "dynamodb": {"ApproximateCreationDateTime": 1718049960.0,
+    ...                  "Keys": {"pk": {"B": b"\\x01"}}, "SequenceNumber": "1",
+    ...                  "SizeBytes": 3, "StreamViewType": "KEYS_ONLY"}}, "arn:stream")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'eventID': '1', 'eventName': 'INSERT', 'eventVersion': '1.1',
+     'eventSource': 'aws:dynamodb', 'awsRegion': 'ddblocal',
+     'dynamodb': {'ApproximateCreationDateTime': 1718049960, 'Keys': {'pk': {'B': 'AQ=='}},
+                  'SequenceNumber': '1', 'SizeBytes': 3, 'StreamViewType': 'KEYS_ONLY'},
+     'eventSourceARN': 'arn:stream'}
+    """
+    source = api_record.get("dynamodb") or {}
+    ddb: dict[str, Any] = {}
+    if source.get("ApproximateCreationDateTime") is not None:
+        ddb["ApproximateCreationDateTime"] = _epoch_seconds(source["ApproximateCreationDateTime"])
+    for key in ("Keys", "NewImage", "OldImage"):
+        if key in source:
+            ddb[key] = _json_image(source[key])
+    for key in ("SequenceNumber", "SizeBytes", "StreamViewType"):
+        if key in source:
+            ddb[key] = source[key]
+    record: dict[str, Any] = {
+        "eventID": api_record.get("eventID"),
+        "eventName": api_record.get("eventName"),
+        "eventVersion": api_record.get("eventVersion"),
+        "eventSource": api_record.get("eventSource", "aws:dynamodb"),
+        "awsRegion": api_record.get("awsRegion"),
+        "dynamodb": ddb,
+    }
+    identity = api_record.get("userIdentity")
+    if identity:
+        record["userIdentity"] = {
+            "type": identity.get("Type", identity.get("type")),
+            "principalId": identity.get("PrincipalId", identity.get("principalId")),
+        }
+    record["eventSourceARN"] = stream_arn
+    if record["eventName"] == DDB_LOCAL_TTL_EVENT_NAME:
+        record = rewrite_ttl_record(record)
+    return record
+
+
+def to_lambda_sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One ``ReceiveMessage`` message (as boto3 parses it) -> Lambda's SQS record."""
+    attributes: dict[str, Any] = {}
+    for name, value in (message.get("MessageAttributes") or {}).items():
+        converted: dict[str, Any] = {}
+        if "StringValue" in value:
+            converted["stringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            converted["binaryValue"] = _b64(value["BinaryValue"])
+        converted["stringListValues"] = list(value.get("StringListValues", []))
+        converted["binaryListValues"] = [_b64(b) for b in value.get("BinaryListValues", [])]
+        converted["dataType"] = value.get("DataType")
+        attributes[name] = converted
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": attributes,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record["md5OfBody"] = message.get("MD5OfBody")
+    record["eventSource"] = "aws:sqs"
+    record["eventSourceARN"] = queue_arn
+    record["awsRegion"] = _arn_parts(queue_arn)["region"]
+    return record
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemFailures:
+    """How Lambda reads a ``ReportBatchItemFailures`` response.
+
+    ``whole_batch`` - the batch failed as a whole (``reason`` says why);
+    otherwise ``identifiers`` are the reported items (empty: complete success).
+    """
+
+    whole_batch: bool = False
+    identifiers: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.whole_batch and not self.identifiers
+
+
+def parse_batch_item_failures(response: Any, identifiers: Iterable[str]) -> ItemFailures:
+    """Read a function response as Lambda does with ``ReportBatchItemFailures``.
+
+    Complete success: ``None``, ``{}``, a dict without ``batchItemFailures``, or a null or
+    empty ``batchItemFailures``. Complete failure: a response that is neither (after
+    decoding a JSON string), a ``batchItemFailures`` that is not a list, an entry that is
+    not an object, lacks ``itemIdentifier`` (a bad key name), holds a null/empty/non-string
+    identifier, or one that is not in the batch.
+
+    >>> parse_batch_item_failures({"batchItemFailures": [{"itemIdentifier": "2"}]}, "123")
+    ItemFailures(whole_batch=False, identifiers=('2',), reason='')
+    >>> parse_batch_item_failures({"batchItemFailures": [{"itemIdentifier": ""}]}, "1").reason
+    'an empty or null itemIdentifier'
+    """
+    known = set(identifiers)
+    if isinstance(response, (str, bytes, bytearray)):
+        try:
+            response = json.loads(response) if response.strip() else None
+        except ValueError:
+            return ItemFailures(True, reason="a response that is not JSON")
+    if response is None:
+        return ItemFailures()
+    if not isinstance(response, Mapping):
+        return ItemFailures(True, reason=f"a malformed response ({type(response).__name__})")
+    entries = response.get("batchItemFailures")
+    if entries is None:
+        return ItemFailures()
+    if not isinstance(entries, list):
+        return ItemFailures(True, reason="batchItemFailures is not a list")
+    found: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or "itemIdentifier" not in entry:
+            return ItemFailures(True, reason=f"a malformed batch item failure {entry!r}")
+        identifier = entry["itemIdentifier"]
+        if not identifier or not isinstance(identifier, str):
+            return ItemFailures(True, reason="an empty or null itemIdentifier")
+        if identifier not in known:
+            return ItemFailures(True, reason=f"itemIdentifier {identifier!r} is not in the batch")
+        if identifier not in found:
+            found.append(identifier)
+    return ItemFailures(identifiers=tuple(found))
+
+
+# --- shared plumbing ------------------------------------------------------------------------
+
+
+def _arn_parts(arn: str) -> dict[str, str]:
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        raise ValueError(f"not an arn: {arn!r}")
+    names = ("arn", "partition", "service", "region", "account", "resource")
+    return dict(zip(names, parts, strict=True))
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+@dataclass
+class _Outcome:
+    """One invocation: the response, or the error it raised."""
+
+    response: Any = None
+    error: Exception | None = None
+
+    @property
+    def function_error(self) -> str | None:
+        # Lambda reports raised errors and timeouts alike as "Unhandled".
+        return None if self.error is None else "Unhandled"
+
+
+class _Poller:
+    """What both pollers share: the mapping, clients, filters and the invocation."""
+
+    def __init__(
+        self, mapping: MappingSpec, client_factory: ClientFactory, *, copy_events: bool
+    ) -> None:
+        self.mapping = mapping
+        self._client_factory = client_factory
+        self._clients: dict[str, Any] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._copy_events = copy_events
+        self._filters = [StreamFilter.from_pattern(p) for p in mapping.filter_patterns]
+
+    @property
+    def stats(self) -> MappingStats:
+        return self.mapping.stats
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._client_factory(service)
+        return self._clients[service]
+
+    def _queue_url(self, queue_arn: str) -> str:
+        """Resolve a queue ARN to its URL (GetQueueUrl by name and owner account)."""
+        if queue_arn not in self._queue_urls:
+            parts = _arn_parts(queue_arn)
+            kwargs = {"QueueName": parts["resource"]}
+            if parts["account"]:
+                kwargs["QueueOwnerAWSAccountId"] = parts["account"]
+            self._queue_urls[queue_arn] = self._client("sqs").get_queue_url(**kwargs)["QueueUrl"]
+        return self._queue_urls[queue_arn]
+
+    def _passes(self, record: Mapping[str, Any]) -> bool:
+        return not self._filters or any(f.matches(record) for f in self._filters)
+
+    def _invoke(self, records: list[dict[str, Any]]) -> _Outcome:
+        event: Any = {"Records": records}
+        if self._copy_events:
+            event = json.loads(json.dumps(event))
+        self.stats.invocations += 1
+        try:
+            if self.mapping.on_event is not None:
+                self.mapping.on_event(event)  # a fault injected here is a function error
+            return _Outcome(response=self.mapping.function.invoke(event))
+        except Exception as exc:  # the function's failure, reported like Lambda does
+            _LOGGER.info("%s: invocation failed: %s: %s", self.mapping.logical_id,
+                         type(exc).__name__, exc)
+            return _Outcome(error=exc)
+
+    def poll_once(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def busy(self, wait_for_delayed: bool = False) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+# --- DynamoDB streams ------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    record: dict[str, Any]
+    read_at: float  # wall clock, when this poller read it
+
+    @property
+    def sequence_number(self) -> str:
+        return self.record["dynamodb"]["SequenceNumber"]
+
+    def created_at(self) -> float:
+        """The youngest possible creation time (see the module notes on record age)."""
+        approximate = self.record["dynamodb"].get("ApproximateCreationDateTime")
+        if approximate is None:
+            return self.read_at
+        return min(float(approximate) + CREATION_TIME_GRANULARITY_S, self.read_at)
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    parent_id: str | None
+    iterator_type: str = "TRIM_HORIZON"
+    iterator: str | None = None
+    exhausted: bool = False  # GetRecords returned no NextShardIterator: closed and read
+    last_read: str | None = None  # sequence number of the last record read
+    buffer: list[_Pending] = field(default_factory=list)  # read, not yet checkpointed
+    # Pinned batch sizes ahead: a failed batch is retried as is, or as its bisected halves.
+    segments: list[int] = field(default_factory=list)
+    attempts: int = 0  # retries consumed by the head batch
+    invoke_count: int = 0  # invocations of the head batch
+    last_outcome: _Outcome | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.exhausted and not self.buffer
+
+
+class StreamPoller(_Poller):
+    """A DynamoDB stream event source mapping, against DynamoDB Local.
+
+    Parameters
+    ----------
+    mapping
+        ``kind == "dynamodb"``; ``source_arn`` is the stream ARN.
+    client_factory
+        Service name -> boto3 client; ``"dynamodbstreams"`` (DynamoDB Local), and the
+        failure destination's service (``"sqs"``, ``"sns"`` or ``"s3"``, moto).
+    describe_interval_s
+        How often to look for new shards. Default: 1 s.
+    copy_events
+        Hand each invocation a fresh JSON copy of its event. Default: True.
+
+    Examples
+    --------
+    >>> poller = StreamPoller(spec, client_factory)     # doctest: +SKIP
+    >>> while poller.poll_once() or poller.busy():      # doctest: +SKIP
+    ...     pass
+    >>> poller.stats.succeeded                          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        mapping: MappingSpec,
+        client_factory: ClientFactory,
+        *,
+        describe_interval_s: float = 1.0,
+        copy_events: bool = True,
+    ) -> None:
+        if mapping.kind != "dynamodb":
+            raise ValueError(f"StreamPoller takes a 'dynamodb' mapping, got {mapping.kind!r}")
+        if mapping.starting_position not in _STARTING_POSITIONS:
+            raise ValueError(
+                f"starting_position must be one of {_STARTING_POSITIONS}, "
+                f"got {mapping.starting_position!r}"
+            )
+        if mapping.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {mapping.batch_size}")
+        super().__init__(mapping, client_factory, copy_events=copy_events)
+        self.stream_arn = mapping.source_arn
+        self.describe_interval_s = describe_interval_s
+        #: Every on-failure record given up on, sent to the destination or not.
+        self.failure_records: list[dict[str, Any]] = []
+        self._shards: dict[str, _Shard] = {}
+        self._described_at = float("-inf")
+        self._function_arn = self._guess_function_arn()
+        # Discover now: LATEST means "from when the mapping was created".
+        self._discover(initial=True)
+
+    # -- public
+
+    def poll_once(self) -> int:
+        """One pass over the readable shards; returns the records finished with.
+
+        A record is finished with when its batch succeeded, when a filter dropped it, or
+        when it was given up on (sent to the failure destination).
+        """
+        if time.monotonic() - self._described_at >= self.describe_interval_s:
+            self._discover(initial=False)
+        handled = 0
+        for shard in self._readable():
+            handled += self._poll_shard(shard)
+        return handled
+
+    def busy(self, wait_for_delayed: bool = False) -> bool:
+        """Whether records were read but not finished with (waiting, or being retried)."""
+        return any(shard.buffer for shard in self._shards.values())
+
+    @property
+    def shards(self) -> dict[str, _Shard]:
+        """The shards known so far, by id (read-only view for tests and diagnostics)."""
+        return dict(self._shards)
+
+    # -- shards
+
+    def _discover(self, *, initial: bool) -> None:
+        streams = self._client("dynamodbstreams")
+        described: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
+        while True:
+            page = streams.describe_stream(**kwargs)["StreamDescription"]
+            described.extend(page.get("Shards", []))
+            if not page.get("LastEvaluatedShardId"):
+                break
+            kwargs["ExclusiveStartShardId"] = page["LastEvaluatedShardId"]
+        self._described_at = time.monotonic()
+        latest = initial and self.mapping.starting_position == "LATEST"
+        for item in described:
+            shard_id = item["ShardId"]
+            if shard_id in self._shards:
+                continue
+            shard = _Shard(shard_id, item.get("ParentShardId"))
+            self._shards[shard_id] = shard
+            if latest:
+                if "EndingSequenceNumber" in item.get("SequenceNumberRange", {}):
+                    shard.exhausted = True  # closed before the mapping existed
+                else:
+                    shard.iterator_type = "LATEST"
+                    self._open(shard)
+
+    def _readable(self) -> list[_Shard]:
+        ready = []
+        for shard in self._shards.values():
+            if shard.done:
+                continue
+            parent = self._shards.get(shard.parent_id) if shard.parent_id else None
+            if parent is None or parent.done:  # parents first; a trimmed parent is gone
+                ready.append(shard)
+        return ready
+
+    def _open(self, shard: _Shard) -> None:
+        streams = self._client("dynamodbstreams")
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard.shard_id}
+        if shard.last_read is not None:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=shard.last_read)
+        else:
+            kwargs["ShardIteratorType"] = shard.iterator_type
+        try:
+            shard.iterator = streams.get_shard_iterator(**kwargs)["ShardIterator"]
+        except Exception as exc:
+            code = _error_code(exc)
+            if code == "TrimmedDataAccessException":
+                shard.last_read = None
+                shard.iterator_type = "TRIM_HORIZON"
+                shard.iterator = streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard.shard_id,
+                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            elif code == "ResourceNotFoundException":
+                _LOGGER.warning("%s: shard %s is gone", self.mapping.logical_id, shard.shard_id)
+                shard.exhausted = True
+            else:
+                raise
+        if shard.iterator is None and not shard.exhausted:
+            shard.exhausted = True
+
+    def _fill(self, shard: _Shard) -> int:
+        """Read while the buffer holds less than a batch; returns records filtered out."""
+        filtered = 0
+        streams = self._client("dynamodbstreams")
+        while not shard.exhausted and len(shard.buffer) < self.mapping.batch_size:
+            if shard.iterator is None:
+                self._open(shard)
+                if shard.exhausted:
+                    break
+            try:
+                page = streams.get_records(ShardIterator=shard.iterator, Limit=_GET_RECORDS_LIMIT)
+            except Exception as exc:
+                code = _error_code(exc)
+                if code in ("ExpiredIteratorException", "TrimmedDataAccessException"):
+                    shard.iterator = None  # reopen after the last record read
+                    if code == "TrimmedDataAccessException":
+                        shard.last_read, shard.iterator_type = None, "TRIM_HORIZON"
+                    continue
+                if code == "ResourceNotFoundException":
+                    _LOGGER.warning("%s: shard %s is gone", self.mapping.logical_id,
+                                    shard.shard_id)
+                    shard.exhausted = True
+                    break
+                if code in ("LimitExceededException", "ThrottlingException"):
+                    break
+                raise
+            now = time.time()
+            records = page.get("Records", [])
+            for api_record in records:
+                record = to_lambda_record(api_record, self.stream_arn)
+                self.stats.records_in += 1
+                shard.last_read = record["dynamodb"].get("SequenceNumber", shard.last_read)
+                if self._passes(record):
+                    shard.buffer.append(_Pending(record, now))
+                else:
+                    self.stats.filtered_out += 1
+                    filtered += 1
+            shard.iterator = page.get("NextShardIterator")
+            if shard.iterator is None:
+                shard.exhausted = True
+            if not records:
+                break
+        return filtered
+
+    # -- batches
+
+    def _poll_shard(self, shard: _Shard) -> int:
+        handled = self._fill(shard)
+        handled += self._age_out(shard)
+        size = self._batch_size(shard)
+        if size:
+            handled += self._deliver(shard, shard.buffer[:size])
+        return handled
+
+    def _batch_size(self, shard: _Shard) -> int:
+        """How many records to invoke with now; 0 while the batching window is open."""
+        if not shard.buffer:
+            return 0
+        if shard.segments:
+            return shard.segments[0]
+        size = min(self.mapping.batch_size, len(shard.buffer))
+        window = self.mapping.max_batching_window_s or 0
+        if size < self.mapping.batch_size and window > 0 and not shard.exhausted:
+            if time.time() - shard.buffer[0].read_at < window:
+                return 0
+        return size
+
+    def _consume(self, shard: _Shard, count: int) -> list[_Pending]:
+        """Take ``count`` records off the front of the shard (they are checkpointed)."""
+        taken, shard.buffer = shard.buffer[:count], shard.buffer[count:]
+        left = count
+        while left and shard.segments:
+            if shard.segments[0] <= left:
+                left -= shard.segments.pop(0)
+            else:
+                shard.segments[0] -= left
+                left = 0
+        return taken
+
+    def _reset_head(self, shard: _Shard) -> None:
+        shard.attempts = shard.invoke_count = 0
+        shard.last_outcome = None
+
+    def _age_out(self, shard: _Shard) -> int:
+        max_age = self.mapping.max_record_age_s
+        if max_age is None or max_age < 0 or not shard.buffer:
+            return 0
+        now = time.time()
+        count = 0
+        for pending in shard.buffer:
+            if now - pending.created_at() <= max_age:
+                break
+            count += 1
+        if not count:
+            return 0
+        head = shard.segments[0] if shard.segments else 0
+        invoke_count, outcome = shard.invoke_count, shard.last_outcome
+        expired = self._consume(shard, count)
+        if count >= head:
+            self._reset_head(shard)
+        self._give_up(shard, expired, _TOO_OLD, invoke_count, outcome)
+        return count
+
+    def _deliver(self, shard: _Shard, batch: list[_Pending]) -> int:
+        outcome = self._invoke([p.record for p in batch])
+        shard.invoke_count += 1
+        shard.last_outcome = outcome
+        if outcome.error is not None:
+            return self._failed(shard, batch, outcome)
+        if not self.mapping.report_batch_item_failures:
+            return self._succeeded(shard, len(batch))
+        sequence = [p.sequence_number for p in batch]
+        failures = parse_batch_item_failures(outcome.response, sequence)
+        if failures.ok:
+            return self._succeeded(shard, len(batch))
+        if failures.whole_batch:
+            _LOGGER.info("%s: whole batch failed: %s", self.mapping.logical_id, failures.reason)
+            return self._failed(shard, batch, outcome)
+        first = min(sequence.index(i) for i in failures.identifiers)
+        if first == 0:  # the checkpoint cannot move: the same as a failure of the batch
+            return self._failed(shard, batch, outcome)
+        return self._partly_failed(shard, batch, first, outcome)
+
+    def _succeeded(self, shard: _Shard, count: int) -> int:
+        self._consume(shard, count)
+        self._reset_head(shard)
+        self.stats.succeeded += count
+        return count
+
+    def _partly_failed(self, shard: _Shard, batch: list[_Pending], first: int,
+                       outcome: _Outcome) -> int:
+        """Checkpoint before the lowest reported record; the rest is retried from it."""
+        self.stats.failed_attempts += 1
+        if not shard.segments:
+            shard.segments = [len(batch)]
+        self._consume(shard, first)
+        self.stats.succeeded += first
+        if self.mapping.bisect_on_error:
+            # "bisected at the returned sequence number": a split, not a retry.
+            return first
+        return first + self._retry_or_give_up(shard, batch[first:], outcome)
+
+    def _failed(self, shard: _Shard, batch: list[_Pending], outcome: _Outcome) -> int:
+        self.stats.failed_attempts += 1
+        if not shard.segments:
+            shard.segments = [len(batch)]  # retry exactly this batch
+        if self.mapping.bisect_on_error and len(batch) > 1:
+            half = (len(batch) + 1) // 2
+            shard.segments[0:1] = [half, len(batch) - half]
+            self._reset_head(shard)  # splitting does not count towards the retries
+            return 0
+        return self._retry_or_give_up(shard, batch, outcome)
+
+    def _retry_or_give_up(self, shard: _Shard, batch: list[_Pending], outcome: _Outcome) -> int:
+        shard.attempts += 1
+        limit = self.mapping.max_retry_attempts
+        if limit is None or limit < 0 or shard.attempts <= limit:
+            return 0
+        invoke_count = shard.invoke_count
+        given_up = self._consume(shard, len(batch))
+        self._reset_head(shard)
+        self._give_up(shard, given_up, _EXHAUSTED, invoke_count, outcome)
+        return len(given_up)
+
+    # -- the failure destination
+
+    def _guess_function_arn(self) -> str:
+        function = self.mapping.function
+        for attribute in ("function_arn", "arn"):
+            arn = getattr(function, attribute, None)
+            if isinstance(arn, str) and arn:
+                return arn
+        anchor = self.mapping.on_failure_arn or self.stream_arn
+        try:
+            parts = _arn_parts(anchor)
+            region, account = parts["region"], parts["account"]
+        except ValueError:
+            region, account = "us-east-1", "123456789012"
+        return f"arn:aws:lambda:{region}:{account or '123456789012'}:function:{function.name}"
+
+    def _failure_record(self, shard: _Shard, items: list[_Pending], condition: str,
+                        invoke_count: int, outcome: _Outcome | None) -> dict[str, Any]:
+        first, last = items[0].record["dynamodb"], items[-1].record["dynamodb"]
+        response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+        if outcome is not None and outcome.function_error:
+            response["functionError"] = outcome.function_error
+
+        def arrival(ddb: Mapping[str, Any]) -> str | None:
+            seconds = ddb.get("ApproximateCreationDateTime")
+            return None if seconds is None else _iso(float(seconds))
+
+        return {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self._function_arn,
+                "condition": condition,
+                "approximateInvokeCount": invoke_count,
+            },
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "DDBStreamBatchInfo": {
+                "shardId": shard.shard_id,
+                "startSequenceNumber": first.get("SequenceNumber"),
+                "endSequenceNumber": last.get("SequenceNumber"),
+                "approximateArrivalOfFirstRecord": arrival(first),
+                "approximateArrivalOfLastRecord": arrival(last),
+                "batchSize": len(items),
+                "streamArn": self.stream_arn,
+            },
+            # Local addition: the failed records themselves (AWS sends only coordinates).
+            "records": [p.record for p in items],
+        }
+
+    def _give_up(self, shard: _Shard, items: list[_Pending], condition: str,
+                 invoke_count: int, outcome: _Outcome | None) -> None:
+        payload = self._failure_record(shard, items, condition, invoke_count, outcome)
+        self.failure_records.append(payload)
+        self.stats.sent_to_failure_destination += len(items)
+        target = self.mapping.on_failure_arn
+        _LOGGER.warning("%s: giving up on %d records of shard %s (%s)%s",
+                        self.mapping.logical_id, len(items), shard.shard_id, condition,
+                        f", sending them to {target}" if target else ", no destination")
+        if not target:
+            return
+        try:
+            self._send(target, payload, shard.shard_id)
+        except Exception:  # the local cloud keeps going; the payload is in failure_records
+            _LOGGER.exception("%s: could not send the on-failure record to %s",
+                              self.mapping.logical_id, target)
+
+    def _send(self, target: str, payload: dict[str, Any], shard_id: str) -> None:
+        parts = _arn_parts(target)
+        body = json.dumps(payload)
+        service = parts["service"]
+        if service == "sqs":
+            url = self._queue_url(target)
+            self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
+        elif service == "sns":
+            self._client("sns").publish(TopicArn=target, Message=body)
+        elif service == "s3":
+            now = datetime.now(timezone.utc)
+            key = (f"aws/lambda/{self.mapping.logical_id}/{shard_id}/{now:%Y/%m/%d}/"
+                   f"{now:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
+            self._client("s3").put_object(Bucket=parts["resource"], Key=key, Body=body.encode())
+        else:
+            raise ValueError(f"unsupported on-failure destination {target!r}")
+
+
+# --- SQS ------------------------------------------------------------------------------------
+
+
+class SqsPoller(_Poller):
+    """An SQS event source mapping, against moto.
+
+    Parameters
+    ----------
+    mapping
+        ``kind == "sqs"``; ``source_arn`` is the queue ARN, ``queue_url`` its URL (looked
+        up from the ARN when not set).
+    client_factory
+        Service name -> boto3 client; ``"sqs"`` (moto).
+    failed_visibility_timeout_s
+        Visibility timeout given to failed messages so they come back (and count towards
+        the queue's ``maxReceiveCount``) quickly. Default: 0 (visible at once). ``None``:
+        leave them invisible until the queue's visibility timeout, as Lambda does.
+    copy_events
+        Hand each invocation a fresh JSON copy of its event. Default: True.
+
+    Notes
+    -----
+    Filter criteria are matched against the Lambda record with ``body`` decoded when it
+    is a JSON object (Lambda's rule); messages they reject are deleted, as Lambda does.
+    ``max_concurrency`` is ignored (one thread).
+    """
+
+    def __init__(
+        self,
+        mapping: MappingSpec,
+        client_factory: ClientFactory,
+        *,
+        failed_visibility_timeout_s: int | None = 0,
+        copy_events: bool = True,
+    ) -> None:
+        if mapping.kind != "sqs":
+            raise ValueError(f"SqsPoller takes an 'sqs' mapping, got {mapping.kind!r}")
+        if mapping.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {mapping.batch_size}")
+        super().__init__(mapping, client_factory, copy_events=copy_events)
+        self.queue_arn = mapping.source_arn
+        self.queue_url = mapping.queue_url or self._queue_url(self.queue_arn)
+        self.failed_visibility_timeout_s = failed_visibility_timeout_s
+        self._failed_last_poll = False
+
+    def poll_once(self) -> int:
+        """Receive up to a batch, invoke, delete what succeeded; returns messages handled.
+
+        A message is handled when it was deleted (succeeded or filtered out) or came back
+        failed; 0 means the queue had nothing visible.
+        """
+        self._failed_last_poll = False
+        messages = self._receive()
+        if not messages:
+            return 0
+        self.stats.records_in += len(messages)
+        records, dropped = [], []
+        for message in messages:
+            record = to_lambda_sqs_record(message, self.queue_arn)
+            (records if self._passes(_filterable(record)) else dropped).append(record)
+        if dropped:
+            self.stats.filtered_out += len(dropped)
+            self._delete(dropped)
+        if not records:
+            return len(messages)
+        outcome = self._invoke(records)
+        failed_ids: set[str]
+        if outcome.error is not None:
+            failed_ids = {r["messageId"] for r in records}
+            self.stats.failed_attempts += 1
+        elif not self.mapping.report_batch_item_failures:
+            failed_ids = set()
+        else:
+            failures = parse_batch_item_failures(outcome.response,
+                                                 [r["messageId"] for r in records])
+            if failures.whole_batch:
+                _LOGGER.info("%s: whole batch failed: %s", self.mapping.logical_id,
+                             failures.reason)
+                failed_ids = {r["messageId"] for r in records}
+                self.stats.failed_attempts += 1
+            else:
+                failed_ids = set(failures.identifiers)
+                self.stats.failed_attempts += len(failed_ids)
+        succeeded = [r for r in records if r["messageId"] not in failed_ids]
+        self._delete(succeeded)
+        self.stats.succeeded += len(succeeded)
+        self._release([r for r in records if r["messageId"] in failed_ids])
+        self._failed_last_poll = bool(failed_ids)
+        return len(messages)
+
+    def busy(self, wait_for_delayed: bool = False) -> bool:
+        """Whether the last poll had failures (they come back) or, with
+        ``wait_for_delayed``, messages are still in their delay.
+
+        Messages left invisible (``failed_visibility_timeout_s=None``, or taken by another
+        consumer) are not waited for.
+        """
+        if self._failed_last_poll:
+            return True
+        if not wait_for_delayed:
+            return False
+        attributes = self._client("sqs").get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)) > 0
+
+    def _receive(self) -> list[dict[str, Any]]:
+        sqs = self._client("sqs")
+        wanted = self.mapping.batch_size
+        window = self.mapping.max_batching_window_s or 0
+        deadline = time.monotonic() + window
+        messages: list[dict[str, Any]] = []
+        while len(messages) < wanted:
+            got = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(_SQS_RECEIVE_MAX, wanted - len(messages)),
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(got)
+            if not got:
+                if not messages or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return messages
+
+    def _delete(self, records: Sequence[Mapping[str, Any]]) -> None:
+        sqs = self._client("sqs")
+        for start in range(0, len(records), _SQS_RECEIVE_MAX):
+            chunk = records[start:start + _SQS_RECEIVE_MAX]
+            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
+                       for i, r in enumerate(chunk)]
+            failed = sqs.delete_message_batch(QueueUrl=self.queue_url,
+                                              Entries=entries).get("Failed", [])
+            for entry in failed:
+                _LOGGER.warning("%s: could not delete message: %s", self.mapping.logical_id,
+                                entry)
+
+    def _release(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Make failed messages visible again (the local shortcut, see the class notes)."""
+        if not records or self.failed_visibility_timeout_s is None:
+            return
+        sqs = self._client("sqs")
+        for start in range(0, len(records), _SQS_RECEIVE_MAX):
+            chunk = records[start:start + _SQS_RECEIVE_MAX]
+            entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"],
+                        "VisibilityTimeout": self.failed_visibility_timeout_s}
+                       for i, r in enumerate(chunk)]
+            sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+
+
+def _filterable(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Lambda filters an SQS body as JSON when it is a JSON object, as a string otherwise."""
+    body = record.get("body")
+    if isinstance(body, str) and body.lstrip().startswith("{"):
+        try:
+            return {**record, "body": json.loads(body)}
+        except ValueError:
+            pass
+    return record
+
+
+# --- all of them ----------------------------------------------------------------------------
+
+
+class PollerTimeout(TimeoutError):
+    """:meth:`Pollers.run_until_idle` ran out of time; ``busy`` names the mappings at work."""
+
+    def __init__(self, message: str, busy: Sequence[str], stats: Mapping[str, MappingStats]):
+        super().__init__(message)
+        self.busy = list(busy)
+        self.stats = dict(stats)
+
+
+_POLLER_KINDS: dict[str, type[StreamPoller] | type[SqsPoller]] = {
+    "dynamodb": StreamPoller, "sqs": SqsPoller,
+}
+
+
+class Pollers:
+    """All the event source mappings of a local cloud, polled round-robin in one thread.
+
+    Examples
+    --------
+    >>> pollers = Pollers(mappings, client_factory)      # doctest: +SKIP
+    >>> pollers.run_until_idle(timeout=30)               # doctest: +SKIP
+    >>> pollers.stats()["ProcessorMapping"].succeeded    # doctest: +SKIP
+    """
+
+    def __init__(self, mappings: Iterable[MappingSpec], client_factory: ClientFactory) -> None:
+        self.pollers: dict[str, StreamPoller | SqsPoller] = {}
+        for mapping in mappings:
+            if mapping.logical_id in self.pollers:
+                raise ValueError(f"duplicate mapping logical id {mapping.logical_id!r}")
+            kind = _POLLER_KINDS.get(mapping.kind)
+            if kind is None:
+                raise ValueError(f"unsupported mapping kind {mapping.kind!r}")
+            self.pollers[mapping.logical_id] = kind(mapping, client_factory)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def __getitem__(self, logical_id: str) -> StreamPoller | SqsPoller:
+        return self.pollers[logical_id]
+
+    def stats(self) -> dict[str, MappingStats]:
+        """``{logical_id: MappingStats}`` (the live objects of the mappings)."""
+        return {logical_id: p.stats for logical_id, p in self.pollers.items()}
+
+    def poll_once(self) -> int:
+        """One round: each poller once. Returns the records handled."""
+        return sum(self._round().values())
+
+    def _round(self) -> dict[str, int]:
+        with self._lock:
+            return {logical_id: p.poll_once() for logical_id, p in self.pollers.items()}
+
+    def run_until_idle(
+        self,
+        timeout: float = 30.0,
+        idle_rounds: int = 3,
+        *,
+        wait_for_delayed: bool = True,
+        interval: float = 0.05,
+    ) -> int:
+        """Poll until no poller found work for ``idle_rounds`` rounds in a row.
+
+        Idle means: no records handled, no records waiting in a batching window or for a
+        retry and, with ``wait_for_delayed``, no message still in an SQS delay. Sleeps
+        ``interval`` after an idle round only. Returns the records handled in all.
+
+        Raises
+        ------
+        PollerTimeout
+            After ``timeout`` seconds, naming the mappings still at work (e.g. a
+            poison record retried forever under ``max_retry_attempts=-1``).
+        """
+        deadline = time.monotonic() + timeout
+        total = idle = 0
+        while True:
+            counts = self._round()
+            handled = sum(counts.values())
+            total += handled
+            with self._lock:
+                busy = [i for i, p in self.pollers.items()
+                        if counts[i] or p.busy(wait_for_delayed)]
+            idle = idle + 1 if not busy else 0
+            if idle >= idle_rounds:
+                return total
+            if time.monotonic() >= deadline:
+                raise PollerTimeout(
+                    f"pollers not idle after {timeout:g} s; still at work: {', '.join(busy)}",
+                    busy, self.stats(),
+                )
+            if not handled:
+                time.sleep(interval)
+
+    # -- in the background
+
+    def start(self, interval: float = 0.1) -> Pollers:
+        """Poll in a daemon thread until :meth:`stop`; errors are logged, not raised."""
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    handled = self.poll_once()
+                except Exception:
+                    _LOGGER.exception("poll round failed")
+                    handled = 0
+                if not handled:
+                    self._stop.wait(interval)
+
+        self._thread = threading.Thread(target=loop, name="local-pollers", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> Pollers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

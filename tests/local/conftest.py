@@ -1,0 +1,53 @@
+"""Session-wide local stand-ins: one DynamoDB Local and one moto server per test session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from ddb_stream_patterns.local.servers import DynamoDBLocal, MotoServer
+
+REGION = "us-east-1"
+_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5,
+                 read_timeout=30)
+_DYNAMODB_SERVICES = ("dynamodb", "dynamodbstreams")
+
+
+@pytest.fixture(scope="session")
+def ddb_local() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def client_factory(ddb_local: DynamoDBLocal, moto_server: MotoServer) -> Callable[[str], Any]:
+    """Service name -> boto3 client: DynamoDB (and streams) on DynamoDB Local, the rest on moto."""
+    clients: dict[str, Any] = {}
+
+    def factory(service: str) -> Any:
+        if service not in clients:
+            endpoint = ddb_local.endpoint if service in _DYNAMODB_SERVICES else moto_server.endpoint
+            clients[service] = boto3.client(
+                service, endpoint_url=endpoint, region_name=REGION, config=_CONFIG,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+        return clients[service]
+
+    return factory
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """A name nobody else in this session uses (tables and queues outlive their tests)."""
+    return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,633 @@
+"""The local event source mappings, against a real DynamoDB Local and moto's server."""
+
+from __future__ import annotations
+
+import base64
+import doctest
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddb_stream_patterns.local import pollers as pollers_module
+from ddb_stream_patterns.local.model import MappingSpec
+from ddb_stream_patterns.local.pollers import (
+    TTL_USER_IDENTITY,
+    Pollers,
+    PollerTimeout,
+    SqsPoller,
+    StreamPoller,
+    parse_batch_item_failures,
+    rewrite_ttl_record,
+    to_lambda_record,
+)
+from ddb_stream_patterns.stream_filter import StreamFilter
+from ddb_stream_runtime.batch import process_stream_batch
+from ddb_stream_runtime.records import StreamRecord
+
+EVENTS = Path(__file__).resolve().parents[1] / "runtime" / "events"
+
+# A TTL deletion exactly as DynamoDB Local 3.3.1 returned it (raw GetRecords JSON).
+CAPTURED_DDB_LOCAL_TTL_RECORD = {
+    "eventID": "13e084ba-8f5b-46ca-8aaa-312fb9be10e8",
+    "eventName": "UNKNOWN_TO_SDK_VERSION",
+    "eventVersion": "1.1",
+    "eventSource": "aws:dynamodb",
+    "awsRegion": "ddblocal",
+    "dynamodb": {
+        "ApproximateCreationDateTime": 1795444200.0,
+        "Keys": {"pk": {"S": "fut"}},
+        "OldImage": {"pk": {"S": "fut"}, "exp": {"N": "1795444221"}},
+        "SequenceNumber": "000000000000000000012",
+        "SizeBytes": 19,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    },
+}
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+class Recorder:
+    """An Invocable: records each event, answers with ``behaviour(event)``."""
+
+    def __init__(self, behaviour: Callable[[dict], Any] | None = None, name: str = "fn") -> None:
+        self.name = name
+        self.events: list[dict] = []
+        self.behaviour = behaviour
+
+    def invoke(self, event: Mapping[str, Any]) -> Any:
+        self.events.append(event)  # type: ignore[arg-type]
+        return self.behaviour(event) if self.behaviour else None
+
+    @property
+    def batches(self) -> list[list[dict]]:
+        return [e["Records"] for e in self.events]
+
+
+def keys_of(batch: list[dict]) -> list[str]:
+    return [r["dynamodb"]["Keys"]["pk"]["S"] for r in batch]
+
+
+def make_table(client_factory, name: str, view: str = "NEW_AND_OLD_IMAGES") -> str:
+    table = client_factory("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
+    )
+    return table["TableDescription"]["LatestStreamArn"]
+
+
+def put(client_factory, table: str, pk: str, **attributes: Any) -> None:
+    item = {"pk": {"S": pk}}
+    for name, value in attributes.items():
+        item[name] = value if isinstance(value, dict) else {"S": str(value)}
+    client_factory("dynamodb").put_item(TableName=table, Item=item)
+
+
+def make_queue(client_factory, name: str, **attributes: str) -> tuple[str, str]:
+    sqs = client_factory("sqs")
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return url, arn["Attributes"]["QueueArn"]
+
+
+def drain(client_factory, url: str) -> list[dict]:
+    sqs, out = client_factory("sqs"), []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                  AttributeNames=["All"]).get("Messages", [])
+        if not got:
+            return out
+        out.extend(got)
+
+
+def run(poller, timeout: float = 15) -> None:
+    """Poll one poller until it has been idle for a few rounds."""
+    deadline, idle = time.monotonic() + timeout, 0
+    while idle < 3:
+        assert time.monotonic() < deadline, "poller did not become idle"
+        idle = 0 if poller.poll_once() or poller.busy() else idle + 1
+
+
+def stream_spec(function, stream_arn: str, **options: Any) -> MappingSpec:
+    return MappingSpec(logical_id=options.pop("logical_id", "Mapping"), function=function,
+                       kind="dynamodb", source_arn=stream_arn, **options)
+
+
+def sqs_spec(function, url: str, arn: str, **options: Any) -> MappingSpec:
+    return MappingSpec(logical_id=options.pop("logical_id", "QueueMapping"), function=function,
+                       kind="sqs", source_arn=arn, queue_url=url, **options)
+
+
+# --- pure functions -----------------------------------------------------------------------
+
+
+def test_doctests():
+    assert doctest.testmod(pollers_module).failed == 0
+
+
+def test_captured_ddb_local_ttl_record_is_rewritten_as_aws_sends_it():
+    record = to_lambda_record(CAPTURED_DDB_LOCAL_TTL_RECORD, "arn:aws:dynamodb:x:1:table/t/stream/s")
+    aws = json.loads((EVENTS / "ttl_expiry.json").read_text())["Records"][0]
+    assert record["eventName"] == "REMOVE"
+    assert record["userIdentity"] == dict(TTL_USER_IDENTITY) == aws["userIdentity"]
+    assert list(record) == list(aws)  # same fields, same order as a real TTL record
+    assert set(record["dynamodb"]) == set(aws["dynamodb"])
+    assert StreamRecord.from_lambda(record).is_ttl_expiry
+    assert StreamFilter.ttl_expiry().matches(record)
+    # An ordinary REMOVE is left alone.
+    user_delete = {**CAPTURED_DDB_LOCAL_TTL_RECORD, "eventName": "REMOVE"}
+    assert "userIdentity" not in rewrite_ttl_record(user_delete)
+
+
+@pytest.mark.parametrize(
+    ("response", "whole", "ids"),
+    [
+        (None, False, ()),
+        ({}, False, ()),
+        ({"batchItemFailures": None}, False, ()),
+        ({"batchItemFailures": []}, False, ()),
+        ('{"batchItemFailures": [{"itemIdentifier": "2"}]}', False, ("2",)),
+        ({"batchItemFailures": [{"itemIdentifier": "3"}, {"itemIdentifier": "2"}]}, False,
+         ("3", "2")),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, True, ()),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, True, ()),
+        ({"batchItemFailures": [{"itemId": "2"}]}, True, ()),
+        ({"batchItemFailures": [{"itemIdentifier": "9"}]}, True, ()),
+        ({"batchItemFailures": "2"}, True, ()),
+        (["2"], True, ()),
+        ("not json", True, ()),
+    ],
+)
+def test_partial_batch_response_is_read_as_lambda_reads_it(response, whole, ids):
+    result = parse_batch_item_failures(response, ["1", "2", "3"])
+    assert (result.whole_batch, result.identifiers) == (whole, ids)
+
+
+# --- DynamoDB streams ---------------------------------------------------------------------
+
+
+def test_stream_records_have_lambdas_shape(client_factory, unique):
+    table = unique("shape")
+    stream = make_table(client_factory, table)
+    put(client_factory, table, "a", blob={"B": b"\x00\xff"}, n={"N": "5"})
+    put(client_factory, table, "a", blob={"B": b"\x00\xff"}, n={"N": "6"})
+    client_factory("dynamodb").delete_item(TableName=table, Key={"pk": {"S": "a"}})
+    fn = Recorder()
+    run(StreamPoller(stream_spec(fn, stream), client_factory))
+
+    records = [r for batch in fn.batches for r in batch]
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "REMOVE"]
+    sample = json.loads((EVENTS / "lambda_dg_sample.json").read_text())["Records"][0]
+    for record in records:
+        assert set(record) == set(sample)  # no userIdentity on user writes
+        assert record["eventSource"] == "aws:dynamodb"
+        assert record["eventSourceARN"] == stream
+        ddb = record["dynamodb"]
+        assert isinstance(ddb["ApproximateCreationDateTime"], (int, float))
+        assert abs(ddb["ApproximateCreationDateTime"] - time.time()) < 120
+        assert ddb["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+        parsed = StreamRecord.from_lambda(record)  # the runtime parses every record
+        assert parsed.table_name == table
+        assert parsed.keys == {"pk": "a"}
+        json.dumps(record)  # plain JSON, as Lambda delivers it
+    insert, modify, remove = (StreamRecord.from_lambda(r) for r in records)
+    assert insert.raw_new_image["blob"] == {"B": base64.b64encode(b"\x00\xff").decode()}
+    assert modify.old_image["n"] == 5 and modify.new_image["n"] == 6
+    assert remove.old_image["n"] == 6 and remove.new_image is None
+    assert not remove.is_ttl_expiry
+
+
+def test_filter_criteria_skip_records_and_batch_size_is_respected(client_factory, unique):
+    table = unique("filter")
+    stream = make_table(client_factory, table)
+    for i in range(10):
+        put(client_factory, table, f"k{i}", kind="keep" if i % 2 == 0 else "drop")
+    put(client_factory, table, "k0", kind="changed")  # MODIFY: filtered out by eventName
+    fn = Recorder()
+    spec = stream_spec(fn, stream, batch_size=2, filter_patterns=[
+        {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["keep"]}}}},
+    ])
+    run(StreamPoller(spec, client_factory))
+
+    assert [len(b) for b in fn.batches] == [2, 2, 1]
+    assert [k for b in fn.batches for k in keys_of(b)] == ["k0", "k2", "k4", "k6", "k8"]
+    assert (spec.stats.records_in, spec.stats.filtered_out, spec.stats.succeeded) == (11, 6, 5)
+    assert spec.stats.invocations == 3
+
+
+def test_latest_starting_position_skips_earlier_records(client_factory, unique):
+    table = unique("latest")
+    stream = make_table(client_factory, table)
+    put(client_factory, table, "before")
+    fn = Recorder()
+    poller = StreamPoller(stream_spec(fn, stream, starting_position="LATEST"), client_factory)
+    put(client_factory, table, "after")
+    run(poller)
+    assert [k for b in fn.batches for k in keys_of(b)] == ["after"]
+
+
+def test_batching_window_gathers_records(client_factory, unique):
+    table = unique("window")
+    stream = make_table(client_factory, table)
+    fn = Recorder()
+    poller = StreamPoller(stream_spec(fn, stream, batch_size=10, max_batching_window_s=0.5),
+                          client_factory)
+    put(client_factory, table, "a")
+    assert poller.poll_once() == 0 and poller.busy()  # waiting in the window
+    put(client_factory, table, "b")
+    run(poller)
+    assert [keys_of(b) for b in fn.batches] == [["a", "b"]]
+
+
+def test_partial_batch_failure_resumes_at_the_failed_record(client_factory, unique):
+    table = unique("partial")
+    stream = make_table(client_factory, table)
+    for i in range(5):
+        put(client_factory, table, f"k{i}")
+    attempts: dict[str, int] = {}
+
+    def handle(record: StreamRecord) -> None:
+        key = record.keys["pk"]
+        attempts[key] = attempts.get(key, 0) + 1
+        if key == "k2" and attempts[key] == 1:
+            raise RuntimeError("transient")
+
+    fn = Recorder(lambda event: process_stream_batch(event, handle))
+    spec = stream_spec(fn, stream, batch_size=5, report_batch_item_failures=True,
+                       max_retry_attempts=2)
+    run(StreamPoller(spec, client_factory))
+
+    assert [keys_of(b) for b in fn.batches] == [
+        ["k0", "k1", "k2", "k3", "k4"],
+        ["k2", "k3", "k4"],  # checkpointed before k2: k0 and k1 are not sent again
+    ]
+    assert attempts == {"k0": 1, "k1": 1, "k2": 2, "k3": 1, "k4": 1}
+    assert (spec.stats.succeeded, spec.stats.failed_attempts) == (5, 1)
+    assert spec.stats.sent_to_failure_destination == 0
+
+
+def test_whole_batch_failure_on_an_unknown_item_identifier(client_factory, unique):
+    table = unique("unknown")
+    stream = make_table(client_factory, table)
+    for i in range(3):
+        put(client_factory, table, f"k{i}")
+    answers = iter([{"batchItemFailures": [{"itemIdentifier": "no-such-record"}]}, None])
+    fn = Recorder(lambda event: next(answers))
+    spec = stream_spec(fn, stream, report_batch_item_failures=True, max_retry_attempts=3)
+    run(StreamPoller(spec, client_factory))
+    assert [keys_of(b) for b in fn.batches] == [["k0", "k1", "k2"]] * 2
+
+
+def _all_or_nothing(poison: str) -> Callable[[dict], Any]:
+    """A handler that fails any batch holding the poison record, before doing anything."""
+
+    def behaviour(event: dict) -> None:
+        if poison in keys_of(event["Records"]):
+            raise RuntimeError("poison")
+
+    return behaviour
+
+
+def _stop_at_poison(poison: str) -> Callable[[dict], Any]:
+    """The runtime's partial-batch processor, failing on the poison record."""
+
+    def handle(record: StreamRecord) -> None:
+        if record.keys["pk"] == poison:
+            raise RuntimeError("poison")
+
+    return lambda event: process_stream_batch(event, handle)
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["function-error", "item-failures"])
+def test_poison_record_alone_reaches_the_on_failure_queue(client_factory, unique, partial):
+    table = unique("poison")
+    stream = make_table(client_factory, table)
+    dlq_url, dlq_arn = make_queue(client_factory, unique("on-failure"))
+    keys = [f"k{i}" for i in range(8)]
+    for key in keys:
+        put(client_factory, table, key)
+    poison = "k5"
+    fn = Recorder(_stop_at_poison(poison) if partial else _all_or_nothing(poison), name="worker")
+    spec = stream_spec(fn, stream, batch_size=10, bisect_on_error=True, max_retry_attempts=2,
+                       report_batch_item_failures=partial, on_failure_arn=dlq_arn)
+    poller = StreamPoller(spec, client_factory)
+    run(poller)
+
+    # Every other record was processed exactly once: a record is processed when its batch
+    # succeeded, or (item failures) when it came before the poison record in its batch.
+    processed: list[str] = []
+    for batch in fn.batches:
+        batch_keys = keys_of(batch)
+        if poison not in batch_keys:
+            processed += batch_keys
+        elif partial:
+            processed += batch_keys[: batch_keys.index(poison)]
+    assert sorted(processed) == [k for k in keys if k != poison]
+    assert sum(keys_of(b) == [poison] for b in fn.batches) == 3  # 1 try + 2 retries, alone
+
+    messages = drain(client_factory, dlq_url)
+    assert len(messages) == 1
+    body = json.loads(messages[0]["Body"])
+    assert set(body) == {"requestContext", "responseContext", "version", "timestamp",
+                         "DDBStreamBatchInfo", "records"}
+    assert body["version"] == "1.0"
+    assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body["requestContext"]["approximateInvokeCount"] == 3
+    assert body["requestContext"]["functionArn"].endswith(":function:worker")
+    assert body["responseContext"]["executedVersion"] == "$LATEST"
+    assert body["responseContext"]["statusCode"] == 200
+    assert ("functionError" in body["responseContext"]) is not partial
+    info = body["DDBStreamBatchInfo"]
+    poison_record = body["records"][0]
+    assert info["batchSize"] == 1 and len(body["records"]) == 1
+    assert info["streamArn"] == stream
+    assert info["shardId"].startswith("shardId-")
+    assert info["startSequenceNumber"] == info["endSequenceNumber"] \
+        == poison_record["dynamodb"]["SequenceNumber"]
+    assert info["approximateArrivalOfFirstRecord"].endswith("Z")
+    assert keys_of(body["records"]) == [poison]
+    assert StreamRecord.from_lambda(poison_record).keys == {"pk": poison}
+    assert spec.stats.sent_to_failure_destination == 1
+    assert spec.stats.succeeded == len(keys) - 1
+
+    # Not stuck: a later record flows through.
+    put(client_factory, table, "later")
+    run(poller)
+    assert keys_of(fn.batches[-1]) == ["later"]
+
+
+def test_old_records_are_given_up_on_with_record_age_exceeded(client_factory, unique):
+    table = unique("age")
+    stream = make_table(client_factory, table)
+    dlq_url, dlq_arn = make_queue(client_factory, unique("on-failure"))
+    put(client_factory, table, "stale")
+
+    def fail(event: dict) -> None:
+        raise TimeoutError("Task timed out after 3.00 seconds")
+
+    fn = Recorder(fail)
+    spec = stream_spec(fn, stream, max_retry_attempts=-1, max_record_age_s=1,
+                       on_failure_arn=dlq_arn)
+    poller = StreamPoller(spec, client_factory)
+    run(poller, timeout=10)
+
+    body = json.loads(drain(client_factory, dlq_url)[0]["Body"])
+    assert body["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert body["requestContext"]["approximateInvokeCount"] == len(fn.events) > 1
+    assert body["responseContext"]["functionError"] == "Unhandled"
+    assert keys_of(body["records"]) == ["stale"]
+    assert poller.failure_records == [body]
+
+
+def test_ttl_expiry_reaches_the_handler_as_aws_sends_it(client_factory, unique):
+    table = unique("ttl")
+    stream = make_table(client_factory, table, view="OLD_IMAGE")
+    expired = str(int(time.time()) - 3600)
+    put(client_factory, table, "session", expires_at={"N": expired})
+    put(client_factory, table, "deleted-by-user")
+    client_factory("dynamodb").delete_item(TableName=table, Key={"pk": {"S": "deleted-by-user"}})
+    # Enabled after the write: DynamoDB Local's first TTL sweep of a table comes ~1 s
+    # after UpdateTimeToLive, then every ~10 s.
+    client_factory("dynamodb").update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    fn = Recorder()
+    spec = stream_spec(fn, stream, filter_patterns=[StreamFilter.ttl_expiry().to_pattern()])
+    poller = StreamPoller(spec, client_factory)
+
+    deadline = time.monotonic() + 25
+    while not fn.events:
+        assert time.monotonic() < deadline, "no TTL record within 25 s"
+        if not poller.poll_once():
+            time.sleep(0.1)
+
+    [record] = fn.batches[0]
+    assert record["eventName"] == "REMOVE"
+    assert record["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    parsed = StreamRecord.from_lambda(record)
+    assert parsed.is_ttl_expiry
+    assert parsed.old_image == {"pk": "session", "expires_at": int(expired)}
+    assert spec.stats.filtered_out == 3  # two INSERTs and the user's REMOVE
+
+
+def test_child_shards_are_read_after_their_parent():
+    """Lineage, with a scripted Streams API (DynamoDB Local never splits a shard)."""
+
+    def rec(seq: str) -> dict:
+        return {"eventID": seq, "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "ddblocal",
+                "dynamodb": {"Keys": {"pk": {"S": seq}}, "SequenceNumber": seq,
+                             "SizeBytes": 1, "StreamViewType": "KEYS_ONLY"}}
+
+    class FakeStreams:
+        pages = {"child": [[rec("3")]], "parent": [[rec("1")], [rec("2")]]}
+        closed = {"parent"}
+
+        def describe_stream(self, StreamArn):  # noqa: N803 - boto3's names
+            return {"StreamDescription": {"Shards": [  # the child first, on purpose
+                {"ShardId": "child", "ParentShardId": "parent", "SequenceNumberRange": {}},
+                {"ShardId": "parent", "SequenceNumberRange": {"EndingSequenceNumber": "2"}},
+            ]}}
+
+        def get_shard_iterator(self, StreamArn, ShardId, ShardIteratorType):  # noqa: N803
+            return {"ShardIterator": f"{ShardId}:0"}
+
+        def get_records(self, ShardIterator, Limit):  # noqa: N803
+            shard, index = ShardIterator.split(":")
+            pages, i = self.pages[shard], int(index)
+            records = pages[i] if i < len(pages) else []
+            if shard in self.closed and i + 1 >= len(pages):
+                return {"Records": records}  # a closed shard, read to its end
+            return {"Records": records, "NextShardIterator": f"{shard}:{min(i + 1, len(pages))}"}
+
+    fn = Recorder()
+    spec = stream_spec(fn, "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/x")
+    run(StreamPoller(spec, lambda service: FakeStreams()))
+    order = [r["dynamodb"]["SequenceNumber"] for b in fn.batches for r in b]
+    assert order == ["1", "2", "3"]
+
+
+def test_an_expired_iterator_is_reopened_after_the_last_record_read():
+    from botocore.exceptions import ClientError
+
+    def rec(seq: str) -> dict:
+        return {"eventID": seq, "eventName": "INSERT", "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "ddblocal",
+                "dynamodb": {"Keys": {"pk": {"S": seq}}, "SequenceNumber": seq,
+                             "SizeBytes": 1, "StreamViewType": "KEYS_ONLY"}}
+
+    class ExpiringStreams:
+        records = [rec("1"), rec("2"), rec("3")]
+        opened: list[dict] = []
+        expired = False
+
+        def describe_stream(self, StreamArn):  # noqa: N803 - boto3's names
+            return {"StreamDescription": {"Shards": [
+                {"ShardId": "s", "SequenceNumberRange": {}}]}}
+
+        def get_shard_iterator(self, **kwargs):
+            self.opened.append(kwargs)
+            after = kwargs.get("SequenceNumber")
+            return {"ShardIterator": str(int(after) if after else 0)}
+
+        def get_records(self, ShardIterator, Limit):  # noqa: N803
+            position = int(ShardIterator)
+            if position == 1 and not self.expired:
+                self.expired = True
+                raise ClientError({"Error": {"Code": "ExpiredIteratorException"}}, "GetRecords")
+            page = self.records[position:position + 1]
+            return {"Records": page, "NextShardIterator": str(position + len(page))}
+
+    streams = ExpiringStreams()
+    fn = Recorder()
+    run(StreamPoller(stream_spec(fn, "arn:aws:dynamodb:x:0:table/t/stream/x"),
+                     lambda service: streams))
+    assert [r["dynamodb"]["SequenceNumber"] for b in fn.batches for r in b] == ["1", "2", "3"]
+    assert streams.opened[-1]["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"
+    assert streams.opened[-1]["SequenceNumber"] == "1"
+
+
+# --- SQS ------------------------------------------------------------------------------------
+
+
+def test_sqs_event_shape_and_partial_batch_response(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("partial"), VisibilityTimeout="180")
+    sqs = client_factory("sqs")
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"n": i}), MessageAttributes={
+            "kind": {"DataType": "String", "StringValue": "test"},
+            "raw": {"DataType": "Binary", "BinaryValue": b"\x01"},
+        })
+
+    def fail_odd(event: dict) -> dict:
+        failed = [r["messageId"] for r in event["Records"] if json.loads(r["body"])["n"] % 2]
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+    fn = Recorder(fail_odd)
+    spec = sqs_spec(fn, url, arn, batch_size=10, report_batch_item_failures=True)
+    assert SqsPoller(spec, client_factory).poll_once() == 5
+
+    [batch] = fn.batches
+    record = batch[0]
+    assert list(record) == ["messageId", "receiptHandle", "body", "attributes",
+                            "messageAttributes", "md5OfMessageAttributes", "md5OfBody",
+                            "eventSource", "eventSourceARN", "awsRegion"]
+    assert (record["eventSource"], record["eventSourceARN"], record["awsRegion"]) == \
+        ("aws:sqs", arn, "us-east-1")
+    assert record["attributes"]["ApproximateReceiveCount"] == "1"
+    assert record["messageAttributes"] == {
+        "kind": {"stringValue": "test", "stringListValues": [], "binaryListValues": [],
+                 "dataType": "String"},
+        "raw": {"binaryValue": "AQ==", "stringListValues": [], "binaryListValues": [],
+                "dataType": "Binary"},
+    }
+    left = sorted(json.loads(m["Body"])["n"] for m in drain(client_factory, url))
+    assert left == [1, 3]  # failures came back at once (visibility reset), the rest deleted
+    assert (spec.stats.succeeded, spec.stats.failed_attempts) == (3, 2)
+
+
+def test_sqs_invalid_item_identifier_deletes_nothing(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("invalid"))
+    for i in range(3):
+        client_factory("sqs").send_message(QueueUrl=url, MessageBody=str(i))
+    fn = Recorder(lambda event: {"batchItemFailures": [{"itemIdentifier": ""}]})
+    spec = sqs_spec(fn, url, arn, report_batch_item_failures=True)
+    SqsPoller(spec, client_factory).poll_once()
+    assert len(drain(client_factory, url)) == 3
+    assert spec.stats.succeeded == 0
+
+
+def test_sqs_failing_message_reaches_the_dlq_through_moto_redrive(client_factory, unique):
+    dlq_url, dlq_arn = make_queue(client_factory, unique("dlq"))
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+    url, arn = make_queue(client_factory, unique("work"), VisibilityTimeout="180",
+                          RedrivePolicy=redrive)
+    sqs = client_factory("sqs")
+    for body in ("ok-1", "poison", "ok-2"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    processed: list[str] = []
+
+    def behaviour(event: dict) -> None:
+        bodies = [r["body"] for r in event["Records"]]
+        if "poison" in bodies:
+            raise RuntimeError("poison")
+        processed.extend(bodies)
+
+    fn = Recorder(behaviour)
+    pollers = Pollers([sqs_spec(fn, url, arn, batch_size=1)], client_factory)
+    pollers.run_until_idle(timeout=15)
+
+    assert sorted(processed) == ["ok-1", "ok-2"]
+    assert sum(b[0]["body"] == "poison" for b in fn.batches) == 3  # maxReceiveCount
+    [dead] = drain(client_factory, dlq_url)
+    assert dead["Body"] == "poison"
+    assert drain(client_factory, url) == []
+
+
+def test_sqs_filter_criteria_delete_rejected_messages(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("filtered"))
+    for kind in ("keep", "drop", "keep"):
+        client_factory("sqs").send_message(QueueUrl=url, MessageBody=json.dumps({"kind": kind}))
+    fn = Recorder()
+    spec = sqs_spec(fn, url, arn, filter_patterns=[{"body": {"kind": ["keep"]}}])
+    SqsPoller(spec, client_factory).poll_once()
+    assert [json.loads(r["body"])["kind"] for r in fn.batches[0]] == ["keep", "keep"]
+    assert spec.stats.filtered_out == 1 and drain(client_factory, url) == []
+
+
+def test_run_until_idle_waits_for_delayed_messages(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("delayed"), DelaySeconds="1")
+    client_factory("sqs").send_message(QueueUrl=url, MessageBody="late")
+    fn = Recorder()
+    pollers = Pollers([sqs_spec(fn, url, arn)], client_factory)
+    pollers.run_until_idle(timeout=5, wait_for_delayed=False)
+    assert fn.events == []  # idle at once: the message is still in its delay
+    pollers.run_until_idle(timeout=10, wait_for_delayed=True)
+    assert [r["body"] for r in fn.batches[0]] == ["late"]
+
+
+# --- all together ---------------------------------------------------------------------------
+
+
+def test_run_until_idle_terminates_and_reports_stats(client_factory, unique):
+    table = unique("together")
+    stream = make_table(client_factory, table)
+    url, arn = make_queue(client_factory, unique("together"))
+    sqs = client_factory("sqs")
+
+    def forward(event: dict) -> None:  # stream -> queue, like the router
+        for record in event["Records"]:
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    router, processor = Recorder(forward, "router"), Recorder(name="processor")
+    pollers = Pollers([stream_spec(router, stream, logical_id="Stream"),
+                       sqs_spec(processor, url, arn, logical_id="Queue")], client_factory)
+    for i in range(20):
+        put(client_factory, table, f"k{i}")
+    started = time.monotonic()
+    assert pollers.run_until_idle(timeout=20, idle_rounds=3) == 40
+    assert time.monotonic() - started < 10
+    stats = pollers.stats()
+    assert set(stats) == {"Stream", "Queue"}
+    assert stats["Stream"].succeeded == stats["Queue"].succeeded == 20
+    bodies = [json.loads(r["body"]) for b in processor.batches for r in b]
+    assert sorted(StreamRecord.from_lambda(b).keys["pk"] for b in bodies) == \
+        sorted(f"k{i}" for i in range(20))
+
+
+def test_run_until_idle_times_out_on_a_shard_blocked_forever(client_factory, unique):
+    table = unique("blocked")
+    stream = make_table(client_factory, table)
+    put(client_factory, table, "poison")
+    fn = Recorder(_all_or_nothing("poison"))
+    pollers = Pollers([stream_spec(fn, stream, logical_id="Blocked")], client_factory)
+    with pytest.raises(PollerTimeout) as raised:
+        pollers.run_until_idle(timeout=0.5)  # Lambda's defaults: retry until the record expires
+    assert raised.value.busy == ["Blocked"]
+    assert raised.value.stats["Blocked"].failed_attempts >= 1
