@@ -14,6 +14,7 @@ import pytest
 from botocore.credentials import Credentials
 
 import ddb_stream_runtime.indexer as indexer_module
+from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 from ddb_stream_runtime.backfill import BackfillError, backfill, main
 from ddb_stream_runtime.indexer import (
     BACKFILL_VERSION,
@@ -22,7 +23,6 @@ from ddb_stream_runtime.indexer import (
     sequence_version,
 )
 
-from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 from .test_indexer import dynamodb_json, event, stream_record, task
 
 TABLE = "Tasks"

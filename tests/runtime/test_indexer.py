@@ -21,6 +21,7 @@ from boto3.dynamodb.types import Binary, TypeSerializer
 from botocore.credentials import Credentials
 
 import ddb_stream_runtime.indexer as indexer_module
+from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 from ddb_stream_runtime.indexer import (
     BACKFILL_VERSION,
     MAX_ID_BYTES,
@@ -30,8 +31,6 @@ from ddb_stream_runtime.indexer import (
     handler,
     sequence_version,
 )
-
-from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
 
 INDEX = "tasks"
 REGION = "us-east-2"
