@@ -51,3 +51,12 @@ def client_factory(ddb_local: DynamoDBLocal, moto_server: MotoServer) -> Callabl
 def unique() -> Callable[[str], str]:
     """A name nobody else in this session uses (tables and queues outlive their tests)."""
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def local_cloud(ddb_local: DynamoDBLocal, moto_server: MotoServer):
+    """The plugin's ``local_cloud``, on this session's servers (one of each per session)."""
+    from ddb_stream_patterns.local import LocalCloud
+
+    with LocalCloud(dynamodb=ddb_local, moto=moto_server) as cloud:
+        yield cloud

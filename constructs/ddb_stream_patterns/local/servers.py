@@ -126,7 +126,12 @@ class MotoServer:
         self._server = None
 
     def start(self, timeout: float = 30) -> MotoServer:
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request at INFO: thousands of lines in a run.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -1,0 +1,116 @@
+"""End to end on the local cloud: the example app through the README's command, and
+fault injection (poison records, forced redelivery) through the constructs."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import pytest
+
+from ddb_stream_patterns import AggregateCounter, SimpleController, StreamOptions, StreamTable
+from ddb_stream_patterns.local.pollers import Pollers
+from ddb_stream_patterns.local.runner import run
+from tests.support import REPO
+
+ITEMS = 12  # per table: 3 user deletes and, where TTL is on, 3 TTL expiries
+
+
+@pytest.fixture(scope="module")
+def example_run():
+    out = io.StringIO()
+    report = run(project=REPO, items=ITEMS, out=out, timeout=90)
+    return report, out.getvalue()
+
+
+def _flow(report, suffix):
+    [(_, stats)] = [(k, v) for k, v in report.flows.items() if k.endswith(suffix)]
+    return stats
+
+
+def test_every_example_pattern_works(example_run):
+    report, text = example_run
+    live = ITEMS - 3 - 3  # minus user deletes and TTL expiries
+    # Simple controller: only MODIFYs with a status reach the notifier (3 of 21 records).
+    notifier = _flow(report, "SimpleController/StatusNotifier (stream)")
+    assert (notifier.records_in, notifier.filtered_out, notifier.succeeded) == (21, 18, 3)
+    # Complex controller: inserts -> Welcome, deletes -> Audit, modifies wait 5 min in their queue.
+    assert _flow(report, "CustomerEvents/Welcome (queue)").succeeded == ITEMS
+    assert _flow(report, "CustomerEvents/Audit (queue)").succeeded == 3
+    assert report.queues["DdbStreamPatterns-ComplexController/CustomerEvents/StatusNotifierQueue"]["delayed"] == 4
+    # Data patterns on the todoListTask table.
+    assert _flow(report, "DataPatterns/ExpiredTasks (stream)").succeeded == 3  # TTL only
+    [archive] = [v for k, v in report.outcomes.items() if "ArchiveBucket" in k]
+    assert len(archive) == 1 and archive[0].endswith(".jsonl.gz")
+    [counts] = [v for k, v in report.outcomes.items() if "CounterTable" in k]
+    assert {k: v["count"] for k, v in counts.items()} == {f"list-{i}": Decimal(2) for i in range(3)}
+    [report_rows] = [v for k, v in report.outcomes.items() if "TaskReport" in k]
+    assert report_rows == live
+    assert report.outcomes["search index tasks"] == live
+    # Nothing failed, nothing reached a DLQ; the summary says so for a person.
+    assert all(s.sent_to_failure_destination == 0 for s in report.flows.values())
+    assert all(q["visible"] == 0 for q in report.queues.values())
+    assert "What each pattern did" in text and "unsupported" in text
+
+
+class FaultStack(cdk.Stack):
+    def __init__(self, scope, id):
+        super().__init__(scope, id)
+        key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
+        self.table = StreamTable(self, "Orders", partition_key=key)
+        self.effects = dynamodb.TableV2(self, "Effects", partition_key=key)
+        self.controller = SimpleController(
+            self, "EffectsHandler", table=self.table,
+            code=lambda_.Code.from_asset(str(REPO / "tests" / "local" / "handlers" / "poison")),
+            handler="index.handler", retry_attempts=2, batch_size=10,
+            function_options=lambda_.FunctionOptions(
+                environment={"EFFECTS_TABLE": self.effects.table_name}),
+        )
+        self.counter = AggregateCounter(self, "PerList", table=self.table, group_attribute="list",
+                                        stream_options=StreamOptions(batch_size=7))
+
+
+def test_poison_records_go_to_the_dlq_and_nothing_is_lost_or_duplicated(local_cloud, deploy_app):
+    stack = FaultStack(cdk.App(), "Faults")
+    deployment = deploy_app(stack.node.root)
+    ddb = local_cloud.client("dynamodb")
+    table = deployment.by_path("Faults/Orders").physical_id
+    n, poison = 30, {"order-07", "order-15", "order-22"}
+    for i in range(n):
+        key = f"order-{i:02d}"
+        item = {"orderId": {"S": key}, "list": {"S": f"list-{i % 3}"}}
+        if key in poison:
+            item["poison"] = {"BOOL": True}
+        ddb.put_item(TableName=table, Item=item)
+
+    # Forced redelivery: every counter batch is delivered twice.
+    counter = next(f for k, f in deployment.functions.items() if "PerList" in k)
+    invoke = counter.invoke
+    counter.invoke = lambda event: (invoke(event), invoke(event))[1]
+
+    pollers = Pollers(deployment.mappings, local_cloud.client)
+    pollers.run_until_idle(timeout=60)
+
+    effects = deployment.by_path("Faults/Effects").physical_id
+    seen = {i["orderId"]["S"]: int(i["seen"]["N"]) for i in ddb.scan(TableName=effects)["Items"]}
+    assert set(seen) == {f"order-{i:02d}" for i in range(n)} - poison  # N-K processed
+    assert set(seen.values()) == {1}  # no side effect duplicated
+
+    sqs = local_cloud.client("sqs")
+    queue = deployment.queues[next(k for k in deployment.queues if "EffectsHandlerFailureQueue" in k)]
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    failed = [json.loads(m["Body"]) for m in messages]
+    assert len(failed) == len(poison)
+    payload_keys = {r["dynamodb"]["Keys"]["orderId"]["S"] for f in failed for r in f["records"]}
+    assert payload_keys == poison  # K in the DLQ, with their payloads
+    assert {f["requestContext"]["condition"] for f in failed} == {"RetryAttemptsExhausted"}
+
+    counts = deployment.by_path("Faults/PerList/CounterTable").physical_id
+    rows = {i["pk"]["S"]: int(i["count"]["N"]) for i in ddb.scan(TableName=counts)["Items"]
+            if not i["pk"]["S"].startswith("__applied__#")}
+    assert rows == {"list-0": 10, "list-1": 10, "list-2": 10}  # exact despite redelivery
+    assert counter.invocations >= 2 * 5  # 30 records in batches of 7, each delivered twice
