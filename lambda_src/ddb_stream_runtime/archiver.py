@@ -66,10 +66,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
+from ._aws import aws_client, check_retry_settings
 from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
 from .records import MalformedRecordError, StreamRecord
 from .replicator import _client_image
-from .router import _aws_client
 
 __all__ = [
     "CONTENT_TYPE",
@@ -190,12 +190,7 @@ class ArchiverConfig:
             or (not prefix.endswith("/"))
         ):
             raise ValueError(f"prefix must be non-empty, relative and end with '/', got {prefix!r}")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an integer, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff_seconds < 0:
-            raise ValueError(f"backoff_seconds must be >= 0, got {self.backoff_seconds}")
+        check_retry_settings(self.max_attempts, self.backoff_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ArchiverConfig:
@@ -456,7 +451,7 @@ class Archiver:
         body = _gzip("\n".join(lines).encode("ascii"))
         try:
             if self._s3 is None:
-                self._s3 = _aws_client("s3")
+                self._s3 = aws_client("s3")
             self._s3.put_object(
                 Bucket=self.config.bucket,
                 Key=key,
@@ -523,7 +518,7 @@ class Archiver:
                 self._sleep(self.config.backoff_seconds * 2 ** (attempt - 2))
             try:
                 if self._dynamodb is None:
-                    self._dynamodb = _aws_client("dynamodb")
+                    self._dynamodb = aws_client("dynamodb")
                 response = self._dynamodb.batch_write_item(
                     RequestItems={table: [requests[key] for key in pending]}
                 )

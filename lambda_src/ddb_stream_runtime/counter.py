@@ -129,6 +129,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeAlias, TypedDict
 
+from ._aws import aws_client, check_retry_settings
 from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
 from .deserialize import deserialize_value
 from .records import StreamRecord
@@ -293,12 +294,7 @@ count_attribute='pk', marker_ttl_attribute='expiresAt'
         if len(set(stored.values())) != len(stored):
             shown = ", ".join(f"{k}={v!r}" for k, v in stored.items())
             raise ValueError(f"counter table attributes must differ, got {shown}")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an integer, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff_seconds < 0:
-            raise ValueError(f"backoff_seconds must be >= 0, got {self.backoff_seconds}")
+        check_retry_settings(self.max_attempts, self.backoff_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CounterConfig:
@@ -520,17 +516,6 @@ class _Failure:
         self.reason = reason
 
 
-@functools.cache
-def _aws_client(service: str) -> Any:
-    """A boto3 client, created once per service and process.
-
-    boto3 is imported here, not at module level: it costs ~230 ms of cold start.
-    """
-    import boto3
-
-    return boto3.client(service)
-
-
 def _error_code(exc: Exception) -> str | None:
     # botocore's ClientError, read duck-typed so botocore is never imported here.
     response = getattr(exc, "response", None)
@@ -750,7 +735,7 @@ class GroupCounter:
     def _commit(self, sub_batch: _SubBatch) -> tuple[_Failure | None, int]:
         """Write one sub-batch; the failure to report (or None) and the transactions sent."""
         if self._dynamodb is None:
-            self._dynamodb = _aws_client("dynamodb")
+            self._dynamodb = aws_client("dynamodb")
         pending = list(sub_batch.contributions)
         attempt = 0
         sent = 0

@@ -107,6 +107,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
+from ._aws import check_retry_settings
 from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
 from .deserialize import deserialize_image
 from .records import StreamRecord
@@ -605,11 +606,8 @@ got 'search-x.es.amazonaws.com'
             raise ValueError(f"service must be 'es' or 'aoss', got {self.service!r}")
         if self.versioning not in _VERSIONINGS:
             raise ValueError(f"versioning must be 'external' or 'none', got {self.versioning!r}")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an integer, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff_seconds < 0 or self.timeout_seconds <= 0:
+        check_retry_settings(self.max_attempts, self.backoff_seconds)
+        if self.timeout_seconds <= 0:
             raise ValueError(
                 "backoff_seconds must be >= 0 and timeout_seconds > 0, got "
                 f"{self.backoff_seconds} and {self.timeout_seconds}"

@@ -21,9 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ._aws import aws_client
 from .batch import BatchItemFailure, LambdaHandler, PartialBatchResponse, RecordHandler
 from .records import MalformedRecordError, StreamRecord
-from .router import CLAIM_CHECK_FIELD, _aws_client
+from .router import CLAIM_CHECK_FIELD
 
 __all__ = ["process_sqs_batch", "sqs_record_handler"]
 
@@ -96,7 +97,7 @@ def process_sqs_batch(
     """
     log = logger or _LOGGER
     messages = _messages_of(event)
-    get_s3 = (lambda: s3_client) if s3_client is not None else functools.partial(_aws_client, "s3")
+    get_s3 = (lambda: s3_client) if s3_client is not None else functools.partial(aws_client, "s3")
     failures: list[BatchItemFailure] = []
     failed_groups: set[str] = set()
     skipped = 0

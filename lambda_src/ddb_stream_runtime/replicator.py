@@ -87,10 +87,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ._aws import aws_client
 from .batch import PartialBatchResponse, process_stream_batch
 from .deserialize import DeserializationError
 from .records import MalformedRecordError, StreamRecord
-from .router import _aws_client
 
 __all__ = [
     "DEFAULT_VERSION_ATTRIBUTE",
@@ -772,7 +772,7 @@ class Replicator:
 
     def _client(self) -> Any:
         if self._dynamodb is None:
-            self._dynamodb = _aws_client("dynamodb")
+            self._dynamodb = aws_client("dynamodb")
         return self._dynamodb
 
     def _write(self, kind: str, version: str, counts: dict[str, int], **target: Any) -> None:

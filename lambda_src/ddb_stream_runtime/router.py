@@ -62,6 +62,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from ._aws import aws_client, check_retry_settings
 from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
 from .deserialize import DeserializationError
 from .records import StreamRecord
@@ -215,12 +216,7 @@ class RouterConfig:
             raise ValueError(
                 f"claim_check_bucket must be a bucket name or None, got {self.claim_check_bucket!r}"
             )
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise ValueError(f"max_attempts must be an integer, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff_seconds < 0:
-            raise ValueError(f"backoff_seconds must be >= 0, got {self.backoff_seconds}")
+        check_retry_settings(self.max_attempts, self.backoff_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RouterConfig:
@@ -392,18 +388,6 @@ class _Failure:
         self.reason = reason
 
 
-@functools.cache
-def _aws_client(service: str) -> Any:
-    """A boto3 client, created once per service and process.
-
-    boto3 is imported here, not at module level: it costs ~230 ms of cold start,
-    and functions that never need a client (or get one injected) never pay it.
-    """
-    import boto3
-
-    return boto3.client(service)
-
-
 class Router:
     """Publish the records of a stream event to SNS, in stream order.
 
@@ -453,7 +437,7 @@ class Router:
     ) -> None:
         self.config = config
         self._sns = sns_client
-        self._s3_factory = s3_client_factory or functools.partial(_aws_client, "s3")
+        self._s3_factory = s3_client_factory or functools.partial(aws_client, "s3")
         self._s3: Any = None
         self._sleep = sleep
         self._log = logger or _LOGGER
@@ -658,7 +642,7 @@ class Router:
 
     def _publish(self, batch: list[_Planned]) -> _Failure | None:
         if self._sns is None:
-            self._sns = _aws_client("sns")
+            self._sns = aws_client("sns")
         pending = {planned.entry["Id"]: planned for planned in batch}  # stream order
         permanent: _Planned | None = None
         reasons: dict[str, str] = {}

@@ -509,7 +509,7 @@ def test_handler_reads_env_once(
 ) -> None:
     s3 = FakeS3()
     created: list[str] = []
-    monkeypatch.setattr(archiver_module, "_aws_client", lambda s: created.append(s) or s3)
+    monkeypatch.setattr(archiver_module, "aws_client", lambda s: created.append(s) or s3)
     monkeypatch.setenv("ARCHIVE_BUCKET", BUCKET)
     monkeypatch.setenv("ARCHIVE_PREFIX", "expired/")
     monkeypatch.delenv("ARCHIVE_TABLE", raising=False)

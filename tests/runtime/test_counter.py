@@ -672,12 +672,12 @@ def test_handler_reads_the_environment(table: Table, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("GROUP_ATTRIBUTE", "ListId")
     monkeypatch.setenv("SUM_SOURCE_ATTRIBUTE", "points")
     counter_module._default_counter.cache_clear()
-    counter_module._aws_client.cache_clear()
+    counter_module.aws_client.cache_clear()
     try:
         assert handler(event(insert(1, "a", "g", "2")), None) == no_failures()
     finally:
         counter_module._default_counter.cache_clear()
-        counter_module._aws_client.cache_clear()
+        counter_module.aws_client.cache_clear()
     assert table.counts() == {"g": (1, Decimal(2))}
 
 

@@ -201,7 +201,7 @@ def test_s3_client_is_created_lazily(
         created.append(service)
         return s3
 
-    monkeypatch.setattr(processor_module, "_aws_client", fake_client)
+    monkeypatch.setattr(processor_module, "aws_client", fake_client)
     process_sqs_batch(sqs_event, Recorder())
     assert created == []  # no claim check, no client
     sqs_event["Records"][1]["body"] = json.dumps({"claimCheck": {"bucket": "b", "key": "k"}})

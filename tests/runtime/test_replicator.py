@@ -280,7 +280,7 @@ def test_transform_imported_from_the_functions_code(
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(replicator_module, "_aws_client", lambda service: aws)
+    monkeypatch.setattr(replicator_module, "aws_client", lambda service: aws)
     monkeypatch.setenv("TARGET_TABLE", "AppUsers")
     monkeypatch.setenv("TRANSFORM", f"{module}:app_user")
     monkeypatch.delenv("VERSION_ATTRIBUTE", raising=False)
@@ -566,7 +566,7 @@ def test_handler_reads_env_once(
 ) -> None:
     client = FakeDynamoDB()
     created: list[str] = []
-    monkeypatch.setattr(replicator_module, "_aws_client", lambda s: created.append(s) or client)
+    monkeypatch.setattr(replicator_module, "aws_client", lambda s: created.append(s) or client)
     monkeypatch.setenv("TARGET_TABLE", "T")
     monkeypatch.delenv("VERSION_ATTRIBUTE", raising=False)
     monkeypatch.delenv("TRANSFORM", raising=False)

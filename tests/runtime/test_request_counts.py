@@ -93,7 +93,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     forget_cached_configuration_and_clients()
 
 
-HANDLER_MODULES = ("router", "archiver", "counter", "indexer", "replicator")
+HANDLER_MODULES = ("_aws", "router", "archiver", "counter", "indexer", "replicator")
 
 
 def forget_cached_configuration_and_clients() -> None:

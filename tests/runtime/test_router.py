@@ -738,7 +738,7 @@ def test_handler_reads_env_once(
         created.append(service)
         return sns
 
-    monkeypatch.setattr(router_module, "_aws_client", fake_client)
+    monkeypatch.setattr(router_module, "aws_client", fake_client)
     monkeypatch.setenv("TOPIC_ARN", TOPIC)
     monkeypatch.setenv("ROUTING_ATTRIBUTES", '["Message"]')
     monkeypatch.delenv("FIFO", raising=False)
@@ -764,14 +764,14 @@ def test_boto3_clients_are_created_once_per_service(monkeypatch: pytest.MonkeyPa
     fake_boto3 = types.ModuleType("boto3")
     fake_boto3.client = lambda service: created.append(service) or object()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "boto3", fake_boto3)
-    router_module._aws_client.cache_clear()
+    router_module.aws_client.cache_clear()
     try:
-        first = router_module._aws_client("sns")
-        assert router_module._aws_client("sns") is first
-        router_module._aws_client("s3")
+        first = router_module.aws_client("sns")
+        assert router_module.aws_client("sns") is first
+        router_module.aws_client("s3")
         assert created == ["sns", "s3"]
     finally:
-        router_module._aws_client.cache_clear()
+        router_module.aws_client.cache_clear()
 
 
 def test_docstring_examples_run() -> None:
