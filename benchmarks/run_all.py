@@ -45,6 +45,11 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
         [],
     ),
     ("bench_synth", [PYTHON, "benchmarks/bench_synth.py"], ["--processes", "1", "--warm", "1"]),
+    (
+        "bench_local_cloud",
+        [PYTHON, "benchmarks/bench_local_cloud.py"],
+        ["--records", "300", "--rounds", "1"],
+    ),
 ]
 
 
