@@ -67,7 +67,13 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
+from .batch import (
+    BatchItemFailure,
+    PartialBatchResponse,
+    _Failure,
+    _records_of,
+    _sequence_number_of,
+)
 from .records import MalformedRecordError, StreamRecord
 from .replicator import _client_image
 
@@ -290,18 +296,6 @@ def _removed_image(record: StreamRecord) -> dict[str, Any]:
     if not isinstance(record.raw_keys, dict) or not record.raw_keys:
         raise MalformedRecordError(f"REMOVE record {record.sequence_number} has no Keys")
     return image
-
-
-class _Failure:
-    """The record to report, and why (for the log)."""
-
-    __slots__ = ("index", "sequence_number", "event_id", "reason")
-
-    def __init__(self, index: int, sequence_number: str, event_id: Any, reason: str) -> None:
-        self.index = index
-        self.sequence_number = sequence_number
-        self.event_id = event_id
-        self.reason = reason
 
 
 def _malformed(index: int, raw: Any, exc: Exception) -> _Failure:

@@ -235,3 +235,19 @@ def _report(
         extra=fields,
     )
     return {"itemIdentifier": sequence_number}
+
+
+class _Failure:
+    """The record a batch-level handler reports as failed, and why (for the log).
+
+    Shared by the handlers that work on whole batches (router, archiver, counter,
+    indexer): each stops at its earliest failure and reports that record.
+    """
+
+    __slots__ = ("index", "sequence_number", "event_id", "reason")
+
+    def __init__(self, index: int, sequence_number: str, event_id: Any, reason: str) -> None:
+        self.index = index
+        self.sequence_number = sequence_number
+        self.event_id = event_id
+        self.reason = reason

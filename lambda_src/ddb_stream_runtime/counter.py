@@ -130,7 +130,13 @@ from decimal import Decimal
 from typing import Any, TypeAlias, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
+from .batch import (
+    BatchItemFailure,
+    PartialBatchResponse,
+    _Failure,
+    _records_of,
+    _sequence_number_of,
+)
 from .deserialize import deserialize_value
 from .records import StreamRecord
 
@@ -502,18 +508,6 @@ class _SubBatch:
     def add(self, contribution: _Contribution) -> None:
         self.contributions.append(contribution)
         self.groups.update(contribution.deltas)
-
-
-class _Failure:
-    """The record to report, and why (for the log)."""
-
-    __slots__ = ("index", "sequence_number", "event_id", "reason")
-
-    def __init__(self, index: int, sequence_number: str, event_id: Any, reason: str) -> None:
-        self.index = index
-        self.sequence_number = sequence_number
-        self.event_id = event_id
-        self.reason = reason
 
 
 def _error_code(exc: Exception) -> str | None:

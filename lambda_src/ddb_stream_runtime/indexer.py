@@ -108,7 +108,13 @@ from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
 from ._aws import check_retry_settings
-from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
+from .batch import (
+    BatchItemFailure,
+    PartialBatchResponse,
+    _Failure,
+    _records_of,
+    _sequence_number_of,
+)
 from .deserialize import deserialize_image
 from .records import StreamRecord
 
@@ -672,18 +678,6 @@ got 'search-x.es.amazonaws.com'
 
 
 # --- the indexer ---------------------------------------------------------------------------
-
-
-class _Failure:
-    """The record to report, and why (for the log)."""
-
-    __slots__ = ("index", "sequence_number", "event_id", "reason")
-
-    def __init__(self, index: int, sequence_number: str, event_id: Any, reason: str) -> None:
-        self.index = index
-        self.sequence_number = sequence_number
-        self.event_id = event_id
-        self.reason = reason
 
 
 class SearchIndexer:

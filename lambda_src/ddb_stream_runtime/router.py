@@ -63,7 +63,13 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from .batch import BatchItemFailure, PartialBatchResponse, _records_of, _sequence_number_of
+from .batch import (
+    BatchItemFailure,
+    PartialBatchResponse,
+    _Failure,
+    _records_of,
+    _sequence_number_of,
+)
 from .deserialize import DeserializationError
 from .records import StreamRecord
 
@@ -374,18 +380,6 @@ class _Planned:
         self.entry = entry
         self.size = size
         self.claim = claim  # (S3 key, full body) when the record is claim-checked
-
-
-class _Failure:
-    """The record to report, and why (for the log)."""
-
-    __slots__ = ("index", "sequence_number", "event_id", "reason")
-
-    def __init__(self, index: int, sequence_number: str, event_id: Any, reason: str) -> None:
-        self.index = index
-        self.sequence_number = sequence_number
-        self.event_id = event_id
-        self.reason = reason
 
 
 class Router:
