@@ -14,6 +14,7 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_logs as logs
 import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sqs as sqs
+import jsii
 from constructs import Construct
 
 __all__ = [
@@ -115,11 +116,32 @@ def build_function(
         )
     function = lambda_.Function(scope, id, code=code, handler=handler, runtime=runtime, **props)
     if "role" not in user:
-        # CDK makes the function depend on its role and the role's policy; the role is
-        # already read through Fn::GetAtt, so that DependsOn is redundant (cfn-lint
-        # W3005). Keep only the policy's, which exists since the logs statement above.
-        policy = props["role"].node.find_child("DefaultPolicy").node.default_child
-        function.node.default_child.add_override(
-            "DependsOn", [cdk.Stack.of(scope).get_logical_id(policy)]
-        )
+        _drop_role_dependency(function.node.default_child, props["role"].node.default_child)
     return function
+
+
+@jsii.implements(cdk.IStableListProducer)
+class _DependsOnWithoutRole:
+    """The function's DependsOn, as CDK computes it at synth, minus its own role.
+
+    CDK makes a function depend on its role and the role's policy; the role is already
+    read through Fn::GetAtt, so that one entry is redundant (cfn-lint W3005). Computed
+    lazily so that dependencies added later (by users, by other constructs) are kept.
+    """
+
+    def __init__(self, function: cdk.CfnResource, role: cdk.CfnResource) -> None:
+        self.function, self.role = function, role
+
+    def produce(self, context: cdk.IResolveContext | None = None) -> list[str]:
+        stack = cdk.Stack.of(self.function)
+        role = stack.get_logical_id(self.role)
+        ids = {
+            stack.get_logical_id(dependency)
+            for dependency in self.function.obtain_dependencies()
+            if isinstance(dependency, cdk.CfnResource) and cdk.Stack.of(dependency) is stack
+        }
+        return sorted(ids - {role})
+
+
+def _drop_role_dependency(function: cdk.CfnResource, role: cdk.CfnResource) -> None:
+    function.add_override("DependsOn", cdk.Lazy.list(_DependsOnWithoutRole(function, role)))

@@ -266,3 +266,15 @@ def test_warns_when_a_table_gets_more_than_two_stream_readers(stack):
     warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("stream readers"))
     assert len(warnings) == 1
     assert "now has 3 stream readers" in json.dumps(warnings[0].entry.data)
+
+
+def test_built_function_keeps_dependencies_added_later(stack):
+    controller = _controller(stack)
+    extra = sqs.Queue(stack, "Extra")
+    controller.function.node.add_dependency(extra)
+    template = Template.from_stack(stack)
+    function = template.to_json()["Resources"][stack.get_logical_id(controller.function.node.default_child)]
+    policy = next(iter(template.find_resources("AWS::IAM::Policy")))
+    role = stack.get_logical_id(controller.function.role.node.default_child)
+    assert function["DependsOn"] == sorted([policy, stack.get_logical_id(extra.node.default_child)])
+    assert role not in function["DependsOn"]  # read through Fn::GetAtt already (cfn-lint W3005)
