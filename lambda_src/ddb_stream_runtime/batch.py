@@ -174,17 +174,19 @@ def stream_handler(
     return handler
 
 
-def _records_of(event: Any) -> list[Any]:
+def _records_of(
+    event: Any, kind: str = "a DynamoDB stream event", short: str = "a stream event"
+) -> list[Any]:
+    """The ``Records`` of a Lambda event (stream or SQS): ``[]`` when absent."""
     if not isinstance(event, dict):
         raise TypeError(
-            "expected a DynamoDB stream event (an object with 'Records'), "
-            f"got {type(event).__name__}"
+            f"expected {kind} (an object with 'Records'), got {type(event).__name__}"
         )
     records = event.get("Records")
     if records is None:
         return []
     if not isinstance(records, list):
-        raise TypeError(f"a stream event's 'Records' is a list, got {type(records).__name__}")
+        raise TypeError(f"{short}'s 'Records' is a list, got {type(records).__name__}")
     return records
 
 

@@ -42,23 +42,11 @@ _SHAPE_ERRORS = (AttributeError, ArithmeticError, KeyError, TypeError, ValueErro
 _MAX_REPR = 80
 
 
-class DeserializationError(ValueError):
-    """An attribute value is not valid DynamoDB JSON.
+class ItemPathError(ValueError):
+    """A bad value somewhere inside an item, with its path (map keys, list indexes).
 
-    Parameters
-    ----------
-    reason : str
-        What is wrong, naming the bad type tag or value.
-    path : tuple of str or int, optional
-        Where the bad value sits inside the image: map keys and list indexes.
-
-    Examples
-    --------
-    >>> try:
-    ...     deserialize_image({"a": {"M": {"b": {"X": "1"}}}})
-    ... except DeserializationError as exc:
-    ...     print(exc)
-    a.b: unknown type tag 'X' in {'X': '1'}
+    The base of :class:`DeserializationError` and the replicator's
+    ``SerializationError``: containers add their key on the way out.
     """
 
     def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
@@ -76,6 +64,26 @@ class DeserializationError(ValueError):
             return self.reason
         where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in self.path)
         return f"{where.lstrip('.')}: {self.reason}"
+
+
+class DeserializationError(ItemPathError):
+    """An attribute value is not valid DynamoDB JSON.
+
+    Parameters
+    ----------
+    reason : str
+        What is wrong, naming the bad type tag or value.
+    path : tuple of str or int, optional
+        Where the bad value sits inside the image: map keys and list indexes.
+
+    Examples
+    --------
+    >>> try:
+    ...     deserialize_image({"a": {"M": {"b": {"X": "1"}}}})
+    ... except DeserializationError as exc:
+    ...     print(exc)
+    a.b: unknown type tag 'X' in {'X': '1'}
+    """
 
 
 def _short(value: Any) -> str:

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ._aws import aws_client
-from .batch import BatchItemFailure, LambdaHandler, PartialBatchResponse, RecordHandler
+from .batch import (
+    BatchItemFailure,
+    LambdaHandler,
+    PartialBatchResponse,
+    RecordHandler,
+    _records_of,
+)
 from .records import MalformedRecordError, StreamRecord
 from .router import CLAIM_CHECK_FIELD
 
@@ -96,7 +102,7 @@ def process_sqs_batch(
     ['111', '333']
     """
     log = logger or _LOGGER
-    messages = _messages_of(event)
+    messages = _records_of(event, "an sqs event", "an sqs event")
     get_s3 = (lambda: s3_client) if s3_client is not None else functools.partial(aws_client, "s3")
     failures: list[BatchItemFailure] = []
     failed_groups: set[str] = set()
@@ -231,19 +237,6 @@ def _record_of(message: Any, get_s3: Callable[[], Any]) -> StreamRecord:
         if isinstance(payload, dict) and recognise(payload):
             payload = open_(payload, get_s3)
     return StreamRecord.from_lambda(payload)
-
-
-def _messages_of(event: Any) -> list[Any]:
-    if not isinstance(event, dict):
-        raise TypeError(
-            f"expected an sqs event (an object with 'Records'), got {type(event).__name__}"
-        )
-    messages = event.get("Records")
-    if messages is None:
-        return []
-    if not isinstance(messages, list):
-        raise TypeError(f"an sqs event's 'Records' is a list, got {type(messages).__name__}")
-    return messages
 
 
 def _message_id_of(message: Any) -> str | None:

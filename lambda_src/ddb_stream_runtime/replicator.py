@@ -89,7 +89,7 @@ from typing import Any
 
 from ._aws import aws_client
 from .batch import PartialBatchResponse, process_stream_batch
-from .deserialize import DeserializationError
+from .deserialize import DeserializationError, ItemPathError, _short
 from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
@@ -123,7 +123,6 @@ _SPEC = re.compile(
     r"(?P<module>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
     r":(?P<attr>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
 )
-_MAX_REPR = 80
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -269,7 +268,7 @@ def load_transform(spec: str) -> Transform:
 # --- Python values -> DynamoDB JSON (what the boto3 client takes) ----------------------
 
 
-class SerializationError(ValueError):
+class SerializationError(ItemPathError):
     """A Python value cannot be stored in DynamoDB.
 
     Parameters
@@ -286,26 +285,6 @@ class SerializationError(ValueError):
     ...
     ddb_stream_runtime.replicator.SerializationError: tags.a[0]: dynamodb cannot store an empty set
     """
-
-    def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path = path
-
-    def _prepend(self, step: str | int) -> None:
-        self.path = (step, *self.path)
-
-    def __str__(self) -> str:
-        if not self.path:
-            return self.reason
-        where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in self.path)
-        return f"{where.lstrip('.')}: {self.reason}"
-
-
-def _short(value: Any) -> str:
-    # Never dump a whole item into an error message (or the logs).
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
 def _number_text(value: Any) -> str:
