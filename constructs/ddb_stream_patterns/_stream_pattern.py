@@ -21,7 +21,7 @@ from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleContro
 from .stream_filter import StreamFilter
 from .stream_table import StreamTable
 
-__all__ = ["StreamOptions", "runtime_controller", "require_view_type", "ControllerMetrics"]
+__all__ = ["StreamOptions", "runtime_controller", "require_view_type", "ControllerPattern"]
 
 _VIEWS_WITH_OLD = {dynamodb.StreamViewType.OLD_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
 _VIEWS_WITH_NEW = {dynamodb.StreamViewType.NEW_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
@@ -126,10 +126,21 @@ def runtime_controller(
     )
 
 
-class ControllerMetrics:
-    """Metrics and dashboard rows of a pattern whose handler runs in ``self.controller``."""
+class ControllerPattern:
+    """Function, alarms, metrics and dashboard rows of a pattern whose handler runs in
+    ``self.controller``: derived from it, never copied."""
 
     controller: SimpleController
+
+    @property
+    def function(self) -> lambda_.IFunction:
+        """The pattern's handler function (run by ``controller``)."""
+        return self.controller.function
+
+    @property
+    def alarms(self) -> dict[str, cloudwatch.Alarm]:
+        """The handler's alarms: iterator age, errors, throttles, failure queue."""
+        return self.controller.alarms
 
     def metric_iterator_age(self) -> cloudwatch.Metric:
         """Maximum iterator age of the pattern's handler (ms)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 
 import aws_cdk as cdk
-import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 from constructs import Construct
 
-from ._stream_pattern import ControllerMetrics, StreamOptions, require_view_type, runtime_controller
+from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from .monitoring import Monitoring
 from .stream_table import StreamTable
 
@@ -21,7 +20,7 @@ MARKER_TTL_ATTRIBUTE = "expiresAt"
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 
 
-class AggregateCounter(ControllerMetrics, Construct):
+class AggregateCounter(ControllerPattern, Construct):
     """Keep a count of items per group (e.g. tasks per ``ListId``) in a counter table.
 
     INSERT adds 1 to the new item's group, REMOVE subtracts 1 from the old item's group,
@@ -128,8 +127,6 @@ class AggregateCounter(ControllerMetrics, Construct):
             monitoring=monitoring,
             removal_policy=removal_policy,
         )
-        self.function = self.controller.function
-        self.alarms: dict[str, cloudwatch.Alarm] = self.controller.alarms
         # TransactWriteItems needs the action of each item it holds: markers are
         # conditional puts, counts are updates. Nothing is read.
         self.counter_table.grant(self.function, "dynamodb:PutItem", "dynamodb:UpdateItem")

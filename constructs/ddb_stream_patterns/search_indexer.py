@@ -19,7 +19,7 @@ from constructs import Construct
 
 from ._nag import acknowledge
 from ._resources import struct_values
-from ._stream_pattern import ControllerMetrics, StreamOptions, require_view_type, runtime_controller
+from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from .monitoring import AlarmFactory, Monitoring
 from .stream_table import StreamTable
 
@@ -30,7 +30,7 @@ DEFAULT_ENGINE_VERSION = opensearch.EngineVersion.OPENSEARCH_3_7
 _INDEX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,254}$")
 
 
-class SearchIndexer(ControllerMetrics, Construct):
+class SearchIndexer(ControllerPattern, Construct):
     """Index the table's items into OpenSearch: INSERT/MODIFY upsert, REMOVE deletes.
 
     One signed ``_bulk`` request per batch, documents versioned by the stream sequence
@@ -135,7 +135,6 @@ class SearchIndexer(ControllerMetrics, Construct):
             monitoring=monitoring,
             removal_policy=removal_policy,
         )
-        self.function = self.controller.function
         role = self.function.role
         if collection is not None:
             self.endpoint = collection.attr_collection_endpoint
@@ -155,11 +154,16 @@ class SearchIndexer(ControllerMetrics, Construct):
                 self.domain.connections.allow_default_port_from(self.function)
         self.function.add_environment("SEARCH_ENDPOINT", self.endpoint)
 
-        self.alarms: dict[str, cloudwatch.Alarm] = dict(self.controller.alarms)
+        self._domain_alarms: dict[str, cloudwatch.Alarm] = {}
         if self.domain is not None:
             factory = AlarmFactory(self, monitoring or Monitoring())
             factory.search_domain("domain", self.domain)
-            self.alarms.update(factory.alarms)
+            self._domain_alarms = factory.alarms
+
+    @property
+    def alarms(self) -> dict[str, cloudwatch.Alarm]:
+        """The handler's alarms (as every pattern), plus the domain's health alarms."""
+        return {**self.controller.alarms, **self._domain_alarms}
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
         """The indexer's handler and failure queue, then the domain's health."""

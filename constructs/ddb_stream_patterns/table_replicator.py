@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 
 import aws_cdk as cdk
-import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 from constructs import Construct
 
-from ._stream_pattern import ControllerMetrics, StreamOptions, require_view_type, runtime_controller
+from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from .monitoring import Monitoring
 from .runtime_assets import StreamRuntimeLayer
 
@@ -20,7 +19,7 @@ _TRANSFORM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 
 
-class TableReplicator(ControllerMetrics, Construct):
+class TableReplicator(ControllerPattern, Construct):
     """Replicate the source table into a target table: a copy, or a reshaped view.
 
     INSERT/MODIFY put the item into the target, REMOVE deletes it. Every write is
@@ -117,8 +116,6 @@ class TableReplicator(ControllerMetrics, Construct):
             code=transform_code,
             layers=[self.runtime_layer] if self.runtime_layer else None,
         )
-        self.function = self.controller.function
-        self.alarms: dict[str, cloudwatch.Alarm] = self.controller.alarms
         writes = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
         if transform is not None:
             # The runtime reads the target's key names once to build delete keys.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_iam as iam
 import aws_cdk.aws_lambda as lambda_
@@ -12,7 +11,7 @@ from constructs import Construct
 
 from ._nag import acknowledge
 from ._resources import secure_bucket
-from ._stream_pattern import ControllerMetrics, StreamOptions, require_view_type, runtime_controller
+from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from ._validation import check_duration_range
 from .monitoring import Monitoring
 from .stream_filter import StreamFilter
@@ -21,7 +20,7 @@ from .stream_table import StreamTable
 __all__ = ["TtlArchiver"]
 
 
-class TtlArchiver(ControllerMetrics, Construct):
+class TtlArchiver(ControllerPattern, Construct):
     """Archive the old image of every item that TTL expires.
 
     The event source mapping filters to TTL deletions (REMOVE by the DynamoDB service
@@ -116,8 +115,6 @@ class TtlArchiver(ControllerMetrics, Construct):
                 else StreamFilter.ttl_expiry()
             ],
         )
-        self.function = self.controller.function
-        self.alarms: dict[str, cloudwatch.Alarm] = self.controller.alarms
         self._grant(prefix)
 
     def _bucket(
