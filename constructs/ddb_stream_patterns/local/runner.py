@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from ddb_stream_runtime.counter import MARKER_PREFIX
+
 from .cloud import LocalCloud
 from .deployer import Deployment, deploy
 from .model import MappingSpec, MappingStats
@@ -264,15 +266,25 @@ def _outcomes(cloud: LocalCloud, deployment: Deployment, search: FakeOpenSearch)
             outcomes[f"bucket {key}"] = sorted(o["Key"] for o in objects)
     ddb = cloud.client("dynamodb")
     sources = set(_stream_tables(deployment))
+    # Counter tables, and their partition key, as the counter functions are configured.
+    counter_keys = {
+        f.environment["COUNTER_TABLE"]: f.environment.get("COUNTER_PARTITION_KEY", "pk")
+        for f in deployment.functions.values()
+        if "COUNTER_TABLE" in f.environment
+    }
     for key, table in deployment.tables.items():
         if table in sources:
             continue
         items = ddb.scan(TableName=table)["Items"]
-        counters = {
-            i["pk"]["S"]: {k: Decimal(v["N"]) for k, v in i.items() if "N" in v}
-            for i in items if "pk" in i and not i["pk"]["S"].startswith("__applied__#")
+        pk = counter_keys.get(table)
+        if pk is None:
+            outcomes[f"table {key}"] = len(items)
+            continue
+        outcomes[f"table {key}"] = {
+            i[pk]["S"]: {k: Decimal(v["N"]) for k, v in i.items() if "N" in v}
+            for i in items
+            if not i[pk]["S"].startswith(MARKER_PREFIX)
         }
-        outcomes[f"table {key}"] = counters if counters else len(items)
     indexes = {f.environment.get("INDEX_NAME") for f in deployment.functions.values()}
     for index in sorted(i for i in indexes if i):
         outcomes[f"search index {index}"] = len(search.documents(index))
