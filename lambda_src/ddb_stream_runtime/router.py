@@ -36,7 +36,9 @@ NS     ``String.Array``     JSON array of numbers (numeric filter policies)
 =====  ===================  ================================================
 
 M, L, B, BS and NULL are not lifted (filter policies cannot match them
-meaningfully); a missing attribute is omitted.
+meaningfully); a missing attribute is omitted. Any other type tag is not valid
+DynamoDB JSON: that record fails (its ``batchItemFailure`` names the attribute
+and the tag), it is never published without the attribute a route may expect.
 
 Delivery semantics
 ------------------
@@ -329,7 +331,7 @@ def _lift_number_set(value: Any) -> tuple[str, str]:
     return "String.Array", "[" + ",".join(value) + "]"
 
 
-# Tag -> (DataType, StringValue) or None (omit). Tags not listed are not lifted.
+# Tag -> (DataType, StringValue) or None (omit).
 _LIFTERS: dict[str, Callable[[Any], tuple[str, str] | None]] = {
     "S": _lift_string,
     "N": _lift_number,
@@ -337,6 +339,8 @@ _LIFTERS: dict[str, Callable[[Any], tuple[str, str] | None]] = {
     "SS": _lift_string_set,
     "NS": _lift_number_set,
 }
+# Valid DynamoDB JSON tags that are never lifted; any tag in neither table fails the record.
+_NOT_LIFTED = frozenset({"M", "L", "B", "BS", "NULL"})
 
 
 def _lift(name: str, av: Any) -> tuple[str, str] | None:
@@ -348,9 +352,11 @@ def _lift(name: str, av: Any) -> tuple[str, str] | None:
             f"got {av!r:.80}"
         ) from None
     lifter = _LIFTERS.get(tag)
-    if lifter is None:
-        return None
     try:
+        if lifter is None:
+            if tag in _NOT_LIFTED:
+                return None
+            raise DeserializationError(f"unknown type tag {tag!r} in {av!r:.80}")
         return lifter(value)
     except DeserializationError as exc:
         exc._prepend(name)  # "status: type tag 'S' needs a string, ..."

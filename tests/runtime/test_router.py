@@ -810,3 +810,41 @@ def test_against_moto_sns_and_sqs(
         assert router.route(sample_event) == {"batchItemFailures": []}
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
         assert [json.loads(m["Body"]) for m in messages] == [sample_event["Records"][2]]
+
+
+# --- unknown type tags (issue 10, defect 6): fail the record, never drop the attribute ----------
+
+
+@pytest.mark.parametrize("position", [1, 2])
+def test_unknown_type_tag_fails_only_that_record_naming_the_tag(
+    make_event: Callable[..., dict[str, Any]],
+    position: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = make_event(3)
+    event["Records"][position]["dynamodb"]["NewImage"]["Message"] = {"X": "1"}
+    sns = FakeSns()
+    with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
+        response = make_router(sns, attributes=("Message",)).route(event)
+    # First what happened: exactly that record failed, the ones before it were published
+    # with their routing attribute (Lambda re-sends the failed record and all after it).
+    assert response == {"batchItemFailures": [{"itemIdentifier": seq(position)}]}
+    assert published_sequence_numbers(sns) == [seq(i) for i in range(position)]
+    assert all("Message" in e["MessageAttributes"] for e in sns.published)
+    # Then why: the log names the attribute and the unknown tag.
+    [failure_log] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert seq(position) in failure_log.getMessage()
+    assert "Message: unknown type tag 'X'" in failure_log.getMessage()
+
+
+@pytest.mark.parametrize("tag", ["M", "L", "B", "BS", "NULL"])
+def test_known_tags_that_are_not_lifted_are_omitted_without_failing(
+    make_event: Callable[..., dict[str, Any]], tag: str
+) -> None:
+    values = {"M": {}, "L": [], "B": "AA==", "BS": ["AA=="], "NULL": True}
+    event = make_event(2)
+    event["Records"][1]["dynamodb"]["NewImage"]["Message"] = {tag: values[tag]}
+    sns = FakeSns()
+    assert make_router(sns, attributes=("Message",)).route(event) == {"batchItemFailures": []}
+    assert published_sequence_numbers(sns) == [seq(0), seq(1)]
+    assert "Message" not in sns.published[1]["MessageAttributes"]
