@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TypeVar
 
 import aws_cdk as cdk
@@ -72,22 +73,56 @@ class Route:
     event_names
         Subset of INSERT/MODIFY/REMOVE. Default: all.
     attributes
-        Routing attribute name → allowed string values (a list), or any
-        ``sns.SubscriptionFilter`` (numeric ranges, prefixes, exists...). Names must be in
-        the controller's ``routing_attributes`` (or ``tableName``). Default: none.
+        Routing attribute name → the values it may take, or any ``sns.SubscriptionFilter``
+        (numeric ranges, prefixes, exists...). Names must be in the controller's
+        ``routing_attributes`` (or ``tableName``). A list of values becomes a filter of
+        the type the router publishes for them (see the table below): strings → a string
+        filter, numbers → a numeric filter (``numeric =``), booleans → a string filter on
+        ``"true"`` / ``"false"``. Mixing kinds in one list is an error. Default: none.
+
+    What the router publishes (SNS message attribute ``DataType``) for each DynamoDB type,
+    and which values of a route match it:
+
+    =====  ==========================  ==========================================
+    type   published as                route values
+    =====  ==========================  ==========================================
+    S      ``String``                  strings: ``["shipped"]``
+    N      ``Number``                  numbers: ``[1, 2]``, not ``["1", "2"]``
+    BOOL   ``String`` ``true/false``   booleans: ``[True]``
+    SS     ``String.Array``            strings (matches if any element matches)
+    NS     ``String.Array`` of numbers SNS does not document numeric filters on
+                                       arrays: route on an N attribute instead
+    other  not published               no route can match
+    =====  ==========================  ==========================================
+
+    SNS documents string matching against ``String`` / ``String.Array`` attributes and
+    numeric matching against ``Number`` attributes (whose text it normalizes: ``2.0`` is
+    ``2``), so a route must use the type of the item's attribute. Where that type is
+    known at synth (``eventName``, ``tableName`` and the table's key attributes) a rule
+    of the other type is an error; for other attributes it is the data that decides:
+    store a routed attribute with one type.
+    Numbers must lie within ±1,000,000,000 with at most 5 decimals (SNS's numeric range).
 
     Example
     -------
     >>> Route(event_names=["MODIFY"], attributes={"status": ["shipped", "delivered"]})
+    >>> Route(attributes={"priority": [1, 2], "express": [True]})
     """
 
     event_names: Sequence[str] = ()
-    attributes: Mapping[str, Sequence[str] | sns.SubscriptionFilter] = field(
-        default_factory=dict
+    attributes: Mapping[str, Sequence[str | int | float | bool] | sns.SubscriptionFilter] = (
+        field(default_factory=dict)
     )
 
     def filter_policy(self) -> dict[str, sns.SubscriptionFilter]:
-        """The SNS filter policy (message-attribute scope) of this route."""
+        """The SNS filter policy (message-attribute scope) of this route.
+
+        Raises
+        ------
+        ValueError
+            If a list of values is empty or mixes kinds (checked with the prop's full
+            name when the controller validates its processors).
+        """
         policy: dict[str, sns.SubscriptionFilter] = {}
         if self.event_names:
             policy["eventName"] = sns.SubscriptionFilter.string_filter(
@@ -97,7 +132,7 @@ class Route:
             policy[name] = (
                 rule
                 if isinstance(rule, sns.SubscriptionFilter)
-                else sns.SubscriptionFilter.string_filter(allowlist=[str(v) for v in rule])
+                else _values_filter(f"route.attributes[{name!r}]", rule)
             )
         return policy
 
@@ -219,7 +254,7 @@ class ComplexController(Construct):
         _check_routing_attributes(routing_attributes)
         if not processors:
             raise ValueError("processors must name at least one Processor, got {}")
-        published = set(PUBLISHED_ATTRIBUTES) | set(routing_attributes)
+        published = _published_types(table, routing_attributes)
         for name, processor in processors.items():
             _check_processor(name, processor, published, fifo)
 
@@ -497,6 +532,118 @@ class ComplexController(Construct):
         )
 
 
+# -- route values and published types ----------------------------------------------
+
+# The SNS DataType the router publishes for each DynamoDB type of a key attribute
+# (ddb_stream_runtime.router; S/N/B are the only key types).
+_NOT_PUBLISHED = "not published"
+_PUBLISHED_TYPE = {"S": "String", "N": "Number", "B": _NOT_PUBLISHED}
+_STRING, _NUMERIC = "string", "numeric"
+# SNS numeric matching: -1e9..1e9, five digits after the decimal point.
+_SNS_NUMBER_LIMIT = 1_000_000_000
+_SNS_NUMBER_DECIMALS = 5
+
+
+def _value_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def _values_filter(prop: str, values: object) -> sns.SubscriptionFilter:
+    """A list of route values → the filter of the type the router publishes for them."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(
+            f"{prop} must be a non-empty list of values or an sns.SubscriptionFilter, "
+            f"got {values!r}"
+        )
+    kinds = {_value_kind(v) for v in values}
+    if len(kinds) > 1 or not kinds <= {"boolean", "number", "string"}:
+        raise ValueError(
+            f"{prop} must hold only strings, only numbers or only booleans (it becomes one "
+            f"sns filter of that type), got {list(values)!r}"
+        )
+    [kind] = kinds
+    if kind == "number":
+        for value in values:
+            _check_sns_number(prop, value)
+        return sns.SubscriptionFilter.numeric_filter(allowlist=list(values))
+    if kind == "boolean":  # the router publishes BOOL as the String "true" / "false"
+        return sns.SubscriptionFilter.string_filter(
+            allowlist=["true" if v else "false" for v in values]
+        )
+    return sns.SubscriptionFilter.string_filter(allowlist=list(values))
+
+
+def _check_sns_number(prop: str, value: float) -> None:
+    # Finite first: jsii cannot pass inf or nan to Token.is_unresolved.
+    if math.isfinite(value) and is_token(value):
+        return
+    exponent = Decimal(repr(value)).as_tuple().exponent if math.isfinite(value) else 0
+    if (
+        not math.isfinite(value)
+        or abs(value) > _SNS_NUMBER_LIMIT
+        or (isinstance(exponent, int) and -exponent > _SNS_NUMBER_DECIMALS)
+    ):
+        raise ValueError(
+            f"{prop} has {value!r}: sns numeric filters take numbers from -1e9 to 1e9 "
+            f"with at most {_SNS_NUMBER_DECIMALS} decimals"
+        )
+
+
+def _condition_kinds(condition: object) -> set[str]:
+    """Whether one filter policy condition matches strings, numbers, or either (exists)."""
+    if isinstance(condition, bool) or condition is None:
+        return set()
+    if isinstance(condition, (int, float)):
+        return {_NUMERIC}
+    if isinstance(condition, str):
+        return {_STRING}
+    if isinstance(condition, Mapping) and len(condition) == 1:
+        [(operator, argument)] = condition.items()
+        if operator == "numeric":
+            return {_NUMERIC}
+        if operator in ("prefix", "suffix", "equals-ignore-case", "cidr"):
+            return {_STRING}
+        if operator == "anything-but":
+            arguments = argument if isinstance(argument, list) else [argument]
+            return set().union(*(_condition_kinds(a) for a in arguments))
+    return set()
+
+
+def _published_types(
+    table: dynamodb.ITable, routing_attributes: Sequence[str]
+) -> dict[str, str | None]:
+    """Each published attribute → the SNS DataType the router gives it, where synth knows it.
+
+    ``eventName`` and ``tableName`` are Strings; a routing attribute that is one of the
+    table's key attributes has the key's type (DynamoDB enforces it on every item).
+    Other routing attributes map to None: their type is the data's.
+    """
+    types: dict[str, str | None] = dict.fromkeys(PUBLISHED_ATTRIBUTES, "String")
+    types.update(dict.fromkeys(routing_attributes))
+    for name, key_type in _key_types(table).items():
+        if name in types and key_type in _PUBLISHED_TYPE:
+            types[name] = _PUBLISHED_TYPE[key_type]
+    return types
+
+
+def _key_types(table: dynamodb.ITable) -> dict[str, str]:
+    """The table's primary key attributes and their types (S/N/B), when defined in this app."""
+    child = table.node.default_child if isinstance(table, Construct) else None
+    if not isinstance(child, (dynamodb.CfnTable, dynamodb.CfnGlobalTable)):
+        return {}  # an imported table: its schema is unknown at synth
+    stack = cdk.Stack.of(table)
+    keys = stack.resolve(child.key_schema) or []
+    definitions = stack.resolve(child.attribute_definitions) or []
+    types = {d.get("attributeName"): d.get("attributeType") for d in definitions}
+    return {k["attributeName"]: types.get(k["attributeName"]) for k in keys if "attributeName" in k}
+
+
 # -- validation (pure functions: they run before any resource is created) ---------
 
 
@@ -520,7 +667,9 @@ def _check_routing_attributes(names: Sequence[str]) -> None:
         raise ValueError(f"routing_attributes has duplicates: {list(names)!r}")
 
 
-def _check_processor(name: str, p: Processor, published: set[str], fifo: bool) -> None:
+def _check_processor(
+    name: str, p: Processor, published: Mapping[str, str | None], fifo: bool
+) -> None:
     where = f"processors[{name!r}]"
     if not _NAME.match(name):
         raise ValueError(
@@ -567,7 +716,7 @@ def _check_processor(name: str, p: Processor, published: set[str], fifo: bool) -
         )
 
 
-def _check_route(where: str, route: Route, published: set[str]) -> None:
+def _check_route(where: str, route: Route, published: Mapping[str, str | None]) -> None:
     if not isinstance(route, Route):
         raise ValueError(f"{where}.route must be a Route, got {route!r}")
     bad_events = [e for e in route.event_names if e not in EVENT_NAMES]
@@ -576,31 +725,57 @@ def _check_route(where: str, route: Route, published: set[str]) -> None:
             f"{where}.route.event_names must be a list of {', '.join(EVENT_NAMES)}, "
             f"got {route.event_names!r}"
         )
-    unknown = sorted(set(route.attributes) - published)
+    unknown = sorted(set(route.attributes) - set(published))
     if unknown:
         raise ValueError(
             f"{where}.route filters on {unknown!r}, which the controller never publishes "
             f"(published: {sorted(published)!r}): add it to routing_attributes"
         )
+    for key, rule in route.attributes.items():
+        prop = f"{where}.route.attributes[{key!r}]"
+        policy_filter = rule if isinstance(rule, sns.SubscriptionFilter) else _values_filter(
+            prop, rule
+        )
+        _check_rule_type(prop, key, rule, policy_filter, published.get(key))
     policy = route.filter_policy()
     if len(policy) > _MAX_POLICY_KEYS:
         raise ValueError(
             f"{where}.route has {len(policy)} filter policy keys, SNS allows "
             f"{_MAX_POLICY_KEYS}: {sorted(policy)!r}"
         )
-    for key, rule in route.attributes.items():
-        if not isinstance(rule, sns.SubscriptionFilter) and (
-            isinstance(rule, str) or not list(rule)
-        ):
-            raise ValueError(
-                f"{where}.route.attributes[{key!r}] must be a non-empty list of values "
-                f"or an sns.SubscriptionFilter, got {rule!r}"
-            )
     combinations = math.prod(max(1, len(f.conditions)) for f in policy.values())
     if combinations > _MAX_POLICY_COMBINATIONS:
         raise ValueError(
             f"{where}.route has {combinations} filter policy value combinations, SNS "
             f"allows {_MAX_POLICY_COMBINATIONS}"
+        )
+
+
+def _check_rule_type(
+    prop: str,
+    name: str,
+    rule: object,
+    policy_filter: sns.SubscriptionFilter,
+    published_type: str | None,
+) -> None:
+    """Refuse a rule that can never match the type the router publishes for ``name``."""
+    shown = rule.conditions if isinstance(rule, sns.SubscriptionFilter) else list(rule)
+    if published_type == _NOT_PUBLISHED:
+        raise ValueError(
+            f"{prop} filters on {name!r}, a binary (B) key of the table, which the router "
+            f"never publishes, so {shown!r} can never match: route on another attribute"
+        )
+    kinds = set().union(*(_condition_kinds(c) for c in policy_filter.conditions))
+    if published_type == "String" and _NUMERIC in kinds:
+        raise ValueError(
+            f"{prop} is a numeric rule {shown!r}, but the router publishes {name!r} as an "
+            "sns String attribute, which numeric rules do not match: give strings"
+        )
+    if published_type == "Number" and _STRING in kinds:
+        raise ValueError(
+            f"{prop} is a string rule {shown!r}, but {name!r} is a number (N) key of the "
+            "table, which the router publishes as an sns Number attribute, which string "
+            "rules do not match: give numbers"
         )
 
 

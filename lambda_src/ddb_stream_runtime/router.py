@@ -32,8 +32,15 @@ S      ``String``           the string (an empty string is omitted: SNS
 N      ``Number``           the number text, unchanged
 BOOL   ``String``           ``"true"`` / ``"false"``
 SS     ``String.Array``     JSON array of strings
-NS     ``String.Array``     JSON array of numbers (numeric filter policies)
+NS     ``String.Array``     JSON array of numbers (SNS documents no numeric
+                            filter on arrays: route on an N attribute)
 =====  ===================  ================================================
+
+``N`` is published as its text: SNS documents ``Number`` values from -10^9 to
+10^9 with 5 decimals, and numeric filters within that range (larger DynamoDB
+numbers are published unchanged). Routes must use the published type: numbers
+for N, strings for S and SS, ``"true"``/``"false"`` for BOOL (the construct's
+``Route`` builds the right filter from plain values).
 
 M, L, B, BS and NULL are not lifted (filter policies cannot match them
 meaningfully); a missing attribute is omitted. Any other type tag is not valid
