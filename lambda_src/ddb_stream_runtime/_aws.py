@@ -1,4 +1,4 @@
-"""What every handler that calls AWS shares: lazy clients and retry settings.
+"""What every handler that calls AWS shares: lazy clients, retry settings, client images.
 
 Kept apart from the handlers so that importing one handler never imports another
 (cold start), and so the rules are written once.
@@ -7,9 +7,13 @@ Kept apart from the handlers so that importing one handler never imports another
 from __future__ import annotations
 
 import functools
+from base64 import b64decode
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["aws_client", "check_retry_settings"]
+from .deserialize import DeserializationError, _short
+
+__all__ = ["aws_client", "check_retry_settings", "client_image"]
 
 
 @functools.cache
@@ -32,3 +36,81 @@ def check_retry_settings(max_attempts: object, backoff_seconds: float) -> None:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
     if backoff_seconds < 0:
         raise ValueError(f"backoff_seconds must be >= 0, got {backoff_seconds}")
+
+
+# --- stream DynamoDB JSON -> client DynamoDB JSON ----------------------------------------
+# Stream images carry B / BS as base64 text, but the boto3 client wants bytes and
+# base64-encodes whatever it gets: passing the text through would store it encoded twice.
+# The replicator writes images back to DynamoDB, the archiver to an archive table.
+
+
+def _binary(value: Any) -> bytes:
+    try:
+        return b64decode(value, validate=True)
+    except (TypeError, ValueError):
+        raise DeserializationError(f"type tag 'B' needs base64 text, got {_short(value)}") from None
+
+
+def _client_binary(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {"B": _binary(value)}
+
+
+def _client_binary_set(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    if not isinstance(value, list):
+        raise DeserializationError(f"type tag 'BS' needs a list, got {_short(value)}")
+    return {"BS": [_binary(v) for v in value]}
+
+
+def _client_map(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    converted = client_image(value) if isinstance(value, dict) else value
+    return av if converted is value else {"M": converted}
+
+
+def _client_list(av: dict[str, Any], value: Any) -> dict[str, Any]:
+    if not isinstance(value, list):
+        return av  # botocore's parameter validation names the problem
+    out = None
+    for index, element in enumerate(value):
+        converted = _client_value(element)
+        if converted is not element:
+            if out is None:
+                out = list(value)
+            out[index] = converted
+    return av if out is None else {"L": out}
+
+
+# Only the tags that can hold binary data are looked into; the rest pass as they are.
+_TO_CLIENT: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
+    "B": _client_binary,
+    "BS": _client_binary_set,
+    "M": _client_map,
+    "L": _client_list,
+}
+
+
+def _client_value(av: Any) -> Any:
+    if av.__class__ is not dict or len(av) != 1:
+        return av  # not valid DynamoDB JSON: botocore's validation rejects it by name
+    [(tag, value)] = av.items()
+    convert = _TO_CLIENT.get(tag)
+    return av if convert is None else convert(av, value)
+
+
+def client_image(image: dict[str, Any]) -> dict[str, Any]:
+    """A stream image as the client takes it: the same object when it holds no binary.
+
+    Copy-on-write, never in place: the event belongs to the caller.
+
+    Examples
+    --------
+    >>> client_image({"pk": {"S": "a"}, "blob": {"B": "AAH+/w=="}})
+    {'pk': {'S': 'a'}, 'blob': {'B': b'\\x00\\x01\\xfe\\xff'}}
+    """
+    out = None
+    for name, av in image.items():
+        converted = _client_value(av)
+        if converted is not av:
+            if out is None:
+                out = dict(image)
+            out[name] = converted
+    return image if out is None else out

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
-from ._aws import aws_client, check_retry_settings
+from ._aws import aws_client, check_retry_settings, client_image
 from .batch import (
     BatchItemFailure,
     PartialBatchResponse,
@@ -75,7 +75,6 @@ from .batch import (
     _sequence_number_of,
 )
 from .records import MalformedRecordError, StreamRecord
-from .replicator import _client_image
 
 __all__ = [
     "CONTENT_TYPE",
@@ -480,7 +479,7 @@ class Archiver:
         for index, raw in enumerate(records):
             try:
                 record = StreamRecord.from_lambda(raw)
-                image = _client_image(_removed_image(record))  # B values: bytes for the client
+                image = client_image(_removed_image(record))  # B values: bytes for the client
                 key = _encode_key(record.raw_keys)
             except Exception as exc:  # one bad record stops the plan, never the invocation
                 if chunk:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._aws import aws_client
+from ._claim_check import CLAIM_CHECK_FIELD
 from .batch import (
     BatchItemFailure,
     LambdaHandler,
@@ -30,7 +31,6 @@ from .batch import (
     _records_of,
 )
 from .records import MalformedRecordError, StreamRecord
-from .router import CLAIM_CHECK_FIELD
 
 __all__ = ["process_sqs_batch", "sqs_record_handler"]
 

@@ -81,15 +81,14 @@ import logging
 import math
 import os
 import re
-from base64 import b64decode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ._aws import aws_client
+from ._aws import aws_client, client_image
 from .batch import PartialBatchResponse, process_stream_batch
-from .deserialize import DeserializationError, ItemPathError, _short
+from .deserialize import ItemPathError, _short
 from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
@@ -459,78 +458,6 @@ def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# --- stream DynamoDB JSON -> client DynamoDB JSON ----------------------------------------
-# Stream images carry B / BS as base64 text, but the boto3 client wants bytes and
-# base64-encodes whatever it gets: passing the text through would store it encoded twice.
-
-
-def _binary(value: Any) -> bytes:
-    try:
-        return b64decode(value, validate=True)
-    except (TypeError, ValueError):
-        raise DeserializationError(f"type tag 'B' needs base64 text, got {_short(value)}") from None
-
-
-def _client_binary(av: dict[str, Any], value: Any) -> dict[str, Any]:
-    return {"B": _binary(value)}
-
-
-def _client_binary_set(av: dict[str, Any], value: Any) -> dict[str, Any]:
-    if not isinstance(value, list):
-        raise DeserializationError(f"type tag 'BS' needs a list, got {_short(value)}")
-    return {"BS": [_binary(v) for v in value]}
-
-
-def _client_map(av: dict[str, Any], value: Any) -> dict[str, Any]:
-    converted = _client_image(value) if isinstance(value, dict) else value
-    return av if converted is value else {"M": converted}
-
-
-def _client_list(av: dict[str, Any], value: Any) -> dict[str, Any]:
-    if not isinstance(value, list):
-        return av  # botocore's parameter validation names the problem
-    out = None
-    for index, element in enumerate(value):
-        converted = _client_value(element)
-        if converted is not element:
-            if out is None:
-                out = list(value)
-            out[index] = converted
-    return av if out is None else {"L": out}
-
-
-# Only the tags that can hold binary data are looked into; the rest pass as they are.
-_TO_CLIENT: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
-    "B": _client_binary,
-    "BS": _client_binary_set,
-    "M": _client_map,
-    "L": _client_list,
-}
-
-
-def _client_value(av: Any) -> Any:
-    if av.__class__ is not dict or len(av) != 1:
-        return av  # not valid DynamoDB JSON: botocore's validation rejects it by name
-    [(tag, value)] = av.items()
-    convert = _TO_CLIENT.get(tag)
-    return av if convert is None else convert(av, value)
-
-
-def _client_image(image: dict[str, Any]) -> dict[str, Any]:
-    """A stream image as the client takes it: the same object when it holds no binary.
-
-    Copy-on-write, never in place: the event belongs to the caller.
-    """
-    out = None
-    for name, av in image.items():
-        converted = _client_value(av)
-        if converted is not av:
-            if out is None:
-                out = dict(image)
-            out[name] = converted
-    return image if out is None else out
-
-
 # --- replication -------------------------------------------------------------------------
 
 
@@ -681,10 +608,10 @@ class Replicator:
             keys = record.raw_keys
             if not keys:
                 raise MalformedRecordError(f"REMOVE record {record.sequence_number} has no Keys")
-            self._write("delete", version, counts, Key=_client_image(keys))
+            self._write("delete", version, counts, Key=client_image(keys))
             return
         image = self._require(record, record.raw_new_image, "NewImage")
-        item = dict(_client_image(image))  # a copy: the event is not ours to change
+        item = dict(client_image(image))  # a copy: the event is not ours to change
         item[self.config.version_attribute] = {"S": version}
         self._write("put", version, counts, Item=item)
 

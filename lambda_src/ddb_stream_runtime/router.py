@@ -72,6 +72,12 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ._aws import aws_client, check_retry_settings
+from ._claim_check import (
+    CLAIM_CHECK_FIELD,
+    CLAIM_CHECK_PREFIX,
+    ClaimCheckLocation,
+    ClaimCheckPointer,
+)
 from .batch import (
     BatchItemFailure,
     PartialBatchResponse,
@@ -99,10 +105,6 @@ _LOGGER = logging.getLogger(__name__)
 
 #: SNS's limit for one message and for one PublishBatch call (body + attributes).
 MAX_MESSAGE_BYTES = 262_144
-#: The top-level field that marks a claim-check body.
-CLAIM_CHECK_FIELD = "claimCheck"
-#: Key prefix of claim-checked records; the construct grants S3 access to it alone.
-CLAIM_CHECK_PREFIX = "claim-check/"
 _MAX_ENTRIES = 10  # PublishBatch's limit
 _MAX_ATTRIBUTES = 10  # raw delivery silently drops messages with more
 _BUILT_IN_ATTRIBUTES = ("eventName", "tableName")
@@ -141,22 +143,6 @@ class PublishBatchEntry(_EntryRequired, total=False):
 
     MessageGroupId: str
     MessageDeduplicationId: str
-
-
-class ClaimCheckLocation(TypedDict):
-    """Where the full stream record of an oversized message was put."""
-
-    bucket: str
-    key: str
-
-
-class ClaimCheckPointer(TypedDict):
-    """The SNS body sent instead of a record larger than :data:`MAX_MESSAGE_BYTES`."""
-
-    claimCheck: ClaimCheckLocation
-    eventName: str
-    keys: dict[str, Any]
-    sequenceNumber: str
 
 
 @dataclass(frozen=True)
