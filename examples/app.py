@@ -148,6 +148,11 @@ class DataPatternsStack(cdk.Stack):
             transition_after=cdk.Duration.days(90),
             monitoring=monitoring,
         )
+        cdk.Annotations.of(self.archiver).acknowledge_warning(
+            TtlArchiver.TRANSITION_MINIMUM_WARNING,
+            "batches under 128 KB stay in S3 Standard on purpose: only bulk expiries of large "
+            "items are worth a transition request",
+        )
         self.counter = AggregateCounter(
             self,
             "TaskCountPerList",
