@@ -202,7 +202,8 @@ class ComplexController(Construct):
     dead_letter_queues, processor_functions, event_sources (each a dict by processor
     name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
     runtime_layer (or ``None`` when every processor brings its function), alarms (a dict
-    by purpose; the router's are prefixed ``controller.``).
+    by purpose; the router's are prefixed ``controller.``), alarm_topic (where they
+    notify, or ``None``).
     """
 
     def __init__(
@@ -305,6 +306,7 @@ class ComplexController(Construct):
             **{f"controller.{k}": v for k, v in self.controller.alarms.items()},
             **alarms.alarms,
         }
+        self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
     # -- metrics -----------------------------------------------------------------
 

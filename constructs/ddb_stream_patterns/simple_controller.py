@@ -14,6 +14,7 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
 import aws_cdk.aws_logs as logs
 import aws_cdk.aws_s3 as s3
+import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
 import jsii
 from constructs import Construct
@@ -122,13 +123,14 @@ class SimpleController(Construct):
         group). Default: ``RETAIN``.
     monitoring
         Alarms (iterator age, errors, throttles, failure-queue messages) and where they
-        notify. Default: ``Monitoring()``: alarms on, no action topic.
+        notify. Default: ``Monitoring()``: alarms on, notifying the stack's ``AlarmTopic``.
 
     Attributes
     ----------
     function, event_source, event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
-    log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off).
+    log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
+    alarm_topic (the topic the alarms notify, or ``None``).
     """
 
     def __init__(
@@ -210,6 +212,7 @@ class SimpleController(Construct):
         if self.failure_queue is not None:
             alarms.dead_letters("failureQueue", self.failure_queue)
         self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
+        self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
     # -- metrics -----------------------------------------------------------------
 

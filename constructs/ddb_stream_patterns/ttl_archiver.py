@@ -74,7 +74,7 @@ class TtlArchiver(ControllerPattern, Construct):
     Attributes
     ----------
     function, controller (its ``SimpleController``: failure queue, event source),
-    bucket (or ``None``), archive_table (or ``None``), alarms.
+    bucket (or ``None``), archive_table (or ``None``), alarms, alarm_topic.
     """
 
     #: Id of the synth warning about objects too small to transition (to acknowledge it).
