@@ -17,6 +17,7 @@ from constructs import Construct
 
 from ddb_stream_patterns import (
     AggregateCounter,
+    AlarmTopic,
     ComplexController,
     Monitoring,
     Processor,
@@ -34,14 +35,14 @@ from ddb_stream_patterns import (
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 
 
-def alarm_topic(stack: cdk.Stack) -> sns.Topic:
-    """One encrypted, TLS-only topic per stack for alarm actions: subscribe your on-call."""
-    return sns.Topic(
-        stack,
-        "Alarms",
-        enforce_ssl=True,
-        master_key=kms.Alias.from_alias_name(stack, "AlarmsKey", "alias/aws/sns"),
-    )
+def alarm_topic(stack: cdk.Stack) -> AlarmTopic:
+    """One topic per stack for alarm actions that CloudWatch can publish to (customer
+    managed key and topic policy that allow it; TLS-only): subscribe your on-call to its
+    ``.topic``, e.g. ``add_subscription(aws_sns_subscriptions.EmailSubscription(...))``.
+
+    Without ``alarm_topic``, ``Monitoring()`` creates the same thing once per stack.
+    """
+    return AlarmTopic(stack, "Alarms")
 
 
 class SimpleControllerStack(cdk.Stack):
@@ -59,7 +60,9 @@ class SimpleControllerStack(cdk.Stack):
             self,
             "StatusNotifications",
             enforce_ssl=True,
-            # SNS's AWS managed key: encrypted at rest with no key to manage.
+            # SNS's AWS managed key: encrypted at rest with no key to manage. Fine for a
+            # topic only IAM principals of this account publish to (the function's role);
+            # never for alarm actions, which CloudWatch publishes (see alarm_topic above).
             master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
         )
         self.controller = SimpleController(
@@ -147,6 +150,11 @@ class DataPatternsStack(cdk.Stack):
             transition_to=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
             transition_after=cdk.Duration.days(90),
             monitoring=monitoring,
+        )
+        cdk.Annotations.of(self.archiver).acknowledge_warning(
+            TtlArchiver.TRANSITION_MINIMUM_WARNING,
+            "batches under 128 KB stay in S3 Standard on purpose: only bulk expiries of large "
+            "items are worth a transition request",
         )
         self.counter = AggregateCounter(
             self,

@@ -11,6 +11,7 @@ import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
 from constructs import Construct
 
 from ._resources import build_function
@@ -141,6 +142,11 @@ class ControllerPattern:
     def alarms(self) -> dict[str, cloudwatch.Alarm]:
         """The handler's alarms: iterator age, errors, throttles, failure queue."""
         return self.controller.alarms
+
+    @property
+    def alarm_topic(self) -> sns.ITopic | None:
+        """The topic the handler's alarms notify (``None``: alarms off, or no action)."""
+        return self.controller.alarm_topic
 
     def metric_iterator_age(self) -> cloudwatch.Metric:
         """Maximum iterator age of the pattern's handler (ms)."""

@@ -61,6 +61,10 @@ _MAX_POLICY_COMBINATIONS = 150
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 _SQS_VISIBILITY_MAX_S = 43_200
+# AWS's guidance for queues Lambda polls: maxReceiveCount of at least 5, so that messages
+# get several chances before they are dead-lettered (Lambda Developer Guide, "Using Lambda
+# with Amazon SQS" / "Understanding SQS retries").
+MIN_MAX_RECEIVE_COUNT = 5
 _DEFAULT_TIMEOUT = cdk.Duration.seconds(30)
 
 
@@ -164,7 +168,13 @@ class Processor:
     max_batching_window
         0-300 s. Default: none.
     max_receive_count
-        Receives before a message goes to the processor's DLQ, 1-1000. Default: 3.
+        Receives before a message goes to the processor's DLQ, 5-1000 (AWS advises at least
+        5 for queues Lambda polls, so messages get several chances before the DLQ); below 5
+        only with ``acknowledge_low_max_receive_count``. Default: 5.
+    acknowledge_low_max_receive_count
+        Why a ``max_receive_count`` below 5 is wanted here (a non-empty reason, recorded as
+        an info annotation on the queue). Only valid with ``max_receive_count`` below 5.
+        Default: none.
     visibility_timeout
         At least 6 × the function timeout (AWS's guidance, so retries by the event source
         are not seen as failures). Default: exactly 6 × the function timeout.
@@ -181,8 +191,9 @@ class Processor:
     reserved_concurrency: int | None = None
     batch_size: int = 10
     max_batching_window: cdk.Duration | None = None
-    max_receive_count: int = 3
+    max_receive_count: int = MIN_MAX_RECEIVE_COUNT
     visibility_timeout: cdk.Duration | None = None
+    acknowledge_low_max_receive_count: str | None = None
 
 
 class ComplexController(Construct):
@@ -226,7 +237,8 @@ class ComplexController(Construct):
     dead_letter_queues, processor_functions, event_sources (each a dict by processor
     name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
     runtime_layer (or ``None`` when every processor brings its function), alarms (a dict
-    by purpose; the router's are prefixed ``controller.``).
+    by purpose; the router's are prefixed ``controller.``), alarm_topic (where they
+    notify, or ``None``).
     """
 
     def __init__(
@@ -329,6 +341,7 @@ class ComplexController(Construct):
             **{f"controller.{k}": v for k, v in self.controller.alarms.items()},
             **alarms.alarms,
         }
+        self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
     # -- metrics -----------------------------------------------------------------
 
@@ -486,6 +499,12 @@ class ComplexController(Construct):
                 queue=dlq, max_receive_count=processor.max_receive_count
             ),
         )
+        if processor.acknowledge_low_max_receive_count:
+            cdk.Annotations.of(queue).add_info(
+                f"max_receive_count {processor.max_receive_count} is below AWS's "
+                f"{MIN_MAX_RECEIVE_COUNT} for queues Lambda polls, acknowledged: "
+                f"{processor.acknowledge_low_max_receive_count}"
+            )
         subscription = subs.SqsSubscription(
             queue,
             raw_message_delivery=True,
@@ -695,6 +714,7 @@ def _check_processor(
     check_range(f"{where}.max_concurrency", p.max_concurrency, 2, 1000)
     check_range(f"{where}.reserved_concurrency", p.reserved_concurrency, 1, 1_000_000)
     check_range(f"{where}.max_receive_count", p.max_receive_count, 1, 1000)
+    _check_max_receive_count(where, p)
     check_duration_range(f"{where}.max_batching_window", p.max_batching_window, 0, 300)
     check_range(f"{where}.batch_size", p.batch_size, 1, 10 if fifo else 10_000)
     if (
@@ -713,6 +733,30 @@ def _check_processor(
         raise ValueError(
             f"{where}.batch_size above 10 needs max_batching_window (SQS rule), "
             f"got batch_size={p.batch_size}"
+        )
+
+
+def _check_max_receive_count(where: str, p: Processor) -> None:
+    """Below AWS's 5 only with a written reason; a reason for nothing is stale, so an error."""
+    reason = p.acknowledge_low_max_receive_count
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise ValueError(
+            f"{where}.acknowledge_low_max_receive_count must be a non-empty reason, got {reason!r}"
+        )
+    if is_token(p.max_receive_count):
+        return
+    if p.max_receive_count < MIN_MAX_RECEIVE_COUNT and reason is None:
+        raise ValueError(
+            f"{where}.max_receive_count must be at least {MIN_MAX_RECEIVE_COUNT} (AWS's guidance "
+            "for queues Lambda polls, so messages get several chances before the DLQ), got "
+            f"{p.max_receive_count!r}: raise it, or give acknowledge_low_max_receive_count="
+            "'<why fewer receives are right here>'"
+        )
+    if p.max_receive_count >= MIN_MAX_RECEIVE_COUNT and reason is not None:
+        raise ValueError(
+            f"{where}.acknowledge_low_max_receive_count only applies to a max_receive_count "
+            f"below {MIN_MAX_RECEIVE_COUNT}, got max_receive_count={p.max_receive_count!r}: "
+            "remove it"
         )
 
 

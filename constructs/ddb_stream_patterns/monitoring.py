@@ -1,8 +1,10 @@
 """Alarms and dashboards for the patterns: what to watch, at which threshold, and who hears.
 
-Thresholds are data (:class:`AlarmThresholds`), the action strategy is one optional SNS
-topic (:class:`Monitoring`), and alarm names follow one strategy: CloudFormation
-generates them (unique per stack), and the description says what fired and what to do.
+Thresholds are data (:class:`AlarmThresholds`), the action strategy is one SNS topic per
+stack that CloudWatch can publish to (:class:`Monitoring`: yours, or an
+:class:`~ddb_stream_patterns.AlarmTopic` created once per stack), and alarm names follow
+one strategy: CloudFormation generates them (unique per stack), and the description says
+what fired and what to do.
 Each pattern calls :class:`AlarmFactory` for its resources and exposes the result as
 ``.alarms``; :class:`StreamDashboard` lays out one stack's patterns along the data
 flow: writes → stream → handlers → queues → DLQs.
@@ -25,6 +27,7 @@ import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
 from ._validation import check_duration_range, check_range
+from .alarm_topic import AlarmTopic, check_alarm_topic, refuse_aws_managed_key
 
 __all__ = [
     "AlarmThresholds",
@@ -92,20 +95,61 @@ class AlarmThresholds:
 class Monitoring:
     """Whether a pattern creates its alarms, and where they notify.
 
+    Alarms that notify nobody are only seen by whoever opens the console, so by default
+    every pattern of a stack sends its alarm and OK transitions to one
+    :class:`~ddb_stream_patterns.AlarmTopic` per stack, created on first use (construct id
+    ``DdbStreamPatternsAlarms``, one customer managed KMS key). Subscribe your on-call to
+    it: ``AlarmTopic.of_stack(stack).topic.add_subscription(...)`` (or a pattern's
+    ``.alarm_topic``).
+
     Parameters
     ----------
     alarms
         Create the alarms. Default: ``True``.
     alarm_topic
-        SNS topic that receives every alarm and OK transition. Default: none (the alarms
-        are still visible in CloudWatch).
+        Where every alarm and OK transition goes: an ``AlarmTopic`` (recommended), or any
+        ``sns.ITopic`` that CloudWatch can publish to. Checked: a topic encrypted with SNS's
+        AWS managed key ``alias/aws/sns`` is a ``ValueError``; a topic of this app whose
+        topic policy does not allow ``cloudwatch.amazonaws.com`` to ``sns:Publish``, or
+        whose key (of this app) does not allow it ``kms:GenerateDataKey*``/``kms:Decrypt``,
+        fails synth; an imported topic gets a warning saying what must hold. Default: the
+        stack's ``AlarmTopic`` (see ``create_alarm_topic``).
+    create_alarm_topic
+        Without ``alarm_topic``, create (once per stack) and use the stack's
+        ``AlarmTopic``. ``False``: alarms without actions, visible in CloudWatch only.
+        Default: ``True``.
     thresholds
         Default: :class:`AlarmThresholds` defaults.
     """
 
     alarms: bool = True
-    alarm_topic: sns.ITopic | None = None
+    alarm_topic: sns.ITopic | AlarmTopic | None = None
+    create_alarm_topic: bool = True
     thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
+
+    def __post_init__(self) -> None:
+        topic = self.alarm_topic
+        if topic is None or isinstance(topic, AlarmTopic):
+            return
+        if not hasattr(topic, "topic_arn"):
+            raise ValueError(
+                f"monitoring.alarm_topic must be an AlarmTopic or an sns.ITopic, got {topic!r}"
+            )
+        refuse_aws_managed_key("monitoring.alarm_topic", topic)
+
+    def action_topic(self, scope: Construct) -> sns.ITopic | None:
+        """The topic ``scope``'s alarms notify (``None`` when alarms are off or have no
+        action); creates the stack's ``AlarmTopic`` when it is the one to use."""
+        if not self.alarms:
+            return None
+        if isinstance(self.alarm_topic, AlarmTopic):
+            return self.alarm_topic.topic
+        if self.alarm_topic is not None:
+            check_alarm_topic("monitoring.alarm_topic", self.alarm_topic)
+            return self.alarm_topic
+        if self.create_alarm_topic:
+            return AlarmTopic.of_stack(scope).topic
+        return None
 
 
 def lambda_metric(function: lambda_.IFunction, name: str, statistic: str) -> cloudwatch.Metric:
@@ -121,6 +165,8 @@ class AlarmFactory:
         self.monitoring = monitoring
         self.thresholds = monitoring.thresholds
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        #: Where the alarms notify (``None``: alarms off, or no action).
+        self.alarm_topic: sns.ITopic | None = monitoring.action_topic(scope)
 
     def _add(
         self, key: str, metric: cloudwatch.IMetric, threshold: float, what: str, todo: str
@@ -137,8 +183,8 @@ class AlarmFactory:
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{self.scope.node.path}: {what}. {todo}",
         )
-        if self.monitoring.alarm_topic is not None:
-            action = cw_actions.SnsAction(self.monitoring.alarm_topic)
+        if self.alarm_topic is not None:
+            action = cw_actions.SnsAction(self.alarm_topic)
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
         self.alarms[key] = alarm

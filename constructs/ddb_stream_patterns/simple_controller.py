@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Literal
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_iam as iam
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
 import aws_cdk.aws_logs as logs
 import aws_cdk.aws_s3 as s3
+import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
+import jsii
 from constructs import Construct
 
 from ._nag import acknowledge
@@ -47,6 +50,12 @@ class FailureDestination:
     receiving the failed batch's metadata: shard, sequence range, reason) or
     ``FailureDestination.s3()`` (a new bucket receiving the *full* failed batch, records
     included). Pass an existing queue or bucket to use it instead.
+
+    The function's role gets only what Lambda needs to deliver a failure record:
+    ``sqs:SendMessage`` on the queue, or ``s3:PutObject`` on the bucket's objects and
+    ``s3:ListBucket`` on the bucket (plus ``kms:GenerateDataKey`` on the bucket's key when it
+    has one), per the Lambda Developer Guide's on-failure destination permissions. Never
+    read or delete.
     """
 
     kind: Literal["sqs", "s3"]
@@ -114,13 +123,14 @@ class SimpleController(Construct):
         group). Default: ``RETAIN``.
     monitoring
         Alarms (iterator age, errors, throttles, failure-queue messages) and where they
-        notify. Default: ``Monitoring()``: alarms on, no action topic.
+        notify. Default: ``Monitoring()``: alarms on, notifying the stack's ``AlarmTopic``.
 
     Attributes
     ----------
     function, event_source, event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
-    log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off).
+    log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
+    alarm_topic (the topic the alarms notify, or ``None``).
     """
 
     def __init__(
@@ -202,6 +212,7 @@ class SimpleController(Construct):
         if self.failure_queue is not None:
             alarms.dead_letters("failureQueue", self.failure_queue)
         self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
+        self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
     # -- metrics -----------------------------------------------------------------
 
@@ -294,7 +305,7 @@ class SimpleController(Construct):
                     "audit reads with CloudTrail data events rather than a second bucket",
                 )
             self.failure_bucket = destination.bucket
-            return sources.S3OnFailureDestination(self.failure_bucket)
+            return _S3FailureRecords(self.failure_bucket)
         if destination.queue is None:
             destination = FailureDestination.sqs(
                 secure_queue(self, "FailureQueue", removal_policy=removal_policy)
@@ -307,6 +318,46 @@ class SimpleController(Construct):
             )
         self.failure_queue = destination.queue
         return sources.SqsDlq(self.failure_queue)
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class _S3FailureRecords:
+    """An S3 on-failure destination whose grant is write-only.
+
+    CDK's ``S3OnFailureDestination`` calls ``bucket.grant_read_write`` (``s3:GetObject*``,
+    ``s3:List*``, ``s3:DeleteObject*``, ``s3:Abort*`` ...). Lambda needs ``s3:PutObject``
+    and ``s3:ListBucket`` for an S3 destination, and ``kms:GenerateDataKey`` when the bucket
+    is encrypted with a customer managed key.
+    """
+
+    def __init__(self, bucket: s3.IBucket) -> None:
+        self.bucket = bucket
+
+    def bind(
+        self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        target_handler.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects("*")]
+            )
+        )
+        target_handler.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
+        )
+        if self.bucket.encryption_key is not None:
+            self.bucket.encryption_key.grant(target_handler, "kms:GenerateDataKey")
+        role = target_handler.role
+        if role is not None and isinstance(self.bucket, s3.Bucket):
+            stack = cdk.Stack.of(self.bucket)
+            if stack is cdk.Stack.of(role):
+                bucket_id = stack.get_logical_id(self.bucket.node.default_child)
+                acknowledge(
+                    role,
+                    f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/*]",
+                    "Lambda names each failure record object itself: s3:PutObject (write only, "
+                    "no read or delete) needs a wildcard over the failure bucket's objects",
+                )
+        return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
 
 
 def _filter_criteria(filters: Sequence[StreamFilter]) -> list:

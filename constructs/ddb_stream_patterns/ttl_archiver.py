@@ -17,7 +17,14 @@ from .monitoring import Monitoring
 from .stream_filter import StreamFilter
 from .stream_table import StreamTable
 
-__all__ = ["TtlArchiver"]
+__all__ = ["TtlArchiver", "TRANSITION_MINIMUM_WARNING"]
+
+# S3 lifecycle does not transition objects under 128 KB by default (the bucket's
+# TransitionDefaultMinimumObjectSize is all_storage_classes_128K), and S3 advises against
+# transitioning them since each transition is a billed request (S3 User Guide,
+# "Transitioning objects using Amazon S3 Lifecycle").
+S3_TRANSITION_MINIMUM_BYTES = 128 * 1024
+TRANSITION_MINIMUM_WARNING = "ddb-stream-patterns:archive-transition-minimum-size"
 
 
 class TtlArchiver(ControllerPattern, Construct):
@@ -46,8 +53,18 @@ class TtlArchiver(ControllerPattern, Construct):
     prefix
         Object key prefix. Default: ``archive/``.
     transition_to, transition_after
-        Lifecycle of a created bucket: move objects to this storage class after this
-        time (at least 30 days). Default: none (stay in S3 Standard).
+        Lifecycle of a created bucket (an error with ``bucket``: set your bucket's lifecycle
+        where it is defined): move objects to this storage class after this time (at least
+        30 days). Default: none (stay in S3 Standard). S3 does not transition objects under
+        128 KB by default (``TransitionDefaultMinimumObjectSize``), and an archive object
+        holds one batch: at most ``stream_options.batch_size`` records, gzip-compressed, so
+        it reaches 128 KB only if its records average 128 KB / batch size after
+        compression (1.28 KB at the default 100). Smaller objects stay in S3 Standard (S3
+        advises against transitioning them: each transition is a billed request). Synth warns
+        with these numbers (``ddb-stream-patterns:archive-transition-minimum-size``);
+        acknowledge it with ``cdk.Annotations.of(archiver).acknowledge_warning(id, reason)``
+        once that is what you want, or raise the batch size and batching window so that
+        objects grow.
     include_manual_deletes
         Also archive items deleted by users. Default: ``False``.
     stream_options, function_options, monitoring, removal_policy
@@ -57,8 +74,11 @@ class TtlArchiver(ControllerPattern, Construct):
     Attributes
     ----------
     function, controller (its ``SimpleController``: failure queue, event source),
-    bucket (or ``None``), archive_table (or ``None``), alarms.
+    bucket (or ``None``), archive_table (or ``None``), alarms, alarm_topic.
     """
+
+    #: Id of the synth warning about objects too small to transition (to acknowledge it).
+    TRANSITION_MINIMUM_WARNING = TRANSITION_MINIMUM_WARNING
 
     def __init__(
         self,
@@ -86,6 +106,11 @@ class TtlArchiver(ControllerPattern, Construct):
             )
         if archive_table is not None and (transition_to or transition_after):
             raise ValueError("transition_to and transition_after only apply to an S3 archive")
+        if bucket is not None and (transition_to or transition_after):
+            raise ValueError(
+                "transition_to and transition_after only apply to a bucket created here, not to "
+                f"the given bucket {bucket.node.path!r}: add the lifecycle rule where it is defined"
+            )
         if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
             raise ValueError(f"prefix must be non-empty, relative and end with '/', got {prefix!r}")
         check_duration_range("transition_after", transition_after, 30 * 86_400, 36_500 * 86_400)
@@ -116,6 +141,23 @@ class TtlArchiver(ControllerPattern, Construct):
             ],
         )
         self._grant(prefix)
+        if transition_to is not None and archive_table is None:
+            self._warn_small_objects(transition_to, (stream_options or StreamOptions()).batch_size)
+
+    def _warn_small_objects(self, storage_class: s3.StorageClass, batch_size: int) -> None:
+        """One archive object is one batch: say how big records must be for it to move."""
+        per_record = S3_TRANSITION_MINIMUM_BYTES / batch_size / 1024
+        cdk.Annotations.of(self).add_warning_v2(
+            TRANSITION_MINIMUM_WARNING,
+            f"transition_to {storage_class.value}: S3 lifecycle does not transition objects under "
+            "128 KB by default (TransitionDefaultMinimumObjectSize all_storage_classes_128K), and "
+            f"each archive object is one batch of at most {batch_size} records, gzip-compressed: "
+            f"it reaches 128 KB only if its records average at least {per_record:.2f} KB each "
+            "after compression. Smaller objects stay in S3 Standard (S3 advises against "
+            "transitioning them: each transition is a billed request). Raise "
+            "stream_options batch_size and max_batching_window so objects grow, or acknowledge "
+            "this warning",
+        )
 
     def _bucket(
         self,

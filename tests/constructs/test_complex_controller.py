@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 from ddb_stream_patterns import (
     ComplexController,
@@ -120,7 +121,7 @@ def test_queues_delay_visibility_dlq_and_encryption(stack):
     assert props["DelaySeconds"] == 300
     assert props["VisibilityTimeout"] == 180  # 6 x the 30 s function timeout
     assert props["SqsManagedSseEnabled"] is True
-    assert props["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert props["RedrivePolicy"]["maxReceiveCount"] == 5  # AWS: at least 5 for Lambda-polled queues
     dlq = stack.get_logical_id(controller.dead_letter_queues["notifier"].node.default_child)
     assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
     assert props["MessageRetentionPeriod"] < _by_id(stack, controller.dead_letter_queues["notifier"])["Properties"]["MessageRetentionPeriod"]
@@ -306,3 +307,36 @@ def test_claim_check_prefix_matches_the_router_runtime():
     from ddb_stream_runtime import router
 
     assert router.CLAIM_CHECK_PREFIX == CLAIM_CHECK_PREFIX
+
+
+def test_max_receive_count_below_five_needs_an_acknowledgment(stack):
+    with pytest.raises(ValueError) as raised:
+        _controller(stack, processors={"slow": _processor(max_receive_count=3)})
+    message = str(raised.value)
+    assert "processors['slow'].max_receive_count must be at least 5" in message
+    assert "got 3" in message and "acknowledge_low_max_receive_count" in message
+
+
+def test_acknowledged_low_max_receive_count_is_kept_and_recorded(stack):
+    controller = _controller(stack, processors={"slow": _processor(
+        max_receive_count=2, acknowledge_low_max_receive_count="idempotent handler, retried upstream",
+    )})
+    queue = _by_id(stack, controller.queues["slow"])
+    assert queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 2
+    infos = Annotations.from_stack(stack).find_info(
+        f"/{controller.queues['slow'].node.path}", Match.string_like_regexp("acknowledged")
+    )
+    assert len(infos) == 1
+    assert "max_receive_count 2 is below AWS's 5" in infos[0].entry.data
+    assert "idempotent handler, retried upstream" in infos[0].entry.data
+
+
+@pytest.mark.parametrize(("processor", "expected"), [
+    ({"max_receive_count": 5, "acknowledge_low_max_receive_count": "why"},
+     "acknowledge_low_max_receive_count only applies to a max_receive_count below 5, got max_receive_count=5"),
+    ({"max_receive_count": 3, "acknowledge_low_max_receive_count": "  "},
+     "acknowledge_low_max_receive_count must be a non-empty reason, got '  '"),
+])
+def test_acknowledgment_must_be_a_reason_for_a_low_count(stack, processor, expected):
+    with pytest.raises(ValueError, match=re.escape(f"processors['p'].{expected}")):
+        _controller(stack, processors={"p": _processor(**processor)})

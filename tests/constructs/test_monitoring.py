@@ -52,7 +52,10 @@ def test_simple_controller_alarms_by_default(stack):
     assert age["Threshold"] == 60_000 and age["Period"] == 300 and age["EvaluationPeriods"] == 1
     assert age["TreatMissingData"] == "notBreaching"
     assert age["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert "AlarmActions" not in age
+    # No topic given: the stack's AlarmTopic hears every alarm and OK transition.
+    topic = {"Ref": stack.get_logical_id(controller.alarm_topic.node.default_child)}
+    assert topic["Ref"].startswith("DdbStreamPatternsAlarmsTopic")
+    assert age["AlarmActions"] == [topic] and age["OKActions"] == [topic]
     dlq = _alarm(stack, controller.alarms["failureQueueMessages"])
     assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible" and dlq["Threshold"] == 1
     queue = stack.get_logical_id(controller.failure_queue.node.default_child)

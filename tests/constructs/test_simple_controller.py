@@ -4,6 +4,7 @@ import json
 
 import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_kms as kms
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
 import aws_cdk.aws_s3 as s3
@@ -19,6 +20,8 @@ from ddb_stream_patterns import (
     StreamRuntimeLayer,
     StreamTable,
 )
+
+from .data_support import role_statements
 
 PK = dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
 CODE = lambda_.Code.from_inline("def handler(event, context):\n    return {}\n")
@@ -278,3 +281,34 @@ def test_built_function_keeps_dependencies_added_later(stack):
     role = stack.get_logical_id(controller.function.role.node.default_child)
     assert function["DependsOn"] == sorted([policy, stack.get_logical_id(extra.node.default_child)])
     assert role not in function["DependsOn"]  # read through Fn::GetAtt already (cfn-lint W3005)
+
+
+def _s3_statements(stack: cdk.Stack, controller: SimpleController) -> list[dict]:
+    return [s for s in role_statements(stack, controller.function) if "s3:" in json.dumps(s["Action"])]
+
+
+def test_s3_failure_destination_grants_write_only(stack):
+    controller = _controller(stack, failure_destination=FailureDestination.s3())
+    bucket = stack.get_logical_id(controller.failure_bucket.node.default_child)
+    statements = _s3_statements(stack, controller)
+    assert statements, "the function must be allowed to deliver failure records"
+    # What Lambda needs for an S3 on-failure destination: s3:PutObject and s3:ListBucket.
+    assert statements == [
+        {"Action": "s3:PutObject", "Effect": "Allow",
+         "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}},
+        {"Action": "s3:ListBucket", "Effect": "Allow", "Resource": {"Fn::GetAtt": [bucket, "Arn"]}},
+    ]
+    every_action = [a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert not any("*" in a or "Get" in a or "Delete" in a or "Abort" in a for a in every_action)
+
+
+def test_s3_failure_destination_with_a_customer_managed_key(stack):
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    bucket = s3.Bucket(stack, "Failures", encryption=s3.BucketEncryption.KMS, encryption_key=key)
+    controller = _controller(stack, failure_destination=FailureDestination.s3(bucket))
+    kms_statements = [s for s in role_statements(stack, controller.function) if "kms:" in json.dumps(s["Action"])]
+    assert kms_statements == [{
+        "Action": "kms:GenerateDataKey", "Effect": "Allow",
+        "Resource": {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]},
+    }]
+    assert [s["Action"] for s in _s3_statements(stack, controller)] == ["s3:PutObject", "s3:ListBucket"]

@@ -4,7 +4,7 @@ import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_s3 as s3
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 from ddb_stream_patterns import StreamFilter, StreamOptions, TtlArchiver
 
@@ -104,3 +104,40 @@ def test_fails_ttl_on_imported_table(stack):
         TtlArchiver(stack, "Archive", table=imported, ttl_attribute="expiresAt")
     archiver = TtlArchiver(stack, "Archive2", table=imported)  # no TTL to enable: accepted
     assert archiver.bucket is not None
+
+
+def _transition_warnings(stack, archiver) -> list:
+    return Annotations.from_stack(stack).find_warning(
+        f"/{archiver.node.path}", Match.string_like_regexp("128 KB")
+    )
+
+
+def test_transition_warns_that_small_batches_never_move(stack):
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack),
+                           transition_to=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                           stream_options=StreamOptions(batch_size=200))
+    rules = resource(stack, archiver.bucket)["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rules[0]["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 90}]
+    warnings = _transition_warnings(stack, archiver)
+    assert len(warnings) == 1
+    message = warnings[0].entry.data
+    assert message.startswith("transition_to GLACIER_IR: S3 lifecycle does not transition objects under 128 KB")
+    assert "all_storage_classes_128K" in message
+    assert "at most 200 records" in message and "at least 0.64 KB each" in message  # 128 KiB / 200
+    assert TtlArchiver.TRANSITION_MINIMUM_WARNING in message  # CDK appends the id to acknowledge
+
+
+def test_transition_warning_can_be_acknowledged_and_is_absent_without_transition(stack):
+    table = tasks(stack)
+    archiver = TtlArchiver(stack, "Archive", table=table, transition_to=s3.StorageClass.GLACIER)
+    cdk.Annotations.of(archiver).acknowledge_warning(TtlArchiver.TRANSITION_MINIMUM_WARNING, "tiny is fine")
+    assert _transition_warnings(stack, archiver) == []
+    plain = TtlArchiver(stack, "Plain", table=table)
+    assert _transition_warnings(stack, plain) == []
+
+
+def test_transition_is_refused_for_a_given_bucket(stack):
+    with pytest.raises(ValueError, match="transition_to and transition_after only apply to a bucket created here, "
+                                         "not to the given bucket 'TestStack/Mine'"):
+        TtlArchiver(stack, "Archive", table=tasks(stack), bucket=s3.Bucket(stack, "Mine"),
+                    transition_to=s3.StorageClass.GLACIER)

@@ -456,7 +456,7 @@ def test_queues_have_redrive_delay_and_visibility(
     assert attrs["MessageRetentionPeriod"] == "345600"
     assert json.loads(attrs["RedrivePolicy"]) == {
         "deadLetterTargetArn": dlq.attributes["Arn"],
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,  # the Processor default (AWS: at least 5)
     }
     assert queue.attributes["QueueUrl"] == queue.physical_id == deployment.queues[queue.key]
     assert queue.attributes["QueueName"] == queue.physical_id.rsplit("/", 1)[1]
@@ -580,8 +580,8 @@ def test_lookup_helpers(deployment: Deployment) -> None:
         deployment.find("Nope", "Orders")
     # logical IDs repeat across stacks: a bare one must be unique
     with pytest.raises(KeyError, match="several stacks"):
-        deployment.topics["Alarms04B5A0BF"]
-    assert deployment.topics[f"{COMPLEX}/Alarms04B5A0BF"] != deployment.topics[f"{DATA}/Alarms04B5A0BF"]
+        deployment.topics["AlarmsTopic3A2DFEBA"]
+    assert deployment.topics[f"{COMPLEX}/AlarmsTopic3A2DFEBA"] != deployment.topics[f"{DATA}/AlarmsTopic3A2DFEBA"]
     assert deployment.tables["OrdersA9B65338"] == orders.physical_id
     assert deployment.function_for(orders.physical_id) is None
 

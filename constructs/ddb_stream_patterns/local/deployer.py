@@ -84,7 +84,7 @@ class DeployedResource:
 class ResourceMap(Mapping[str, V], Generic[V]):
     """A map keyed ``"Stack/LogicalId"`` that also answers a bare logical ID when unique.
 
-    Logical IDs repeat across stacks (every example stack has ``Alarms04B5A0BF``): a
+    Logical IDs repeat across stacks (every example stack has ``AlarmsTopic3A2DFEBA``): a
     bare ID that matches several stacks raises ``KeyError`` naming them.
     """
 
