@@ -8,6 +8,7 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 
 from ._stream_pattern import StreamOptions
 from .aggregate_counter import AggregateCounter
+from .checks import StreamPatternsChecks as StreamPatternsChecks
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
