@@ -9,6 +9,7 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 from ._stream_pattern import StreamOptions
 from .aggregate_counter import AggregateCounter
 from .alarm_topic import AlarmTopic
+from .checks import StreamPatternsChecks
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
@@ -20,6 +21,7 @@ from .table_replicator import TableReplicator
 from .ttl_archiver import TtlArchiver
 
 __all__ = [
+    "StreamPatternsChecks",
     "AggregateCounter",
     "AlarmTopic",
     "SearchIndexer",
