@@ -11,6 +11,8 @@ import json
 import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
+
+from ddb_stream_patterns import StreamPatternsChecks
 from cfnlint.api import ManualArgs, lint
 
 from .test_app import STACKS
@@ -18,9 +20,9 @@ from .test_app import STACKS
 
 @pytest.fixture(scope="module")
 def nagged_assembly(example_app_module, tmp_path_factory):
-    """Synthesize the example app with AwsSolutionsChecks: findings make synth raise."""
+    """The example app under AwsSolutionsChecks and StreamPatternsChecks: findings raise."""
     app = cdk.App(outdir=str(tmp_path_factory.mktemp("nag")))
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), StreamPatternsChecks())
     example_app_module.build_app(app)
     return app.synth()
 
@@ -39,7 +41,7 @@ def test_every_acknowledgment_has_a_specific_reason(example_app):
                 )
     assert any("AwsSolutions-SQS3" in key for key in acknowledgments)
     for key, reason in acknowledgments.items():
-        assert "AwsSolutions-" in key
+        assert "AwsSolutions-" in key or "StreamPatterns-" in key
         assert len(reason) >= 40, f"reason too thin for {key}: {reason!r}"
 
 
