@@ -201,7 +201,7 @@ class SearchIndexer(ControllerPattern, Construct):
         }
         # One resource policy for this domain's log groups instead of CDK's custom
         # resource (a Node.js Lambda) that would otherwise write it.
-        logs.ResourcePolicy(
+        logs_policy = logs.ResourcePolicy(
             self,
             "LogsPolicy",
             policy_statements=[
@@ -243,6 +243,10 @@ class SearchIndexer(ControllerPattern, Construct):
             defaults["vpc"] = vpc
             defaults["vpc_subnets"] = [vpc_subnets] if vpc_subnets else None
         domain = opensearch.Domain(self, "Domain", **{**defaults, **struct_values(props)})
+        # OpenSearch Service checks at creation that it may write to the log groups: the
+        # policy must exist first (CDK adds this dependency only for the policy it makes
+        # itself, and suppress_logs_resource_policy turns that one off).
+        domain.node.add_dependency(logs_policy)
         if not struct_values(props).get("access_policies"):
             # Only the indexer's role may call the domain (no anonymous or unsigned access).
             # Set on the L1: CDK's access_policies prop deploys a custom resource (a

@@ -114,3 +114,15 @@ def test_fails_imported_table_without_id_attributes(stack):
     with pytest.raises(ValueError, match="id_attributes is required for table 'TestStack/Imported'"):
         SearchIndexer(stack, "Search", table=imported, index_name="t")
     assert cdk.Stack.of(imported) is stack
+
+
+def test_domain_waits_for_its_log_resource_policy(stack):
+    # Defect 2 (issue 10): with suppress_logs_resource_policy the domain must not be created
+    # before the policy that lets OpenSearch Service write to its log groups.
+    indexer = SearchIndexer(stack, "Search", table=tasks(stack), index_name="tasks")
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    policies = [k for k, r in resources.items() if r["Type"] == "AWS::Logs::ResourcePolicy"]
+    assert len(policies) == 1
+    domain = resource(stack, indexer.domain)
+    assert domain["Properties"]["LogPublishingOptions"]
+    assert policies[0] in domain.get("DependsOn", [])
