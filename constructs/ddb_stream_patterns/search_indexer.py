@@ -20,9 +20,16 @@ import jsii
 from constructs import Construct
 
 from ._nag import acknowledge
+from ._principals import (
+    backfill_principal,
+    describe,
+    fgac_entry,
+    is_role,
+    not_an_account,
+    principal_list,
+)
 from ._resources import build_function, struct_values
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
-from ._validation import is_token
 from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import runtime_code
 from .simple_controller import DEFAULT_RUNTIME
@@ -33,9 +40,6 @@ __all__ = ["SearchIndexer", "DEFAULT_ENGINE_VERSION"]
 DEFAULT_ENGINE_VERSION = opensearch.EngineVersion.OPENSEARCH_3_7
 # OpenSearch index names: lowercase, no spaces or \/*?"<>|,#: and not starting with _-+.
 _INDEX = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,254}$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
-_USER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:user/.+$")
-_ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:root$")
 # The provider retries each call within its own timeout, then answers CloudFormation,
 # which gives up on an answer after the custom resource's service timeout.
 _PROVIDER_TIMEOUT = cdk.Duration.minutes(3)
@@ -81,7 +85,7 @@ class SearchIndexer(ControllerPattern, Construct):
     domain, domain_props, collection
         See above; at most one.
     admin_principals
-        Who administers a created domain (its data, role mappings, Dashboards): each may
+        Who administers a created domain (its data and role mappings): each may
         assume ``admin_role``, is allowed every ``es:ESHttp*`` action by the domain's
         access policy, and, if it is an IAM role or user, is also mapped to
         ``all_access`` and ``security_manager`` itself. IAM roles (``iam.IRole``), users
@@ -157,7 +161,7 @@ class SearchIndexer(ControllerPattern, Construct):
         require_view_type(table, "new", "SearchIndexer")
         creates_domain = domain is None and collection is None
         own_fgac = "fine_grained_access_control" in struct_values(domain_props)
-        admins = _principal_list("admin_principals", admin_principals)
+        admins = principal_list("admin_principals", admin_principals)
         if admins is not None and not creates_domain:
             raise ValueError(
                 "admin_principals only apply to a domain created here (an existing domain "
@@ -168,18 +172,18 @@ class SearchIndexer(ControllerPattern, Construct):
                 "admin_principals must name at least one principal (default: this account), "
                 "got []"
             )
-        backfillers = _principal_list("backfill_principals", backfill_principals, grantable=True)
+        backfillers = principal_list("backfill_principals", backfill_principals, grantable=True)
         if security_admin_role is not None:
-            if not _is_role(security_admin_role):
+            if not is_role(security_admin_role):
                 raise ValueError(
                     "security_admin_role must be an iam.IRole, got "
-                    f"{_describe(security_admin_role)}"
+                    f"{describe(security_admin_role)}"
                 )
             if collection is not None or (creates_domain and not own_fgac):
                 raise ValueError(
                     "security_admin_role applies to an existing domain (or domain_props with "
                     "its own fine_grained_access_control): a domain created here is mapped "
-                    f"by its master user, got {_describe(security_admin_role)}"
+                    f"by its master user, got {describe(security_admin_role)}"
                 )
         elif creates_domain and own_fgac:
             raise ValueError(
@@ -244,7 +248,7 @@ class SearchIndexer(ControllerPattern, Construct):
                     "AdminRole",
                     assumed_by=iam.CompositePrincipal(*admins),
                     description="Administers the search domain (mapped to all_access and "
-                    "security_manager): assume it to manage it, reach Dashboards or backfill",
+                    "security_manager): assume it to manage its data and role mappings",
                 )
                 if not struct_values(domain_props).get("access_policies"):
                     # The provider signs as the master user, or as security_admin_role.
@@ -296,10 +300,10 @@ class SearchIndexer(ControllerPattern, Construct):
         iam.Grant
             The IAM grants (the table's, then the search service's).
         """
-        principal = _backfill_principal(grantee, "grant_backfill's grantee")
-        entry = _fgac_entry(principal, "grant_backfill's grantee")
+        principal = backfill_principal(grantee, "grant_backfill's grantee")
+        entry = fgac_entry(principal, "grant_backfill's grantee")
         if entry is None:
-            _not_an_account("grant_backfill's grantee", principal)
+            not_an_account("grant_backfill's grantee", principal)
         grant = self._table.grant(grantee, "dynamodb:Scan")
         key = getattr(self._table, "encryption_key", None)
         if key is not None:
@@ -535,7 +539,7 @@ class SearchIndexer(ControllerPattern, Construct):
         self.controller.event_source_mapping.node.add_dependency(writers)
         if self.admin_role is not None:
             entries = [("backend_roles", self.admin_role.role_arn)]
-            entries += [e for e in (_fgac_entry(p, "admin_principals") for p in admins) if e]
+            entries += [e for e in (fgac_entry(p, "admin_principals") for p in admins) if e]
             for id, role_name in (("AllAccessMapping", "all_access"),
                                   ("SecurityManagerMapping", "security_manager")):
                 mapping(id, role_name, lambda entries=entries: entries)
@@ -589,83 +593,6 @@ class _ListProducer:
 
 def _lazy_arns(entries: Any, kind: str) -> list[str]:
     return cdk.Lazy.list(_ListProducer(lambda: [a for k, a in entries() if k == kind]))
-
-
-def _describe(value: Any) -> str:
-    arn = getattr(value, "role_arn", None)
-    if isinstance(arn, str) and not is_token(arn):
-        return arn
-    to_string = getattr(value, "to_string", None)
-    return to_string() if callable(to_string) else repr(value)
-
-
-def _is_role(value: Any) -> bool:
-    return isinstance(getattr(value, "role_arn", None), str)
-
-
-def _backfill_principal(grantee: Any, prop: str) -> iam.IPrincipal:
-    principal = getattr(grantee, "grant_principal", None)
-    if principal is None:
-        raise ValueError(
-            f"{prop} must be IAM roles or users (iam.IGrantable), got {_describe(grantee)}"
-        )
-    return principal
-
-
-def _principal_list(
-    prop: str, value: Any, *, grantable: bool = False
-) -> list[Any] | None:
-    """``value`` as a list of principals (or grantables), validated; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{prop} must be a list of IAM principals, got {_describe(value)}")
-    for item in value:
-        if grantable:
-            _fgac_entry(_backfill_principal(item, prop), prop) or _not_an_account(prop, item)
-        elif not hasattr(item, "policy_fragment"):
-            raise ValueError(
-                f"{prop} must hold IAM principals (iam.IRole, iam.IUser, iam.ArnPrincipal, "
-                f"iam.AccountRootPrincipal), got {_describe(item)}"
-            )
-        else:
-            _fgac_entry(item, prop)
-    return list(value)
-
-
-def _not_an_account(prop: str, item: Any) -> None:
-    raise ValueError(
-        f"{prop} must be IAM roles or users (fine-grained access control maps no accounts), "
-        f"got {_describe(item)}"
-    )
-
-
-def _fgac_entry(principal: Any, prop: str) -> tuple[str, str] | None:
-    """How fine-grained access control maps ``principal``: ``("backend_roles", role ARN)``,
-    ``("users", user ARN)``, or None for an account (it can be trusted, not mapped)."""
-    if isinstance(principal, iam.AccountPrincipal):  # AccountRootPrincipal too
-        return None
-    if _is_role(principal):
-        return ("backend_roles", principal.role_arn)
-    if isinstance(getattr(principal, "user_arn", None), str):
-        return ("users", principal.user_arn)
-    if isinstance(principal, iam.ArnPrincipal):
-        arn = principal.arn
-        if is_token(arn):
-            raise ValueError(
-                f"{prop}: an ArnPrincipal whose ARN is known only at deploy time cannot be "
-                f"told apart as a role or user; pass the iam.IRole or iam.IUser, got {arn}"
-            )
-        if _ROOT_ARN.match(arn):
-            return None
-        if _ROLE_ARN.match(arn):
-            return ("backend_roles", arn)
-        if _USER_ARN.match(arn):
-            return ("users", arn)
-    raise ValueError(
-        f"{prop} must hold IAM roles, users or accounts (iam.IRole, iam.IUser, "
-        f"iam.ArnPrincipal, iam.AccountRootPrincipal), got {_describe(principal)}"
-    )
 
 
 def _id_attributes(table: dynamodb.ITable, given: Sequence[str] | None) -> list[str]:
