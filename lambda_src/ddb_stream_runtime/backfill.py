@@ -8,7 +8,10 @@ through the stream, and the versions below make the two writers commute.
 Examples
 --------
 From a shell with credentials that may ``dynamodb:Scan`` the table and write
-to the index (the indexer's own ``es:ESHttpPost`` / ``aoss:APIAccessAll``)::
+to the index (the indexer's own ``es:ESHttpPost`` / ``aoss:APIAccessAll``, and on
+a domain with fine-grained access control a mapping to a role that may write the
+index): a principal the ``SearchIndexer`` construct was given in
+``backfill_principals`` (or ``grant_backfill``), or its ``admin_role``::
 
     python -m ddb_stream_runtime.backfill --table Tasks \\
         --endpoint https://search-tasks-abc.eu-west-1.es.amazonaws.com \\

@@ -108,6 +108,7 @@ from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
 from ._aws import check_retry_settings
+from ._sigv4 import MissingCredentialsError, SigV4Signer
 from .batch import (
     BatchItemFailure,
     PartialBatchResponse,
@@ -378,14 +379,6 @@ def item_succeeded(result: Mapping[str, Any], action: str) -> bool:
 # --- the HTTP client ------------------------------------------------------------------
 
 
-@functools.cache
-def _botocore_session() -> Any:
-    """botocore, imported and set up on first use only (it costs ~200 ms of cold start)."""
-    import botocore.session
-
-    return botocore.session.get_session()
-
-
 class OpenSearchBulkClient:
     """SigV4-signed ``POST /<index>/_bulk`` with retries, over urllib.
 
@@ -431,7 +424,7 @@ class OpenSearchBulkClient:
         self.url = f"{endpoint.rstrip('/')}/{urllib.parse.quote(index, safe='')}/_bulk"
         self.region = region
         self.service = service
-        self._credentials = credentials
+        self._signer = SigV4Signer(region, service, credentials)
         self._opener = opener or urllib.request.build_opener()
         self._timeout = timeout_seconds
         self._max_attempts = max_attempts
@@ -439,27 +432,10 @@ class OpenSearchBulkClient:
         self._sleep = sleep
 
     def _signed_headers(self, body: bytes) -> dict[str, str]:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        if self._credentials is None:
-            self._credentials = _botocore_session().get_credentials()
-            if self._credentials is None:
-                raise BulkRequestError("no aws credentials found", status=None, attempts=0)
-        frozen = getattr(self._credentials, "get_frozen_credentials", None)
-        credentials = frozen() if frozen is not None else self._credentials
-        request = AWSRequest(
-            method="POST",
-            url=self.url,
-            data=body,
-            headers={
-                "Content-Type": _CONTENT_TYPE,
-                # OpenSearch Serverless requires the payload hash as a header.
-                "X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest(),
-            },
-        )
-        SigV4Auth(credentials, self.service, self.region).add_auth(request)
-        return dict(request.headers.items())
+        try:
+            return self._signer.headers("POST", self.url, body, {"Content-Type": _CONTENT_TYPE})
+        except MissingCredentialsError as exc:
+            raise BulkRequestError(str(exc), status=None, attempts=0) from None
 
     def bulk(self, body: bytes) -> BulkResponse:
         """Send one ``_bulk`` request; retry what is worth retrying.

@@ -128,7 +128,7 @@ def test_every_shipped_handler_path_resolves(example_app):
             if handler.startswith("ddb_stream_runtime."):
                 handlers.add(handler)
     assert handlers == {f"ddb_stream_runtime.{m}.handler" for m in
-                        ("router", "archiver", "counter", "indexer", "replicator")}
+                        ("router", "archiver", "counter", "indexer", "replicator", "role_mapping")}
     for handler in handlers:
         module, attribute = handler.rsplit(".", 1)
         assert callable(getattr(importlib.import_module(module), attribute))

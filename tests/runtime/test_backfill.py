@@ -13,8 +13,8 @@ import moto
 import pytest
 from botocore.credentials import Credentials
 
-import ddb_stream_runtime.indexer as indexer_module
 from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
+from ddb_stream_runtime import _sigv4
 from ddb_stream_runtime.backfill import BackfillError, backfill, main
 from ddb_stream_runtime.indexer import (
     BACKFILL_VERSION,
@@ -234,7 +234,7 @@ def test_command_line(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     put_tasks(dynamodb, [task(f"l{i % 2}", f"t{i}") for i in range(30)])
-    indexer_module._botocore_session.cache_clear()  # resolve credentials here, under moto
+    _sigv4.botocore_session.cache_clear()  # resolve credentials here, under moto
     try:
         code = main(
             [
@@ -248,7 +248,7 @@ def test_command_line(
             ]
         )
     finally:
-        indexer_module._botocore_session.cache_clear()
+        _sigv4.botocore_session.cache_clear()
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["scanned"] == summary["indexed"] == 30

@@ -22,6 +22,7 @@ from botocore.credentials import Credentials
 
 import ddb_stream_runtime.indexer as indexer_module
 from ddb_stream_patterns.local.opensearch import FakeOpenSearch, verify_sigv4
+from ddb_stream_runtime import _sigv4
 from ddb_stream_runtime.indexer import (
     BACKFILL_VERSION,
     MAX_ID_BYTES,
@@ -515,12 +516,12 @@ def test_handler_signs_with_the_environment_credentials(
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     indexer_module._default_indexer.cache_clear()
-    indexer_module._botocore_session.cache_clear()
+    _sigv4.botocore_session.cache_clear()
     try:
         assert handler(event(stream_record(1, "INSERT", task("l", "t"))), None) == no_failures()
     finally:
         indexer_module._default_indexer.cache_clear()
-        indexer_module._botocore_session.cache_clear()
+        _sigv4.botocore_session.cache_clear()
     [request] = search.requests
     assert "Credential=AKIDFROMENV/" in request.headers["Authorization"]
     assert verify_sigv4(request, Credentials("AKIDFROMENV", "secret"), service="es", region=REGION)

@@ -13,6 +13,10 @@ OpenSearch does:
   tombstone (OpenSearch keeps it for ``index.gc_deletes``; here until ``reset``);
   a delete of a missing document answers 404 ``not_found``; ``create`` of an
   existing document answers 409;
+* the security plugin's REST API for roles and role mappings
+  (``/_plugins/_security/api/roles[mapping]/<role>``: GET, PUT, PATCH, DELETE),
+  answered as the plugin answers (see :mod:`.opensearch_security`), so the
+  role-mapping provider can be tested against it;
 * it records every request (path, headers, body) and can verify its SigV4
   signature with botocore.
 
@@ -29,12 +33,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-__all__ = ["BulkRequest", "FakeOpenSearch", "StoredDocument", "verify_sigv4"]
+from .opensearch_security import SECURITY_PREFIX, SecurityState, handle_security_request
+
+__all__ = ["BulkRequest", "FakeOpenSearch", "SecurityState", "StoredDocument", "verify_sigv4"]
 
 
 @dataclass
 class BulkRequest:
-    """One request as the server received it."""
+    """One request as the server received it (``_bulk`` or the security API)."""
 
     method: str
     path: str
@@ -75,6 +81,7 @@ class _State:
     requests: list[BulkRequest] = field(default_factory=list)
     fail_requests: list[int] = field(default_factory=list)
     fail_documents: dict[str, tuple[int, str]] = field(default_factory=dict)
+    security: SecurityState = field(default_factory=SecurityState)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -156,16 +163,49 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def _receive(self, method: str) -> tuple[BulkRequest, int | None]:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = BulkRequest("POST", self.path, dict(self.headers.items()), body)
+        request = BulkRequest(method, self.path, dict(self.headers.items()), body)
         state = self.server.state
         with state.lock:
             state.requests.append(request)
             injected = state.fail_requests.pop(0) if state.fail_requests else None
         if injected is not None:
             self._answer(request, injected, {"error": {"type": "injected"}, "status": injected})
+        return request, injected
+
+    def _security(self, method: str) -> None:
+        request, injected = self._receive(method)
+        if injected is not None:
             return
+        parts = [p for p in self.path.split("?")[0].split("/") if p]
+        if tuple(parts[:3]) != SECURITY_PREFIX:
+            self._answer(request, 404, {"error": "no handler", "status": 404})
+            return
+        state = self.server.state
+        with state.lock:
+            status, payload = handle_security_request(
+                state.security, method, parts[3:], request.headers, request.body
+            )
+        self._answer(request, status, payload)
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self._security("GET")
+
+    def do_PUT(self) -> None:  # noqa: N802 - the stdlib's name
+        self._security("PUT")
+
+    def do_PATCH(self) -> None:  # noqa: N802 - the stdlib's name
+        self._security("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802 - the stdlib's name
+        self._security("DELETE")
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        request, injected = self._receive("POST")
+        if injected is not None:
+            return
+        state = self.server.state
         parts = [p for p in self.path.split("?")[0].split("/") if p]
         if parts[-1:] != ["_bulk"] or len(parts) > 2:
             self._answer(request, 404, {"error": "no handler", "status": 404})
@@ -194,6 +234,17 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenSearch:
     """The fake server, started on a random port; use as a context manager.
 
+    Parameters
+    ----------
+    master_user : str, optional
+        The IAM ARN of the domain's fine-grained access control master user: mapped to
+        ``all_access`` and ``security_manager`` from the start, as OpenSearch Service
+        does. Default: no mappings.
+    identities : dict, optional
+        Access key id -> IAM ARN of the callers. When given, the security API answers
+        403 to every caller not mapped to ``all_access`` or ``security_manager``, as
+        the plugin does. Default: every caller may use it.
+
     Examples
     --------
     >>> with FakeOpenSearch() as search:
@@ -201,9 +252,12 @@ class FakeOpenSearch:
     True
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, master_user: str | None = None, identities: dict[str, str] | None = None
+    ) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.state = _State()
+        self._server.state = _State(security=SecurityState.with_master_user(master_user))
+        self._server.state.security.identities = dict(identities or {})
         # A short poll interval: shutdown() waits for the loop to notice (0.5 s by default).
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -231,6 +285,15 @@ class FakeOpenSearch:
     ) -> None:
         """Fail every action on this document id with this status."""
         self.state.fail_documents[doc_id] = (status, kind)
+
+    @property
+    def security(self) -> SecurityState:
+        """Roles and role mappings (the security plugin's configuration)."""
+        return self.state.security
+
+    def role_mapping(self, role: str) -> dict[str, Any] | None:
+        """The stored mapping of ``role`` (as PUT or patched), or None."""
+        return self.state.security.mappings.get(role)
 
     def document(self, index: str, doc_id: str) -> StoredDocument | None:
         return self.state.docs.get((index, doc_id))
