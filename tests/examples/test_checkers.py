@@ -11,9 +11,9 @@ import json
 import aws_cdk as cdk
 import pytest
 from cdk_nag import AwsSolutionsChecks
+from cfnlint.api import ManualArgs, lint
 
 from ddb_stream_patterns import StreamPatternsChecks
-from cfnlint.api import ManualArgs, lint
 
 from .test_app import STACKS
 
