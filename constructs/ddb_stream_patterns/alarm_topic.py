@@ -49,9 +49,12 @@ class AlarmTopic(Construct):
     Creates a customer managed KMS key (rotation on) whose key policy lets
     ``cloudwatch.amazonaws.com`` call ``kms:GenerateDataKey*`` and ``kms:Decrypt``, and a
     TLS-only topic encrypted with it whose topic policy lets ``cloudwatch.amazonaws.com``
-    ``sns:Publish``. Both grants are scoped to alarms of this stack's account and region
+    ``sns:Publish``. Publishing is scoped to alarms of this stack's account and region
     (``aws:SourceAccount`` and ``aws:SourceArn`` ``arn:<partition>:cloudwatch:<region>:
-    <account>:alarm:*``), so no other account's alarms can use them.
+    <account>:alarm:*`` in the topic policy), so no other account's alarms can publish.
+    The key statement carries no such condition, as in AWS's documented example: the key
+    is dedicated to this topic, and a condition the KMS request might not carry would
+    drop every alarm silently.
 
     Give ``.topic`` wherever an ``sns.ITopic`` is expected, or the ``AlarmTopic`` itself to
     ``Monitoring(alarm_topic=...)``. Subscribe whoever must hear the alarms, e.g.
@@ -113,7 +116,11 @@ class AlarmTopic(Construct):
                 principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                 resources=["*"],
-                conditions=source,
+                # No aws:Source* condition here: AWS documents the statement without one
+                # (sns-key-management, "compatibility with AWS services") and does not
+                # document that the KMS request made for CloudWatch carries those keys; if it
+                # did not, every alarm would be dropped silently. The key encrypts this topic
+                # only, and the topic policy below is what scopes publishing to our alarms.
             )
         )
         self.topic = sns.Topic(

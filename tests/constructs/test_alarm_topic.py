@@ -76,11 +76,18 @@ def test_alarm_topic_key_and_policies_let_cloudwatch_publish(stack):
                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
                 "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
                 "Resource": "*",
-                "Condition": SOURCE,
             }])},
         },
         "DeletionPolicy": "Retain",
     })
+    [key_resource] = template.find_resources("AWS::KMS::Key").values()
+    [cloudwatch_statement] = [
+        s for s in key_resource["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid") == "AllowCloudWatchAlarmsToUseTheKey"
+    ]
+    # As in AWS's documented statement: a condition the KMS request may not carry would
+    # silently drop every alarm; the topic policy is what scopes publishing.
+    assert "Condition" not in cloudwatch_statement
     template.has_resource_properties("AWS::SNS::Topic", {
         "KmsMasterKeyId": {"Fn::GetAtt": [key, "Arn"]}, "DisplayName": "On-call",
     })
