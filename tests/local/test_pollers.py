@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import logging
 import doctest
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
