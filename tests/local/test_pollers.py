@@ -735,3 +735,20 @@ def test_a_processor_that_calls_sys_exit_fails_only_the_poison_messages(
     assert drain(client_factory, url) == []
     assert spec.stats.errors == 0  # each invocation answered, reporting its poison messages
     assert fn.cold_starts == 1  # the worker never died
+
+
+def test_the_run_summary_names_each_failing_mapping_and_its_last_error():
+    from ddb_stream_patterns.local.model import MappingStats
+    from ddb_stream_patterns.local.runner import render_errors
+
+    flows = {
+        "Stack/Typo (stream)": MappingStats(invocations=3, errors=3,
+                                            last_error_type="Runtime.HandlerNotFound",
+                                            last_error_message="Handler 'handle' missing"),
+        "Stack/Fine (queue)": MappingStats(invocations=5),
+    }
+    lines = render_errors(flows)
+    assert lines[1].startswith("Errors")
+    assert lines[2:] == ["  Stack/Typo (stream): 3 failed invocation(s), last: "
+                         "Runtime.HandlerNotFound: Handler 'handle' missing"]
+    assert render_errors({"Stack/Fine (queue)": MappingStats(invocations=5)}) == []
