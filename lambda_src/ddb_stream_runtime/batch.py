@@ -4,6 +4,33 @@ A stream shard is ordered and Lambda checkpoints at the *lowest* sequence
 number reported as failed, re-sending that record and everything after it.
 So the processor stops at the first failure and reports only that record:
 handling later records would run their side effects twice.
+
+What one record can do to its batch
+-----------------------------------
+A record handler that raises anything but ``KeyboardInterrupt`` fails that record
+only: ``SystemExit`` (a ``sys.exit()`` in the handler or a library it calls) and
+``MemoryError`` included. The records before it stay done, the response reports it,
+and the invocation itself succeeds.
+
+No code inside the process can isolate what ends the process or the invocation:
+``os._exit()``, a crash of the interpreter (a signal), the function timeout
+(``Sandbox.Timedout``) and running out of memory (Lambda kills the runtime:
+``Runtime.OutOfMemory``). The invocation then fails as a whole, without a response,
+and what protects the good records is the event source mapping:
+
+* **Streams.** Lambda retries the whole batch; with ``BisectBatchOnFunctionError``
+  it splits the batch in halves and retries each, so the good records get through
+  in batches without the bad one, which alone ends up in the on-failure destination
+  after ``MaximumRetryAttempts`` (or ``MaximumRecordAgeInSeconds``). Records of a
+  crashed batch that had already been handled are delivered again (at least once):
+  their side effects must be idempotent.
+* **SQS** (:mod:`ddb_stream_runtime.processor`): every message of the crashed batch
+  returns to the queue after its visibility timeout, and each receive adds one to
+  every message's ``ApproximateReceiveCount``. Partial batch responses cannot help,
+  since no response was sent, so a good message that keeps sharing a batch with one
+  that crashes the runtime is moved to the dead-letter queue with it after
+  ``maxReceiveCount`` receives. Keep such handlers out of batches (``batch_size=1``)
+  or make the crash a raised exception.
 """
 
 from __future__ import annotations
@@ -54,7 +81,8 @@ def process_stream_batch(
 ) -> PartialBatchResponse:
     """Run ``record_handler`` on each record in order, stopping at the first failure.
 
-    A record fails when ``record_handler`` raises, or when the record is
+    A record fails when ``record_handler`` raises (anything but
+    ``KeyboardInterrupt``: ``SystemExit`` fails the record too), or when the record is
     malformed (no ``dynamodb`` object, unknown ``eventName``, bad DynamoDB
     JSON in an image the handler reads). The failure is logged (exception
     type and message, sequence number, event id; never the item) and that
@@ -122,7 +150,9 @@ def process_stream_batch(
     for raw in records:
         try:
             record_handler(StreamRecord.from_lambda(raw))
-        except Exception as exc:  # any failure of one record is reported, never raised
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: one record fails, never the batch
             failures.append(_report(raw, exc, done, len(records), log))
             break
         done += 1
@@ -198,7 +228,7 @@ def _sequence_number_of(raw: Any) -> str | None:
 
 
 def _report(
-    raw: Any, exc: Exception, done: int, total: int, log: logging.Logger
+    raw: Any, exc: BaseException, done: int, total: int, log: logging.Logger
 ) -> BatchItemFailure:
     sequence_number = _sequence_number_of(raw)
     event_id = raw.get("eventID") if isinstance(raw, dict) else None

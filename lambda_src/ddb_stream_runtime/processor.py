@@ -11,6 +11,14 @@ processed and every failed ``messageId`` is reported, and Lambda returns just
 those to the queue. On a FIFO queue, order is kept per message group: after a
 failure, the group's later messages in the batch are reported without being
 processed, while other groups go on.
+
+A record handler that raises anything but ``KeyboardInterrupt`` (``SystemExit``
+included) fails its message only. What no code in the process can isolate
+(``os._exit()``, a signal, the function timeout, running out of memory) fails the
+whole invocation: every message of the batch then returns to the queue after its
+visibility timeout with one more receive counted, good ones included, and all of
+them reach the dead-letter queue after ``maxReceiveCount`` receives if they keep
+coming back together (see :mod:`ddb_stream_runtime.batch`).
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ def process_sqs_batch(
 
     A message fails when its body is not a stream record (not JSON, not an
     object, a malformed record, a claim check that cannot be fetched) or when
-    ``record_handler`` raises. Each failure is logged with its ``messageId``
+    ``record_handler`` raises (anything but ``KeyboardInterrupt``: a
+    ``SystemExit`` fails that message too). Each failure is logged with its ``messageId``
     (never the body) and reported; the other messages are still processed.
     Nothing raised by a message escapes this function.
 
@@ -123,7 +132,9 @@ def process_sqs_batch(
             continue
         try:
             record_handler(_record_of(message, get_s3))
-        except Exception as exc:  # any failure of one message is reported, never raised
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: one message fails, never the batch
             _log_failure(log, message_id, group, exc)
             failures.append({"itemIdentifier": message_id or _WHOLE_BATCH})
             if group is not None:
@@ -262,7 +273,7 @@ def _sequence_number_of(record: Any) -> Any:
 
 
 def _log_failure(
-    log: logging.Logger, message_id: str | None, group: str | None, exc: Exception
+    log: logging.Logger, message_id: str | None, group: str | None, exc: BaseException
 ) -> None:
     fields = {
         "message_id": message_id,

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ddb_stream_patterns.local.functions import FunctionError, LocalFunction, layer_python_paths
+from ddb_stream_patterns.local.functions import (
+    FunctionError,
+    FunctionTimeout,
+    LocalFunction,
+    layer_python_paths,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,6 +38,13 @@ def handler(event, context):
         time.sleep(event["sleep"])
     if "exit" in event:
         sys.exit(3)
+    if "os_exit" in event:
+        os._exit(7)
+    if "kill" in event:
+        os.kill(os.getpid(), 9)
+    if "allocate_mb" in event:
+        hoard = b"x" * (event["allocate_mb"] * 1024 * 1024)  # touched, so resident
+        return {"calls": CALLS, "allocated": len(hoard)}
     if "unjsonable" in event:
         return {1, 2}
     return {
@@ -97,8 +109,16 @@ def test_handler_exception_is_a_function_error(make_function) -> None:
 def test_timeout_kills_the_worker_and_the_next_invoke_recovers(make_function) -> None:
     fn = make_function("slow", timeout_s=0.5)
     assert fn.invoke({})["calls"] == 1
-    with pytest.raises(TimeoutError, match="Task timed out after 0.50 seconds"):
+    with pytest.raises(TimeoutError, match="Task timed out after 0.50 seconds") as info:
         fn.invoke({"sleep": 30})
+    # Lambda's error type and message (and still a TimeoutError for callers that catch it)
+    assert isinstance(info.value, FunctionTimeout) and isinstance(info.value, FunctionError)
+    assert info.value.error_type == "Sandbox.Timedout"
+    request_id = fn.last_invocation.request_id
+    assert info.value.message == (
+        f"RequestId: {request_id} Error: Task timed out after 0.50 seconds"
+    )
+    assert fn.last_invocation.error_type == "Sandbox.Timedout"
     assert not fn.running
     assert fn.timeouts == 1 and fn.errors == 1
     assert any("Task timed out" in line for line in fn.logs)
@@ -195,3 +215,53 @@ def test_bad_code_dir_and_close(tmp_path: Path, make_function) -> None:
     fn.close()
     fn.close()
     assert not fn.running
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"exit": True}, "exit status 3"),  # sys.exit(3)
+        ({"os_exit": True}, "exit status 7"),  # os._exit(7): no Python code runs after it
+        ({"kill": True}, "signal: killed"),  # SIGKILL
+    ],
+)
+def test_a_runtime_that_exits_is_an_exit_error_and_is_replaced(make_function, event, reason):
+    fn = make_function("exits")
+    assert fn.invoke({})["calls"] == 1
+    with pytest.raises(FunctionError) as info:
+        fn.invoke(event)
+    request_id = fn.last_invocation.request_id
+    assert info.value.error_type == "Runtime.ExitError"
+    assert info.value.message == f"RequestId: {request_id} Error: Runtime exited with error: {reason}"
+    assert "Runtime.ExitError" in fn.last_invocation.logs
+    assert fn.last_invocation.logs[-1].endswith("Error Type: Runtime.ExitError")
+    assert not fn.running
+    assert fn.invoke({})["calls"] == 1  # a fresh worker: module state starts over
+    assert (fn.errors, fn.cold_starts) == (1, 2)
+
+
+def test_memory_size_is_enforced_on_resident_memory(make_function) -> None:
+    fn = make_function("memory", memory_mb=128)
+    assert fn.invoke({"allocate_mb": 32})["allocated"] == 32 * 1024 * 1024  # within its size
+    # Past its MemorySize the worker is killed, even if the handler would have returned.
+    with pytest.raises(FunctionError) as info:
+        fn.invoke({"allocate_mb": 200})
+    request_id = fn.last_invocation.request_id
+    assert info.value.error_type == "Runtime.OutOfMemory"
+    assert info.value.message == (
+        f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+    )
+    assert fn.last_invocation.logs[-1].endswith("Error Type: Runtime.OutOfMemory")
+    assert not fn.running and fn.out_of_memory == 1
+    assert fn.invoke({})["calls"] == 1  # replaced
+    assert fn.cold_starts == 2
+
+
+def test_a_memory_error_that_escapes_the_handler_is_out_of_memory(make_function) -> None:
+    fn = make_function("huge", memory_mb=128)
+    # Past the address-space backstop the allocation fails at once with MemoryError.
+    with pytest.raises(FunctionError) as info:
+        fn.invoke({"allocate_mb": 4096})
+    assert info.value.error_type == "Runtime.OutOfMemory"
+    assert fn.out_of_memory == 1
+    assert fn.invoke({})["calls"] == 1  # replaced

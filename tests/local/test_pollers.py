@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import doctest
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -631,3 +632,123 @@ def test_run_until_idle_times_out_on_a_shard_blocked_forever(client_factory, uni
         pollers.run_until_idle(timeout=0.5)  # Lambda's defaults: retry until the record expires
     assert raised.value.busy == ["Blocked"]
     assert raised.value.stats["Blocked"].failed_attempts >= 1
+
+
+# --- crashes and errors in plain sight (real function workers) ------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _function(tmp_path: Path, name: str, source: str, handler: str = "index.handler",
+              **kwargs: Any):
+    """A LocalFunction whose code is ``source``, with the runtime as its layer."""
+    import shutil
+    import textwrap
+
+    from ddb_stream_patterns.local.functions import LocalFunction
+
+    code = tmp_path / name
+    code.mkdir()
+    (code / "index.py").write_text(textwrap.dedent(source))
+    layer = tmp_path / "runtime-layer"
+    if not layer.exists():
+        shutil.copytree(REPO / "lambda_src" / "ddb_stream_runtime",
+                        layer / "python" / "ddb_stream_runtime",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return LocalFunction(name, handler, code, layer_dirs=[layer], **kwargs)
+
+
+def test_a_handler_typo_is_in_the_stats_and_logged_as_a_warning(
+    client_factory, unique, tmp_path, caplog
+):
+    table = unique("typo")
+    stream = make_table(client_factory, table)
+    put(client_factory, table, "a")
+    fn = _function(tmp_path, "typo", "def handler(event, context):\n    return None\n",
+                   handler="index.handle")  # the typo: index.handle
+    spec = stream_spec(fn, stream, logical_id="Typo", max_retry_attempts=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger=pollers_module.__name__):
+            run(StreamPoller(spec, client_factory))
+    finally:
+        fn.close()
+    assert spec.stats.sent_to_failure_destination == 1  # given up on, as before
+    assert spec.stats.errors == 2  # the first attempt and its one retry
+    assert spec.stats.last_error_type == "Runtime.HandlerNotFound"
+    assert spec.stats.last_error == (
+        "Runtime.HandlerNotFound: Handler 'handle' missing on module 'index'"
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("Runtime.HandlerNotFound" in w for w in warnings) == 3  # 2 failures + giving up
+    [give_up] = [w for w in warnings if "giving up" in w]
+    assert "RetryAttemptsExhausted; last error Runtime.HandlerNotFound" in give_up
+
+
+SYS_EXIT_PROCESSOR = '''
+import os
+import sys
+
+from ddb_stream_runtime import sqs_record_handler
+
+
+def effect(record):
+    key = record.keys["pk"]
+    if (record.new_image or {}).get("poison"):
+        sys.exit(1)  # a poison record makes the processor call sys.exit
+    with open(os.environ["EFFECTS_FILE"], "a") as effects:
+        effects.write(key + "\\n")
+
+
+handler = sqs_record_handler(effect)
+'''
+
+
+def test_a_processor_that_calls_sys_exit_fails_only_the_poison_messages(
+    client_factory, unique, tmp_path
+):
+    """30 writes, 3 poison records, an SQS processor that calls sys.exit on them."""
+    dlq_url, dlq_arn = make_queue(client_factory, unique("exit-dlq"))
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+    url, arn = make_queue(client_factory, unique("exit-work"), RedrivePolicy=redrive)
+    sqs = client_factory("sqs")
+    keys = [f"order-{i:02d}" for i in range(30)]
+    poison = {"order-07", "order-15", "order-22"}
+    for i, key in enumerate(keys):
+        image = {"pk": {"S": key}, **({"poison": {"BOOL": True}} if key in poison else {})}
+        record = {"eventName": "INSERT", "eventID": str(i),
+                  "dynamodb": {"SequenceNumber": f"{i + 1:021d}", "Keys": {"pk": {"S": key}},
+                               "NewImage": image}}
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    effects = tmp_path / "effects.txt"
+    fn = _function(tmp_path, "exits", SYS_EXIT_PROCESSOR,
+                   environment={"EFFECTS_FILE": str(effects)})
+    spec = sqs_spec(fn, url, arn, batch_size=10, report_batch_item_failures=True)
+    try:
+        Pollers([spec], client_factory).run_until_idle(timeout=60)
+    finally:
+        fn.close()
+    processed = effects.read_text().split()
+    assert sorted(processed) == sorted(set(keys) - poison)  # 27 of 27 good records, once each
+    dead = [json.loads(m["Body"])["dynamodb"]["Keys"]["pk"]["S"]
+            for m in drain(client_factory, dlq_url)]
+    assert sorted(dead) == sorted(poison)  # only the poison ones are dead-lettered
+    assert drain(client_factory, url) == []
+    assert spec.stats.errors == 0  # each invocation answered, reporting its poison messages
+    assert fn.cold_starts == 1  # the worker never died
+
+
+def test_the_run_summary_names_each_failing_mapping_and_its_last_error():
+    from ddb_stream_patterns.local.model import MappingStats
+    from ddb_stream_patterns.local.runner import render_errors
+
+    flows = {
+        "Stack/Typo (stream)": MappingStats(invocations=3, errors=3,
+                                            last_error_type="Runtime.HandlerNotFound",
+                                            last_error_message="Handler 'handle' missing"),
+        "Stack/Fine (queue)": MappingStats(invocations=5),
+    }
+    lines = render_errors(flows)
+    assert lines[1].startswith("Errors")
+    assert lines[2:] == ["  Stack/Typo (stream): 3 failed invocation(s), last: "
+                         "Runtime.HandlerNotFound: Handler 'handle' missing"]
+    assert render_errors({"Stack/Fine (queue)": MappingStats(invocations=5)}) == []

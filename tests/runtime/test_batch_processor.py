@@ -222,3 +222,24 @@ def test_stream_handler_with_logger(
     with caplog.at_level(logging.ERROR, logger="svc"):
         assert handler(sample_event, None) == {"batchItemFailures": [{"itemIdentifier": "222"}]}
     assert [r.name for r in caplog.records] == ["svc"]
+
+
+def test_sys_exit_in_a_record_handler_fails_that_record_only(sample_event: dict[str, Any]) -> None:
+    seen: list[str] = []
+
+    def exits_on_222(record: StreamRecord) -> None:
+        seen.append(record.sequence_number)
+        if record.sequence_number == "222":
+            raise SystemExit(3)  # what sys.exit(3) raises
+
+    response = process_stream_batch(sample_event, exits_on_222)
+    assert seen == ["111", "222"]  # handled up to the exit, which did not end the invocation
+    assert response == {"batchItemFailures": [{"itemIdentifier": "222"}]}
+
+
+def test_keyboard_interrupt_is_never_swallowed(sample_event: dict[str, Any]) -> None:
+    def interrupted(record: StreamRecord) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_stream_batch(sample_event, interrupted)

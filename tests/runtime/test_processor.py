@@ -355,3 +355,28 @@ def test_one_debug_summary_per_batch(
         process_sqs_batch(group_event(sample_event, FIFO_QUEUE_ARN), Recorder(fail_on={"2"}))
     summaries = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert summaries == ["sqs batch: 3 of 5 messages processed, 1 failed, 1 skipped"]
+
+
+def test_sys_exit_in_a_record_handler_fails_that_message_only(
+    sqs_event: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def exits_on_222(record: StreamRecord) -> None:
+        seen.append(record.sequence_number)
+        if record.sequence_number == "222":
+            raise SystemExit(3)  # what sys.exit(3) raises
+
+    with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
+        response = process_sqs_batch(sqs_event, exits_on_222)
+    assert seen == ["111", "222", "333"]  # the messages after it are still processed
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert any("SystemExit" in r.getMessage() for r in caplog.records)
+
+
+def test_keyboard_interrupt_is_never_swallowed(sqs_event: dict[str, Any]) -> None:
+    def interrupted(record: StreamRecord) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_sqs_batch(sqs_event, interrupted)

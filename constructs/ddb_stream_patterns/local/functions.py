@@ -14,6 +14,39 @@ The parent talks to the worker with JSON lines over private pipes; whatever the
 handler prints (stdout and stderr) is the function's log stream, kept in ``.logs``
 with Lambda's ``START`` / ``END`` / ``REPORT`` lines.
 
+Crashes fail the invocation with the error types Lambda reports, and the worker is
+replaced (Lambda resets the execution environment), so the next invoke starts cold:
+
+==========================================  ===========================================
+the handler ...                             ``FunctionError.error_type`` (message)
+==========================================  ===========================================
+runs past ``timeout_s`` (killed)            ``Sandbox.Timedout`` (``RequestId: ... Error:
+                                            Task timed out after 3.00 seconds``), also a
+                                            ``TimeoutError``
+calls ``sys.exit(n)`` / ``os._exit(n)``     ``Runtime.ExitError`` (``RequestId: ... Error:
+                                            Runtime exited with error: exit status n``)
+is killed by a signal                       ``Runtime.ExitError`` (``... signal: killed``)
+uses more memory than ``memory_mb``         ``Runtime.OutOfMemory`` (``... Runtime exited
+                                            with error: signal: killed``)
+==========================================  ===========================================
+
+Memory is enforced as Lambda does, on resident memory: the parent reads the worker's
+peak resident set (``VmHWM`` in ``/proc/<pid>/status``) every
+``MEMORY_POLL_INTERVAL_S`` while an invocation runs and once after it; past
+``memory_mb`` the worker is killed and the invocation fails with
+``Runtime.OutOfMemory``, even if the handler had already returned. Like Lambda's
+limit, it counts the interpreter itself (measured here: a bare worker 9 MB, with
+``json``/``logging`` 11 MB, with boto3 and one client 48 MB resident). As a backstop
+against a runaway allocation outgrowing the machine between two reads, the worker's
+address space is capped (``RLIMIT_AS``) at ``memory_mb + ADDRESS_SPACE_HEADROOM_MB``:
+address space is not memory (each thread reserves an 8 MB stack and a 64 MB malloc
+arena, measured: 48 MB resident is 128 MB of address space after one thread), so
+the cap sits well above ``memory_mb``; an allocation past it raises ``MemoryError``,
+which fails the invocation with ``Runtime.OutOfMemory`` when it escapes the handler.
+Not emulated: a ``MemoryError`` the handler catches itself (in Lambda the process
+would have been killed, locally the handler goes on), and memory of processes the
+handler starts.
+
 >>> fn = LocalFunction("hello", "index.handler", "path/to/code")   # doctest: +SKIP
 >>> fn.invoke({"Records": []})                                       # doctest: +SKIP
 {'batchItemFailures': []}
@@ -39,13 +72,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FunctionError", "Invocation", "LocalFunction", "layer_python_paths"]
+__all__ = [
+    "EXIT_ERROR",
+    "OUT_OF_MEMORY",
+    "TIMED_OUT",
+    "FunctionError",
+    "FunctionTimeout",
+    "Invocation",
+    "LocalFunction",
+    "layer_python_paths",
+]
 
 #: Packages a function may only import from its own code or layers (never from the
 #: interpreter's site-packages, where a wheel install of this project would put them).
 HIDDEN_MODULES = ("ddb_stream_runtime", "ddb_stream_patterns")
 
 _REPORT_WAIT_S = 2.0  # how long invoke waits for the REPORT line after the response
+#: How often the peak resident memory of a busy worker is read (seconds).
+MEMORY_POLL_INTERVAL_S = 0.05
+#: The worker's address-space cap is ``memory_mb`` plus this (a backstop, see above).
+ADDRESS_SPACE_HEADROOM_MB = 1024
+
+TIMED_OUT = "Sandbox.Timedout"
+EXIT_ERROR = "Runtime.ExitError"
+OUT_OF_MEMORY = "Runtime.OutOfMemory"
 
 
 class FunctionError(Exception):
@@ -54,8 +104,9 @@ class FunctionError(Exception):
     Attributes
     ----------
     error_type : str
-        The exception class name, or ``Runtime.*`` (``ImportModuleError``,
-        ``HandlerNotFound``, ``MarshalError``, ``ExitError``).
+        The exception class name, or Lambda's own: ``Runtime.*`` (``ImportModuleError``,
+        ``HandlerNotFound``, ``MarshalError``, ``ExitError``, ``OutOfMemory``) or
+        ``Sandbox.Timedout``.
     message : str
         The error message.
     stack_trace : list[str]
@@ -69,13 +120,17 @@ class FunctionError(Exception):
         self.stack_trace = list(stack_trace)
 
 
+class FunctionTimeout(FunctionError, TimeoutError):
+    """The handler (or its init) ran past its time: Lambda's ``Sandbox.Timedout``."""
+
+
 @dataclass
 class Invocation:
     """One invocation, as its log stream and outcome tell it."""
 
     request_id: str
     duration_ms: float = 0.0
-    error_type: str | None = None  # None: it succeeded; "TimeoutError" when it timed out
+    error_type: str | None = None  # None: it succeeded; else FunctionError.error_type
     logs: list[str] = field(default_factory=list)  # START .. REPORT, handler output between
 
 
@@ -118,9 +173,13 @@ class LocalFunction:
         ``_HANDLER`` and ``LAMBDA_TASK_ROOT`` are set here and override them.
     timeout_s
         The function timeout; past it the worker is killed (restarted on the next
-        invoke) and ``invoke`` raises ``TimeoutError``.
-    memory_mb, runtime, function_arn
-        Reported to the handler (context, ``AWS_EXECUTION_ENV``); not enforced.
+        invoke) and ``invoke`` raises :class:`FunctionTimeout` (``Sandbox.Timedout``,
+        also a ``TimeoutError``).
+    memory_mb
+        The function's ``MemorySize``: reported to the handler and enforced on the
+        worker's resident memory (``Runtime.OutOfMemory``, see the module notes).
+    runtime, function_arn
+        Reported to the handler (context, ``AWS_EXECUTION_ENV``).
     init_timeout_s
         Budget for importing the handler (Lambda's 10 s init phase).
     log_limit
@@ -174,6 +233,7 @@ class LocalFunction:
         self.invocations = 0  # invoke calls
         self.errors = 0  # of which failed (handler error, runtime error or timeout)
         self.timeouts = 0  # of which timed out
+        self.out_of_memory = 0  # of which used more than memory_mb
         self.cold_starts = 0  # worker processes started
         self.last_invocation: Invocation | None = None
 
@@ -217,16 +277,18 @@ class LocalFunction:
         Raises
         ------
         FunctionError
-            The handler raised, or the runtime failed (import error, exit, bad response).
-        TimeoutError
-            The handler ran past ``timeout_s`` (the worker is killed and restarted).
+            The handler raised, or the runtime failed (import error, exit, out of
+            memory, bad response); after a crash the worker is replaced.
+        FunctionTimeout
+            The handler ran past ``timeout_s`` (the worker is killed and replaced);
+            a ``FunctionError`` and a ``TimeoutError``.
         """
         payload = json.dumps(event)  # a TypeError here is the caller's bug, not an error
         with self._lock:
             self.invocations += 1
             try:
                 return self._invoke(payload)
-            except (FunctionError, TimeoutError):
+            except FunctionError:
                 self.errors += 1
                 raise
 
@@ -279,6 +341,7 @@ class LocalFunction:
             "function_name": self.name,
             "function_arn": self.function_arn,
             "memory_mb": self.memory_mb,
+            "address_space_mb": self.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
         }
         proc = subprocess.Popen(
             [self.python, "-I", "-S", "-B", "-u", __file__, json.dumps(config)],
@@ -357,14 +420,81 @@ class LocalFunction:
         assert self._responses is not None
         return self._responses.get(timeout=timeout)  # raises queue.Empty
 
-    def _died(self, request_id: str) -> FunctionError:
+    def _peak_memory_mb(self) -> float | None:
+        """The worker's peak resident memory (``VmHWM``), or None where /proc cannot tell."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            with open(f"/proc/{proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    def _over_memory(self) -> bool:
+        peak = self._peak_memory_mb()
+        return peak is not None and peak > self.memory_mb
+
+    def _await_response(self, timeout: float) -> dict | None | _OverMemory:
+        """The worker's next message, reading its memory while it works.
+
+        Raises ``queue.Empty`` after ``timeout``; returns ``_OVER_MEMORY`` as soon as
+        the worker's peak resident memory passes ``memory_mb``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise queue.Empty
+            try:
+                message = self._next_message(min(MEMORY_POLL_INTERVAL_S, remaining))
+            except queue.Empty:
+                if self._over_memory():
+                    return _OVER_MEMORY
+                continue
+            if message is not None and self._over_memory():
+                return _OVER_MEMORY  # it finished, but Lambda would have killed it first
+            return message
+
+    def _crash_report(self, invocation: Invocation, error_type: str, message: str,
+                      status: str = "error") -> None:
+        """Lambda's log lines for an invocation that ended the runtime."""
+        request_id = invocation.request_id
+        self._log(f"{_utc_now()} {message}")
+        self._log(error_type)
+        self._log(f"END RequestId: {request_id}")
+        self._log(
+            f"REPORT RequestId: {request_id}\tDuration: {invocation.duration_ms:.2f} ms\t"
+            f"Memory Size: {self.memory_mb} MB\tStatus: {status}\tError Type: {error_type}"
+        )
+
+    def _died(self, invocation: Invocation) -> FunctionError:
+        """The worker exited mid-invocation (sys.exit, os._exit, a signal): ExitError."""
         proc = self._proc
         code = proc.wait(timeout=5) if proc is not None else None
         self._stop(graceful=False)
-        return FunctionError(
-            "Runtime.ExitError",
-            f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
+        message = (
+            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+            f"{_exit_reason(code)}"
         )
+        invocation.error_type = EXIT_ERROR
+        self._crash_report(invocation, EXIT_ERROR, message)
+        return FunctionError(EXIT_ERROR, message)
+
+    def _killed_for_memory(self, invocation: Invocation) -> FunctionError:
+        """The worker used more than memory_mb: killed, as Lambda does (OutOfMemory)."""
+        self.out_of_memory += 1
+        self._stop(graceful=False)
+        message = (
+            f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
+            "signal: killed"
+        )
+        invocation.error_type = OUT_OF_MEMORY
+        self._crash_report(invocation, OUT_OF_MEMORY, message)
+        return FunctionError(OUT_OF_MEMORY, message)
 
     def _invoke(self, payload: str) -> Any:
         request_id = str(uuid.uuid4())
@@ -380,17 +510,18 @@ class LocalFunction:
                 message = self._next_message(self.init_timeout_s)
             except queue.Empty:
                 self._stop(graceful=False)
-                invocation.error_type = "TimeoutError"
+                invocation.error_type = TIMED_OUT
                 self._log(
                     f"INIT_REPORT Init Duration: {self.init_timeout_s * 1000:.0f} ms "
                     "Phase: init Status: timeout"
                 )
-                raise TimeoutError(
+                raise FunctionTimeout(
+                    TIMED_OUT,
                     f"{self.name}: init (importing {self.handler}) took longer than "
-                    f"{self.init_timeout_s:g} s"
+                    f"{self.init_timeout_s:g} s",
                 ) from None
             if message is None:
-                raise self._died(request_id)
+                raise self._died(invocation)
             if not message.get("ok"):
                 # Lambda resets the sandbox after a failed init and retries on next invoke.
                 self._stop(graceful=False)
@@ -407,14 +538,14 @@ class LocalFunction:
             self._proc.stdin.write(request.encode() + b"\n" + payload.encode() + b"\n")
             self._proc.stdin.flush()
         except OSError:
-            raise self._died(request_id) from None
+            raise self._died(invocation) from None
         try:
-            message = self._next_message(self.timeout_s)
+            message = self._await_response(self.timeout_s)
         except queue.Empty:
             self.timeouts += 1
             self._stop(graceful=False)
             invocation.duration_ms = (time.monotonic() - started) * 1000
-            invocation.error_type = "TimeoutError"
+            invocation.error_type = TIMED_OUT
             self._log(
                 f"{_utc_now()} {request_id} Task timed out after {self.timeout_s:.2f} seconds"
             )
@@ -423,13 +554,16 @@ class LocalFunction:
                 f"REPORT RequestId: {request_id}\tDuration: "
                 f"{invocation.duration_ms:.2f} ms\tStatus: timeout"
             )
-            raise TimeoutError(
-                f"{self.name}: Task timed out after {self.timeout_s:.2f} seconds"
+            raise FunctionTimeout(
+                TIMED_OUT,
+                f"RequestId: {request_id} Error: Task timed out after "
+                f"{self.timeout_s:.2f} seconds",
             ) from None
         invocation.duration_ms = (time.monotonic() - started) * 1000
+        if message is _OVER_MEMORY:
+            raise self._killed_for_memory(invocation)
         if message is None:
-            invocation.error_type = "Runtime.ExitError"
-            raise self._died(request_id)
+            raise self._died(invocation)
         with self._log_cond:  # let the REPORT line reach .logs before returning
             self._log_cond.wait_for(
                 lambda: request_id in self._reported or not self.running, _REPORT_WAIT_S
@@ -439,6 +573,9 @@ class LocalFunction:
         if message.get("ok"):
             return message.get("result")
         invocation.error_type = message["errorType"]
+        if invocation.error_type == OUT_OF_MEMORY:  # a MemoryError escaped the handler
+            self.out_of_memory += 1
+            self._stop(graceful=False)
         raise FunctionError(
             message["errorType"], message["errorMessage"], message.get("stackTrace", ())
         )
@@ -449,6 +586,28 @@ class LocalFunction:
             if self.last_invocation is not None:
                 self.last_invocation.logs.append(line)
             self._current = None
+
+
+class _OverMemory:
+    """The marker :meth:`LocalFunction._await_response` returns for a worker over its memory."""
+
+
+_OVER_MEMORY = _OverMemory()
+
+
+def _exit_reason(code: int | None) -> str:
+    """How Lambda words a runtime's exit: ``exit status 3``, ``signal: killed``."""
+    if code is None:
+        return "exit status unknown"
+    if code >= 0:
+        return f"exit status {code}"
+    import signal
+
+    try:
+        name = signal.strsignal(-code) or f"signal {-code}"
+    except ValueError:
+        name = f"signal {-code}"
+    return f"signal: {name.lower()}"
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -553,6 +712,22 @@ def _user_frames(exc: BaseException) -> Any:
     return tb
 
 
+def _cap_address_space(limit_mb: int | None) -> None:
+    """The backstop against runaway allocations (never raises the current limit)."""
+    if not limit_mb:
+        return
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    limit = int(limit_mb) * 1024 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft == resource.RLIM_INFINITY or soft > limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def _worker_main(argv: list[str]) -> int:
     import logging
     import traceback
@@ -570,6 +745,7 @@ def _worker_main(argv: list[str]) -> int:
         replies.write(json.dumps(message).encode() + b"\n")
         replies.flush()
 
+    _cap_address_space(config.get("address_space_mb"))
     function_paths = list(config["function_paths"])
     sys.path[:0] = function_paths
     sys.path.extend(config["site_packages"])
@@ -616,6 +792,18 @@ def _worker_main(argv: list[str]) -> int:
                 message = _error_message(exc, "Runtime.MarshalError")
                 message["errorMessage"] = f"Unable to marshal response: {exc}"
                 encoded = json.dumps(message)
+        except MemoryError as exc:
+            # Lambda kills a runtime over its memory; the environment is reset.
+            message = _error_message(exc, "Runtime.OutOfMemory")
+            message["errorMessage"] = (
+                f"RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+            )
+            sys.stderr.write(f"END RequestId: {request_id}\n")
+            sys.stderr.write(f"REPORT RequestId: {request_id}\tStatus: error\t"
+                             "Error Type: Runtime.OutOfMemory\n")
+            sys.stderr.flush()
+            reply(message)
+            return 1
         except Exception as exc:
             message = _error_message(exc)
             encoded = json.dumps(message)

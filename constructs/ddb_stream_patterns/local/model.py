@@ -17,7 +17,8 @@ class Invocable(Protocol):
     """A function as the pollers see it: a name, and a synchronous invoke.
 
     ``invoke`` returns the handler's response, or raises ``FunctionError`` (the handler
-    raised) / ``TimeoutError`` (it ran past its timeout), as Lambda would report them.
+    raised, the runtime crashed, or it ran past its timeout: ``Sandbox.Timedout``), as
+    Lambda would report them. Any other exception also counts as a function error.
     """
 
     name: str
@@ -35,6 +36,16 @@ class MappingStats:
     succeeded: int = 0  # records whose batch (or item) succeeded
     failed_attempts: int = 0  # failed invocations or reported item failures
     sent_to_failure_destination: int = 0  # records given up on (stream on-failure)
+    errors: int = 0  # invocations that failed: the handler raised, crashed or timed out
+    last_error_type: str | None = None  # of the latest failed invocation, e.g. "Runtime.ExitError"
+    last_error_message: str | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """``"<type>: <message>"`` of the latest failed invocation, None if none failed."""
+        if self.last_error_type is None:
+            return None
+        return f"{self.last_error_type}: {self.last_error_message}"
 
 
 @dataclass

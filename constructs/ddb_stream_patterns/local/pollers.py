@@ -57,7 +57,9 @@ Where the local cloud differs from AWS (on purpose or by necessity)
 * **Stats.** ``failed_attempts`` counts failed invocations (whole or partial) for
   streams, and for SQS failed invocations plus each reported item failure;
   ``sent_to_failure_destination`` counts every record given up on, with or without a
-  destination.
+  destination; ``errors`` counts invocations that failed (Lambda's ``Errors``
+  metric), and ``last_error_type`` / ``last_error_message`` keep the latest one's
+  ``errorType`` and ``errorMessage`` (each failure is also logged at WARNING).
 """
 
 from __future__ import annotations
@@ -343,6 +345,20 @@ class _Outcome:
         # Lambda reports raised errors and timeouts alike as "Unhandled".
         return None if self.error is None else "Unhandled"
 
+    @property
+    def error_type(self) -> str | None:
+        """Lambda's ``errorType`` (``Runtime.HandlerNotFound``, ``ValueError``, ...)."""
+        if self.error is None:
+            return None
+        return getattr(self.error, "error_type", None) or type(self.error).__name__
+
+    @property
+    def error_message(self) -> str | None:
+        if self.error is None:
+            return None
+        message = getattr(self.error, "message", None)
+        return message if isinstance(message, str) else str(self.error)
+
 
 class _Poller:
     """What both pollers share: the mapping, clients, filters and the invocation."""
@@ -389,9 +405,14 @@ class _Poller:
                 self.mapping.on_event(event)  # a fault injected here is a function error
             return _Outcome(response=self.mapping.function.invoke(event))
         except Exception as exc:  # the function's failure, reported like Lambda does
-            _LOGGER.info("%s: invocation failed: %s: %s", self.mapping.logical_id,
-                         type(exc).__name__, exc)
-            return _Outcome(error=exc)
+            outcome = _Outcome(error=exc)
+            self.stats.errors += 1
+            self.stats.last_error_type = outcome.error_type
+            self.stats.last_error_message = outcome.error_message
+            _LOGGER.warning("%s: invocation of %s failed: %s: %s", self.mapping.logical_id,
+                            getattr(self.mapping.function, "name", "?"), outcome.error_type,
+                            outcome.error_message)
+            return outcome
 
     def poll_once(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -797,8 +818,10 @@ class StreamPoller(_Poller):
         self.failure_records.append(payload)
         self.stats.sent_to_failure_destination += len(items)
         target = self.mapping.on_failure_arn
-        _LOGGER.warning("%s: giving up on %d records of shard %s (%s)%s",
-                        self.mapping.logical_id, len(items), shard.shard_id, condition,
+        cause = (f"; last error {outcome.error_type}: {outcome.error_message}"
+                 if outcome is not None and outcome.error is not None else "")
+        _LOGGER.warning("%s: giving up on %d records of shard %s (%s%s)%s",
+                        self.mapping.logical_id, len(items), shard.shard_id, condition, cause,
                         f", sending them to {target}" if target else ", no destination")
         if not target:
             return

@@ -14,12 +14,17 @@ Then::
         local_cloud.client("dynamodb").put_item(TableName=table, Item={...})
         stats = run_pollers(local_cloud, deployment)   # Lambda's event source semantics
         assert stats[...].succeeded == 1
+
+When such a test fails, its report gains a "local cloud errors" section: for each
+mapping of the deployments it made, how many invocations failed and the last error
+(``Runtime.HandlerNotFound: Handler 'handle' missing on module 'index'``), and the
+functions that failed, so the cause is next to the assertion.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -29,9 +34,12 @@ from .deployer import Deployment, deploy
 from .model import MappingStats
 from .pollers import Pollers
 
-__all__ = ["deploy_app", "local_cloud", "run_pollers"]
+__all__ = ["DEPLOYMENTS", "deploy_app", "describe_errors", "local_cloud", "run_pollers"]
 
 _prefixes = itertools.count()
+
+#: Where ``deploy_app`` keeps a test's deployments (``item.stash[DEPLOYMENTS]``).
+DEPLOYMENTS = pytest.StashKey[list]()
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +50,13 @@ def local_cloud() -> Iterator[LocalCloud]:
 
 
 @pytest.fixture
-def deploy_app(local_cloud: LocalCloud) -> Iterator[Callable[..., Deployment]]:
+def deploy_app(
+    request: pytest.FixtureRequest, local_cloud: LocalCloud
+) -> Iterator[Callable[..., Deployment]]:
     """Synthesize a ``cdk.App`` and deploy it; each call gets its own name prefix, so
     tests sharing the session's cloud never share tables or queues."""
     deployments: list[Deployment] = []
+    request.node.stash[DEPLOYMENTS] = deployments
 
     def _deploy(app: Any, **kwargs: Any) -> Deployment:
         assembly = app.synth()
@@ -66,3 +77,34 @@ def run_pollers(
     pollers = Pollers(deployment.mappings, cloud.client)
     pollers.run_until_idle(timeout=timeout, **kwargs)
     return pollers.stats()
+
+
+def describe_errors(deployments: Iterable[Any]) -> str:
+    """What failed in ``deployments``: mappings with failed invocations, failing functions."""
+    lines: list[str] = []
+    for deployment in deployments:
+        for mapping in getattr(deployment, "mappings", ()):
+            stats = mapping.stats
+            if stats.errors:
+                lines.append(f"mapping {mapping.logical_id}: {stats.errors} failed "
+                             f"invocation(s) of {stats.invocations}, last: {stats.last_error}")
+        for key, function in getattr(deployment, "functions", {}).items():
+            errors = getattr(function, "errors", 0)
+            if errors:
+                last = getattr(function, "last_invocation", None)
+                last_type = getattr(last, "error_type", None) if last is not None else None
+                lines.append(f"function {key}: {errors} error(s) in "
+                             f"{getattr(function, 'invocations', '?')} invocation(s)"
+                             + (f", last {last_type}" if last_type else ""))
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that deployed apps shows what failed in them."""
+    report = yield
+    if report.when == "call" and report.failed:
+        text = describe_errors(item.stash.get(DEPLOYMENTS, []))
+        if text:
+            report.sections.append(("local cloud errors", text))
+    return report

@@ -29,7 +29,15 @@ from .model import MappingSpec, MappingStats
 from .opensearch import FakeOpenSearch
 from .pollers import Pollers
 
-__all__ = ["RunReport", "TableWrites", "main", "run", "synthesize", "write_samples"]
+__all__ = [
+    "RunReport",
+    "TableWrites",
+    "main",
+    "render_errors",
+    "run",
+    "synthesize",
+    "write_samples",
+]
 
 
 @dataclass
@@ -308,13 +316,15 @@ def _indent(text: str) -> str:
 
 def _render(report: RunReport) -> str:
     lines = ["", "What each pattern did", "=" * 21]
-    header = f"{'read':>5} {'filtered':>8} {'ok':>5} {'failed':>6} {'to DLQ':>6} {'calls':>5}"
+    header = (f"{'read':>5} {'filtered':>8} {'ok':>5} {'failed':>6} {'to DLQ':>6} "
+              f"{'calls':>5} {'errors':>6}")
     for stack, rows in _by_stack(report.flows).items():
         lines.append(f"{stack:<52} {header}")
         for name, s in rows:
             lines.append(f"  {name[-50:]:<50} {s.records_in:>5} {s.filtered_out:>8} "
                          f"{s.succeeded:>5} {s.failed_attempts:>6} "
-                         f"{s.sent_to_failure_destination:>6} {s.invocations:>5}")
+                         f"{s.sent_to_failure_destination:>6} {s.invocations:>5} {s.errors:>6}")
+    lines += render_errors(report.flows)
     lines += ["", "Queues (messages left: visible, delayed)"]
     for stack, rows in _by_stack(report.queues).items():
         lines.append(f"{stack}")
@@ -330,6 +340,17 @@ def _render(report: RunReport) -> str:
                               for k, v in sorted(value.items()))
         lines.append(f"  {name}: {value}")
     return "\n".join(lines)
+
+
+def render_errors(flows: dict[str, MappingStats]) -> list[str]:
+    """Lines naming each mapping whose invocations failed: how often, and the last error."""
+    failing = {name: s for name, s in sorted(flows.items()) if s.errors}
+    if not failing:
+        return []
+    lines = ["", "Errors (failed invocations; the last error of each mapping)"]
+    for name, s in failing.items():
+        lines.append(f"  {name}: {s.errors} failed invocation(s), last: {s.last_error}")
+    return lines
 
 
 def _by_stack(values: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
