@@ -26,6 +26,10 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   ``StreamRecord.is_ttl_expiry`` work locally. Measured with DynamoDB Local 3.3.1: the
   TTL sweep of a table runs about 1 s after ``UpdateTimeToLive`` enables it, then about
   every 10 s, so an expired item shows up in the stream after 1-10 s.
+* **Empty maps.** DynamoDB Local's stream images write an empty map as ``{}`` instead
+  of ``{"M": {}}`` (at any depth, in lists too); :func:`to_lambda_record` restores the
+  tag (:mod:`~ddb_stream_patterns.local.stream_images`), so every type arrives as AWS
+  sends it.
 * **Record age.** DynamoDB Local truncates ``ApproximateCreationDateTime`` to the
   minute. A record's age is therefore measured from ``min(ApproximateCreationDateTime +
   CREATION_TIME_GRANULARITY_S, the time this poller read it)`` (its youngest possible
@@ -75,6 +79,7 @@ from typing import Any
 
 from ..stream_filter import StreamFilter
 from .model import MappingSpec, MappingStats
+from .stream_images import repair_image
 
 __all__ = [
     "CREATION_TIME_GRANULARITY_S",
@@ -171,8 +176,10 @@ def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str
     """One DynamoDB Streams ``GetRecords`` record (as boto3 parses it) -> Lambda's record.
 
     ``ApproximateCreationDateTime`` becomes epoch seconds, binary values base64 text,
-    ``userIdentity`` gets Lambda's lower-case keys, ``eventSourceARN`` is added, and
-    DynamoDB Local's TTL records are rewritten (:func:`rewrite_ttl_record`).
+    ``userIdentity`` gets Lambda's lower-case keys, ``eventSourceARN`` is added,
+    DynamoDB Local's untagged empty maps get their ``M`` back
+    (:func:`~ddb_stream_patterns.local.stream_images.repair_image`) and its TTL records
+    are rewritten (:func:`rewrite_ttl_record`).
 
     Examples
     --------
@@ -194,7 +201,7 @@ def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str
         ddb["ApproximateCreationDateTime"] = _epoch_seconds(source["ApproximateCreationDateTime"])
     for key in ("Keys", "NewImage", "OldImage"):
         if key in source:
-            ddb[key] = _json_image(source[key])
+            ddb[key] = _json_image(repair_image(source[key]))
     for key in ("SequenceNumber", "SizeBytes", "StreamViewType"):
         if key in source:
             ddb[key] = source[key]
