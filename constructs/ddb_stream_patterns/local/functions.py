@@ -280,7 +280,9 @@ class LocalFunction:
             "function_arn": self.function_arn,
             "memory_mb": self.memory_mb,
         }
-        proc = subprocess.Popen(
+        from .lifecycle import popen  # dies with us (this file is also the worker's script)
+
+        proc = popen(
             [self.python, "-I", "-S", "-B", "-u", __file__, json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

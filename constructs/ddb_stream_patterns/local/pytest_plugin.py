@@ -26,12 +26,18 @@ import pytest
 
 from .cloud import LocalCloud
 from .deployer import Deployment, deploy
+from .lifecycle import exit_on_signals
 from .model import MappingStats
 from .pollers import Pollers
 
 __all__ = ["deploy_app", "local_cloud", "run_pollers"]
 
 _prefixes = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP stop the session like Ctrl-C: fixtures tear down, children stop."""
+    exit_on_signals(interrupt=True)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from ddb_stream_runtime.counter import MARKER_PREFIX
 
 from .cloud import LocalCloud
 from .deployer import Deployment, deploy
+from .lifecycle import die_with_parent, exit_on_signals
 from .model import MappingSpec, MappingStats
 from .opensearch import FakeOpenSearch
 from .pollers import Pollers
@@ -62,7 +63,7 @@ def synthesize(app: str, outdir: Path, cwd: Path) -> Path:
     command = shlex.split(app)
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable  # the interpreter that has this library installed
-    subprocess.run(command, cwd=cwd, env=env, check=True)
+    subprocess.run(command, cwd=cwd, env=env, check=True, preexec_fn=die_with_parent())  # noqa: PLW1509
     if not (outdir / "manifest.json").exists():
         raise RuntimeError(f"{app!r} wrote no cloud assembly to {outdir}")
     return outdir
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for idle")
     args = parser.parse_args(argv)
+    exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
     run(args.app, project=args.project, items=args.items, timeout=args.timeout)

