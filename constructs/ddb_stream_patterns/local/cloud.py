@@ -13,10 +13,16 @@ its ARNs; they are kept as the service returns them.
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
-from .servers import DynamoDBLocal, MotoServer
+from .servers import DynamoDBLocal, MotoServer, StandInDied
+
+_LOGGER = logging.getLogger(__name__)
 
 __all__ = ["LocalCloud", "DYNAMODB_SERVICES", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY"]
 
@@ -42,7 +48,15 @@ class LocalCloud:
         A started :class:`MotoServer` to use (default: start one, stop it on exit).
     region
         The region every client and function uses (default ``us-east-1``).
+    data_dir
+        Persistent mode: DynamoDB Local keeps its database in ``data_dir/dynamodb``
+        (``-dbPath``), stream pollers save their per-shard checkpoints in
+        ``data_dir/checkpoints``, and a DynamoDB Local that dies is restarted on the same
+        port, so the run resumes where it was. Default: ``None`` (in memory; a death is
+        reported and ends the run).
 
+    Undeliverable on-failure records go to :attr:`undeliverable_path` (JSON Lines:
+    ``data_dir/undeliverable.jsonl``, or a file in the temporary directory).
     Servers handed in are never stopped here: whoever started them owns them.
     """
 
@@ -52,8 +66,17 @@ class LocalCloud:
         moto: MotoServer | None = None,
         *,
         region: str = "us-east-1",
+        data_dir: str | Path | None = None,
     ) -> None:
         self.region = region
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        if self.data_dir is not None:
+            self.checkpoint_dir: Path | None = self.data_dir / "checkpoints"
+            self.undeliverable_path = self.data_dir / "undeliverable.jsonl"
+        else:
+            self.checkpoint_dir = None
+            self.undeliverable_path = (Path(tempfile.gettempdir()) /
+                                       f"ddb-stream-patterns-undeliverable-{os.getpid()}.jsonl")
         self.account_id = MOTO_ACCOUNT_ID
         self._dynamodb = dynamodb
         self._moto = moto
@@ -68,8 +91,13 @@ class LocalCloud:
         """Start whichever server was not handed in (idempotent)."""
         try:
             if self._dynamodb is None:
-                self._dynamodb = DynamoDBLocal().start()
+                db_path = self.data_dir / "dynamodb" if self.data_dir is not None else None
+                self._dynamodb = DynamoDBLocal(db_path=db_path)
+                self._dynamodb.on_exit.append(self._on_server_exit)
+                self._dynamodb.start()
                 self._owned.append(self._dynamodb)
+            elif _exit_of(self._dynamodb) is not None:
+                self._restart(self._dynamodb)
             if self._moto is None:
                 self._moto = MotoServer().start()
                 self._owned.append(self._moto)
@@ -77,6 +105,42 @@ class LocalCloud:
             self.stop()
             raise
         return self
+
+    def _on_server_exit(self, server: Any, status: object) -> None:
+        """Called by the server's watcher thread when it died: restart when on disk."""
+        if getattr(server, "db_path", None) is not None and server in self._owned:
+            threading.Thread(target=self._restart, args=(server,), daemon=True,
+                             name="restart-dynamodb-local").start()
+
+    def _restart(self, server: Any) -> None:
+        try:
+            server.restart_error = None
+            server.restart()
+            _LOGGER.warning("%s restarted on %s from %s (restart %d)", server.name,
+                            server.endpoint, server.db_path, server.restarts)
+        except Exception as exc:
+            server.restart_error = exc
+            _LOGGER.exception("%s could not be restarted", server.name)
+
+    def dead(self) -> list[Any]:
+        """The servers that exited while this cloud ran (and are not back)."""
+        return [s for s in (self._dynamodb, self._moto)
+                if s is not None and _exit_of(s) is not None]
+
+    def check(self) -> None:
+        """Raise :class:`StandInDied` naming a server that died and is not coming back.
+
+        In persistent mode a dead DynamoDB Local is being restarted: not an error.
+        """
+        for server in self.dead():
+            failed = getattr(server, "restart_error", None)
+            if (getattr(server, "db_path", None) is not None and server in self._owned
+                    and failed is None):
+                continue  # being restarted
+            detail = f"; the restart failed: {failed}" if failed is not None else ""
+            if isinstance(server, DynamoDBLocal) and server.db_path is None:
+                detail = ": it ran in memory, so its tables and streams are gone"
+            raise StandInDied(server.name, _exit_of(server), detail)
 
     def stop(self) -> None:
         """Stop the servers this cloud started; forget cached clients."""
@@ -159,5 +223,18 @@ class LocalCloud:
         }
 
     def __repr__(self) -> str:
-        state = "started" if self._dynamodb and self._moto else "stopped"
-        return f"LocalCloud({state}, region={self.region!r})"
+        if not (self._dynamodb and self._moto):
+            state = "stopped"
+        elif self.dead():
+            state = ", ".join(f"{s.name} exited with status {_exit_of(s)}"
+                              for s in self.dead())
+        else:
+            state = "started"
+        mode = f", data_dir={str(self.data_dir)!r}" if self.data_dir is not None else ""
+        return f"LocalCloud({state}, region={self.region!r}{mode})"
+
+
+def _exit_of(server: Any) -> object:
+    """A server's exit status if it died (asked of the process itself when it can be)."""
+    poll = getattr(server, "poll_exit", None)
+    return poll() if poll is not None else getattr(server, "exit_status", None)

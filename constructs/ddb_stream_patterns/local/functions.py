@@ -343,7 +343,9 @@ class LocalFunction:
             "memory_mb": self.memory_mb,
             "address_space_mb": self.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
         }
-        proc = subprocess.Popen(
+        from .lifecycle import popen  # dies with us (this file is also the worker's script)
+
+        proc = popen(
             [self.python, "-I", "-S", "-B", "-u", __file__, json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -26,6 +26,10 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   ``StreamRecord.is_ttl_expiry`` work locally. Measured with DynamoDB Local 3.3.1: the
   TTL sweep of a table runs about 1 s after ``UpdateTimeToLive`` enables it, then about
   every 10 s, so an expired item shows up in the stream after 1-10 s.
+* **Empty maps.** DynamoDB Local's stream images write an empty map as ``{}`` instead
+  of ``{"M": {}}`` (at any depth, in lists too); :func:`to_lambda_record` restores the
+  tag (:mod:`~ddb_stream_patterns.local.stream_images`), so every type arrives as AWS
+  sends it.
 * **Record age.** DynamoDB Local truncates ``ApproximateCreationDateTime`` to the
   minute. A record's age is therefore measured from ``min(ApproximateCreationDateTime +
   CREATION_TIME_GRANULARITY_S, the time this poller read it)`` (its youngest possible
@@ -36,8 +40,10 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   ``"records"`` list holding the failed records themselves: AWS sends only the batch
   coordinates, to re-read from the shard, which a local stream (in memory, soon gone)
   makes pointless. The same payloads are kept in :attr:`StreamPoller.failure_records`,
-  also when there is no destination or sending to it failed.
-* **Retries** happen on the next pass, without Lambda's back-off. With
+  also when there is no destination; one the destination did not take (moto stopped)
+  is appended to a JSON Lines file, :attr:`StreamPoller.undeliverable_path`.
+* **Retries** of a failed stream batch wait 50 ms, doubling up to 2 s (no hot loop
+  against a function that keeps failing). With
   ``max_retry_attempts=-1`` and ``max_record_age_s=-1`` (Lambda's defaults) a poison
   record blocks its shard forever, as in Lambda: :meth:`Pollers.run_until_idle` then
   times out and says which mapping is stuck.
@@ -46,6 +52,10 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   visible again at once (``ChangeMessageVisibility`` to ``failed_visibility_timeout_s``,
   default 0), so retries and moto's redrive to the dead-letter queue after
   ``maxReceiveCount`` happen in seconds; pass ``None`` to keep AWS's behaviour.
+* **Checkpoints** (per shard, the sequence number of the last record finished with) are
+  saved as JSON under ``checkpoint_dir`` (a persistent :class:`LocalCloud`'s
+  ``data_dir/checkpoints``); a new poller of the same mapping resumes after them, so
+  only an unfinished batch is delivered again, as Lambda redelivers it.
 * **Concurrency.** Everything runs in one thread: ``max_concurrency`` (SQS) and the
   per-shard parallelism of streams are not modelled, and shards are polled round-robin.
 * **Limits not modelled:** the 6 MB invocation payload cap, Lambda's throttling of more
@@ -67,16 +77,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ..stream_filter import StreamFilter
 from .model import MappingSpec, MappingStats
+from .stream_images import repair_image
 
 __all__ = [
     "CREATION_TIME_GRANULARITY_S",
@@ -110,6 +124,9 @@ _GET_RECORDS_LIMIT = 1000  # the Streams API maximum
 _SQS_RECEIVE_MAX = 10  # ReceiveMessage / DeleteMessageBatch maximum
 _STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")
 _EXHAUSTED = "RetryAttemptsExhausted"
+_RETRY_BACKOFF_S = 0.05  # first wait before retrying a failed stream batch; doubles
+_RETRY_BACKOFF_MAX_S = 2.0
+_ROUND_BACKOFF_MAX_S = 5.0  # longest wait between failing background poll rounds
 _TOO_OLD = "RecordAgeExceeded"
 
 
@@ -173,8 +190,10 @@ def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str
     """One DynamoDB Streams ``GetRecords`` record (as boto3 parses it) -> Lambda's record.
 
     ``ApproximateCreationDateTime`` becomes epoch seconds, binary values base64 text,
-    ``userIdentity`` gets Lambda's lower-case keys, ``eventSourceARN`` is added, and
-    DynamoDB Local's TTL records are rewritten (:func:`rewrite_ttl_record`).
+    ``userIdentity`` gets Lambda's lower-case keys, ``eventSourceARN`` is added,
+    DynamoDB Local's untagged empty maps get their ``M`` back
+    (:func:`~ddb_stream_patterns.local.stream_images.repair_image`) and its TTL records
+    are rewritten (:func:`rewrite_ttl_record`).
 
     Examples
     --------
@@ -196,7 +215,7 @@ def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str
         ddb["ApproximateCreationDateTime"] = _epoch_seconds(source["ApproximateCreationDateTime"])
     for key in ("Keys", "NewImage", "OldImage"):
         if key in source:
-            ddb[key] = _json_image(source[key])
+            ddb[key] = _json_image(repair_image(source[key]))
     for key in ("SequenceNumber", "SizeBytes", "StreamViewType"):
         if key in source:
             ddb[key] = source[key]
@@ -455,6 +474,8 @@ class _Shard:
     attempts: int = 0  # retries consumed by the head batch
     invoke_count: int = 0  # invocations of the head batch
     last_outcome: _Outcome | None = None
+    not_before: float = 0.0  # monotonic time before which a retry waits (back-off)
+    checkpoint: str | None = None  # sequence number of the last record finished with
 
     @property
     def done(self) -> bool:
@@ -491,6 +512,8 @@ class StreamPoller(_Poller):
         *,
         describe_interval_s: float = 1.0,
         copy_events: bool = True,
+        checkpoint_dir: str | Path | None = None,
+        undeliverable_path: str | Path | None = None,
     ) -> None:
         if mapping.kind != "dynamodb":
             raise ValueError(f"StreamPoller takes a 'dynamodb' mapping, got {mapping.kind!r}")
@@ -509,6 +532,19 @@ class StreamPoller(_Poller):
         self._shards: dict[str, _Shard] = {}
         self._described_at = float("-inf")
         self._function_arn = self._guess_function_arn()
+        # A LocalCloud's ``client`` method as the factory brings the cloud's settings.
+        owner = getattr(client_factory, "__self__", None)
+        checkpoint_dir = checkpoint_dir or getattr(owner, "checkpoint_dir", None)
+        #: Where per-shard checkpoints are saved (``None``: kept in memory only).
+        self.checkpoint_path = (Path(checkpoint_dir) / f"{mapping.logical_id}.json"
+                                if checkpoint_dir else None)
+        #: JSON Lines file of on-failure records the destination did not take.
+        self.undeliverable_path = Path(
+            undeliverable_path or getattr(owner, "undeliverable_path", None)
+            or Path(tempfile.gettempdir())
+            / f"ddb-stream-patterns-undeliverable-{os.getpid()}.jsonl")
+        self.undeliverable = 0
+        self._saved: dict[str, dict[str, Any]] = self._load_checkpoints()
         # Discover now: LATEST means "from when the mapping was created".
         self._discover(initial=True)
 
@@ -556,6 +592,11 @@ class StreamPoller(_Poller):
                 continue
             shard = _Shard(shard_id, item.get("ParentShardId"))
             self._shards[shard_id] = shard
+            saved = self._saved.get(shard_id)
+            if saved is not None:  # resume after the last record finished with
+                shard.last_read = shard.checkpoint = saved.get("checkpoint")
+                shard.exhausted = bool(saved.get("done"))
+                continue
             if latest:
                 if "EndingSequenceNumber" in item.get("SequenceNumberRange", {}):
                     shard.exhausted = True  # closed before the mapping existed
@@ -645,12 +686,39 @@ class StreamPoller(_Poller):
     # -- batches
 
     def _poll_shard(self, shard: _Shard) -> int:
+        if shard.buffer and time.monotonic() < shard.not_before:
+            return 0  # backing off before a retry
         handled = self._fill(shard)
         handled += self._age_out(shard)
         size = self._batch_size(shard)
         if size:
             handled += self._deliver(shard, shard.buffer[:size])
+        if not shard.buffer:
+            shard.checkpoint = shard.last_read  # filtered records are finished with too
+        self._save_checkpoint(shard)
         return handled
+
+    # -- checkpoints
+
+    def _load_checkpoints(self) -> dict[str, dict[str, Any]]:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return {}
+        saved = json.loads(self.checkpoint_path.read_text())
+        if saved.get("stream_arn") != self.stream_arn:
+            return {}  # another stream (a table re-created): start afresh
+        return dict(saved.get("shards", {}))
+
+    def _save_checkpoint(self, shard: _Shard) -> None:
+        if self.checkpoint_path is None:
+            return
+        entry = {"checkpoint": shard.checkpoint, "done": shard.done}
+        if self._saved.get(shard.shard_id) == entry:
+            return
+        self._saved[shard.shard_id] = entry
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint_path.with_suffix(".tmp")
+        partial.write_text(json.dumps({"stream_arn": self.stream_arn, "shards": self._saved}))
+        partial.replace(self.checkpoint_path)  # atomic: a crash leaves the old or the new
 
     def _batch_size(self, shard: _Shard) -> int:
         """How many records to invoke with now; 0 while the batching window is open."""
@@ -668,6 +736,8 @@ class StreamPoller(_Poller):
     def _consume(self, shard: _Shard, count: int) -> list[_Pending]:
         """Take ``count`` records off the front of the shard (they are checkpointed)."""
         taken, shard.buffer = shard.buffer[:count], shard.buffer[count:]
+        if taken:
+            shard.checkpoint = taken[-1].sequence_number
         left = count
         while left and shard.segments:
             if shard.segments[0] <= left:
@@ -680,6 +750,7 @@ class StreamPoller(_Poller):
     def _reset_head(self, shard: _Shard) -> None:
         shard.attempts = shard.invoke_count = 0
         shard.last_outcome = None
+        shard.not_before = 0.0
 
     def _age_out(self, shard: _Shard) -> int:
         max_age = self.mapping.max_record_age_s
@@ -755,6 +826,9 @@ class StreamPoller(_Poller):
         shard.attempts += 1
         limit = self.mapping.max_retry_attempts
         if limit is None or limit < 0 or shard.attempts <= limit:
+            # Exponential back-off, so a failing function is not invoked in a hot loop.
+            delay = min(_RETRY_BACKOFF_S * 2 ** (shard.attempts - 1), _RETRY_BACKOFF_MAX_S)
+            shard.not_before = time.monotonic() + delay
             return 0
         invoke_count = shard.invoke_count
         given_up = self._consume(shard, len(batch))
@@ -827,9 +901,20 @@ class StreamPoller(_Poller):
             return
         try:
             self._send(target, payload, shard.shard_id)
-        except Exception:  # the local cloud keeps going; the payload is in failure_records
-            _LOGGER.exception("%s: could not send the on-failure record to %s",
-                              self.mapping.logical_id, target)
+        except Exception as exc:  # the local cloud keeps going; the payload goes to a file
+            self._keep_undeliverable(target, payload, exc)
+
+    def _keep_undeliverable(self, target: str, payload: dict[str, Any], exc: Exception) -> None:
+        """Append an on-failure record the destination did not take to a JSON Lines file."""
+        line = {"mapping": self.mapping.logical_id, "destination": target,
+                "error": f"{type(exc).__name__}: {exc}", "payload": payload}
+        self.undeliverable_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.undeliverable_path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+        self.undeliverable += 1
+        _LOGGER.error("%s: could not send the on-failure record to %s (%s: %s); kept in %s",
+                      self.mapping.logical_id, target, type(exc).__name__, exc,
+                      self.undeliverable_path)
 
     def _send(self, target: str, payload: dict[str, Any], shard_id: str) -> None:
         parts = _arn_parts(target)
@@ -1048,6 +1133,9 @@ class Pollers:
             if kind is None:
                 raise ValueError(f"unsupported mapping kind {mapping.kind!r}")
             self.pollers[mapping.logical_id] = kind(mapping, client_factory)
+        self._client_factory = client_factory
+        #: Why the background loop stopped (a stand-in died), or ``None``.
+        self.error: Exception | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -1064,8 +1152,25 @@ class Pollers:
         return sum(self._round().values())
 
     def _round(self) -> dict[str, int]:
-        with self._lock:
-            return {logical_id: p.poll_once() for logical_id, p in self.pollers.items()}
+        try:
+            with self._lock:
+                return {logical_id: p.poll_once() for logical_id, p in self.pollers.items()}
+        except Exception as exc:
+            died = self._stand_in_died()
+            if died is not None:
+                raise died from exc
+            raise
+
+    def _stand_in_died(self) -> Exception | None:
+        """The error of a stand-in that died for good (a LocalCloud's ``check``), if any."""
+        check = getattr(getattr(self._client_factory, "__self__", None), "check", None)
+        if check is None:
+            return None
+        try:
+            check()
+        except Exception as exc:
+            return exc
+        return None
 
     def run_until_idle(
         self,
@@ -1116,12 +1221,24 @@ class Pollers:
         self._stop.clear()
 
         def loop() -> None:
+            failures = 0
             while not self._stop.is_set():
                 try:
                     handled = self.poll_once()
-                except Exception:
-                    _LOGGER.exception("poll round failed")
-                    handled = 0
+                    failures = 0
+                except Exception as exc:
+                    died = self._stand_in_died()
+                    if died is not None:  # one clear error, then stop
+                        self.error = died
+                        _LOGGER.error("pollers stopped: %s", died)
+                        return
+                    failures += 1
+                    if failures == 1:
+                        _LOGGER.exception("poll round failed; retrying with back-off")
+                    else:
+                        _LOGGER.debug("poll round failed again (%d): %s", failures, exc)
+                    self._stop.wait(min(interval * 2 ** failures, _ROUND_BACKOFF_MAX_S))
+                    continue
                 if not handled:
                     self._stop.wait(interval)
 

@@ -31,6 +31,7 @@ import pytest
 
 from .cloud import LocalCloud
 from .deployer import Deployment, deploy
+from .lifecycle import exit_on_signals
 from .model import MappingStats
 from .pollers import Pollers
 
@@ -40,6 +41,11 @@ _prefixes = itertools.count()
 
 #: Where ``deploy_app`` keeps a test's deployments (``item.stash[DEPLOYMENTS]``).
 DEPLOYMENTS = pytest.StashKey[list]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP stop the session like Ctrl-C: fixtures tear down, children stop."""
+    exit_on_signals(interrupt=True)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from ddb_stream_runtime.counter import MARKER_PREFIX
 
 from .cloud import LocalCloud
 from .deployer import Deployment, deploy
+from .lifecycle import die_with_parent, exit_on_signals
 from .model import MappingSpec, MappingStats
 from .opensearch import FakeOpenSearch
 from .pollers import Pollers
@@ -70,7 +71,7 @@ def synthesize(app: str, outdir: Path, cwd: Path) -> Path:
     command = shlex.split(app)
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable  # the interpreter that has this library installed
-    subprocess.run(command, cwd=cwd, env=env, check=True)
+    subprocess.run(command, cwd=cwd, env=env, check=True, preexec_fn=die_with_parent())  # noqa: PLW1509
     if not (outdir / "manifest.json").exists():
         raise RuntimeError(f"{app!r} wrote no cloud assembly to {outdir}")
     return outdir
@@ -159,10 +160,12 @@ def run(
     timeout: float = 120,
     out: TextIO | None = None,
     before_polling: Callable[[Deployment], None] | None = None,
+    data_dir: str | Path | None = None,
 ) -> RunReport:
     """Synthesize, deploy into a fresh local cloud, write samples, poll, report.
 
     ``before_polling`` gets the deployment after the writes (tests inject faults there).
+    ``data_dir`` runs the cloud in persistent mode (see :class:`LocalCloud`).
     """
     out = out or sys.stdout
     project = Path(project).resolve()
@@ -171,7 +174,7 @@ def run(
         say(f"synthesizing {app or _app_command(project)!r}")
         assembly = synthesize(app or _app_command(project), Path(tmp) / "cdk.out", project)
         say("starting DynamoDB Local, moto's server and the OpenSearch stand-in")
-        with LocalCloud() as cloud, FakeOpenSearch() as search:
+        with LocalCloud(data_dir=data_dir) as cloud, FakeOpenSearch() as search:
             host = search.endpoint.split("://", 1)[1]
             with deploy(
                 cloud, assembly,
@@ -200,7 +203,7 @@ def run(
                     queues=_queues(cloud, deployment),
                     outcomes=_outcomes(cloud, deployment, search),
                 )
-                report.text = _render(report)
+                report.text = _render(report) + _undeliverable(pollers, cloud)
                 print(report.text, file=out)
                 return report
 
@@ -353,6 +356,12 @@ def render_errors(flows: dict[str, MappingStats]) -> list[str]:
     return lines
 
 
+def _undeliverable(pollers: Pollers, cloud: LocalCloud) -> str:
+    count = sum(getattr(p, "undeliverable", 0) for p in pollers.pollers.values())
+    return (f"\n  on-failure records the destination did not take: {count}"
+            f" (kept in {cloud.undeliverable_path})")
+
+
 def _by_stack(values: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
     grouped: dict[str, list[tuple[str, Any]]] = {}
     for path, value in sorted(values.items()):
@@ -372,8 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         "--items", type=int, default=20, help="sample items per table (default: 20)"
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for idle")
+    parser.add_argument(
+        "--data-dir",
+        help="persistent mode: DynamoDB Local's database, the stream checkpoints and the "
+             "undeliverable on-failure records live here; a DynamoDB Local that dies is "
+             "restarted (default: in memory)",
+    )
     args = parser.parse_args(argv)
+    exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
-    run(args.app, project=args.project, items=args.items, timeout=args.timeout)
+    run(args.app, project=args.project, items=args.items, timeout=args.timeout,
+        data_dir=args.data_dir)
     return 0

