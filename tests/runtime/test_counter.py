@@ -268,6 +268,29 @@ def test_sums_are_exact(table: Table, make_counter: Callable[..., GroupCounter])
     assert table.counts() == {"g": (3, Decimal("0.3"))}
 
 
+def test_sums_of_38_digit_numbers_are_exact(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    # DynamoDB numbers carry 38 significant digits; Python's default context keeps 28.
+    big = "1234567890123456789012345678901234567.8"
+    batch = event(
+        insert(1, "a", "g", big),
+        insert(2, "b", "g", "0.1"),
+        modify(3, "c", "h", "h", "0.1", big),  # same group: +(new - old)
+    )
+    assert make_counter().count(batch) == no_failures()
+    [call] = table.transactions
+    sums = {
+        i["Update"]["Key"]["pk"]["S"]: i["Update"]["ExpressionAttributeValues"][":sum"]["N"]
+        for i in call["TransactItems"]
+        if "Update" in i
+    }
+    assert sums == {
+        "g": "1234567890123456789012345678901234567.9",
+        "h": "1234567890123456789012345678901234567.7",
+    }
+
+
 def test_modify_moving_an_item_moves_its_amount(
     table: Table, make_counter: Callable[..., GroupCounter]
 ) -> None:

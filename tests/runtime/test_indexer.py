@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import doctest
 import json
+import logging
 import os
 import random
 import socket
@@ -462,6 +463,15 @@ def test_an_item_without_an_integer_status_failed(result: dict[str, Any]) -> Non
     assert item_succeeded(result, "delete") is False
 
 
+def test_only_2xx_is_success_at_the_edges() -> None:
+    assert [item_succeeded({"status": s}, "index") for s in (199, 200, 299, 300)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
 SENT_STATUSES = [case for case in ITEM_STATUSES if case[0] in ("index", "delete")]
 
 
@@ -485,6 +495,23 @@ def test_each_bulk_item_status_reports_exactly_the_records_not_applied(
     assert client.requests == [[("index", "l|t0"), (action, "l|t1"), ("index", "l|t2")]]
     # ... and only a failed item is reported, retryable or not: Lambda re-sends from it.
     assert response == (no_failures() if outcome == SUCCESS else failed(records[1]))
+
+
+def test_a_failed_item_is_logged_with_its_status_and_type_never_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(2)]
+    client = ScriptedBulk({"l|t1": (404, "index_not_found_exception")})
+    config = IndexerConfig("https://search.example", INDEX, REGION, ("ListId", "TaskId"))
+    with caplog.at_level(logging.ERROR, logger="ddb_stream_runtime.indexer"):
+        assert SearchIndexer(config, client=client).index_batch(event(*records)) == failed(
+            records[1]
+        )
+    [error] = caplog.records
+    message = error.getMessage()
+    assert "index failed with status 404 (index_not_found_exception)" in message
+    assert seq_of(records[1]) in message and "evt-1" in message
+    assert "quoted data" not in message  # a reason can quote the document
 
 
 def test_item_statuses_are_not_resent_within_the_invocation(
