@@ -388,7 +388,7 @@ def test_group_deltas(raw: dict[str, Any], expected: dict[str, list[Any]]) -> No
 
 
 def test_replaying_the_same_batch_leaves_counts_unchanged(
-    table: Table, make_counter: Callable[..., GroupCounter]
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
 ) -> None:
     counter = make_counter()
     batch = event(
@@ -408,6 +408,7 @@ def test_replaying_the_same_batch_leaves_counts_unchanged(
     assert table.counts() == once
     # Each replay: one transaction, cancelled on every marker, then nothing left to write.
     assert len(table.transactions) == sent + 2
+    assert sleeps == []  # an already-applied record is progress, not a reason to back off
 
 
 def test_replaying_a_bisected_half_then_the_full_batch(
@@ -430,7 +431,7 @@ def test_replaying_a_bisected_half_then_the_full_batch(
 
 
 def test_a_batch_whose_middle_was_applied_is_completed_exactly_once(
-    table: Table, make_counter: Callable[..., GroupCounter]
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
 ) -> None:
     # The cancelled attempt writes record 0's marker before it meets record 3's:
     # the transaction's rollback must undo it, or record 0 would never be counted.
@@ -442,6 +443,7 @@ def test_a_batch_whose_middle_was_applied_is_completed_exactly_once(
     assert table.markers() == {r["eventID"] for r in records}
     cancelled_then_retried = [len(t["TransactItems"]) for t in table.transactions[1:]]
     assert cancelled_then_retried == [8 + 1, 5 + 1]
+    assert sleeps == []  # retried at once: dropping applied records is progress
 
 
 def test_a_record_replayed_after_a_net_zero_batch_is_not_applied_again(
