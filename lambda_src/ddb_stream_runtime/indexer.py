@@ -72,7 +72,9 @@ Failures
 --------
 The bulk response's items map back to the records in order. The earliest
 item that failed (any status but 2xx, 404 on a delete, or a 409 version
-conflict) is the only ``batchItemFailure``. Items after it in the same
+conflict, see :func:`item_succeeded`) is the only ``batchItemFailure``; an
+item's 429 or 5xx is not resent within the invocation: Lambda's re-send of
+the reported record retries it. Items after it in the same
 request were applied anyway; Lambda re-sends them, and versioning makes the
 re-send idempotent. HTTP 429, 5xx and connection errors for the whole request
 are retried with exponential backoff; then (or at once for other statuses) the
@@ -152,6 +154,8 @@ _VERSION_TYPE = "external_gte"
 _WHOLE_BATCH = ""  # Lambda reads an empty itemIdentifier as "the whole batch failed"
 _CONTENT_TYPE = "application/x-ndjson"
 _TOO_MANY_REQUESTS = 429  # retried, like every 5xx
+# Actions for which a 409 means "newer data, or the document, is already there".
+_CONFLICT_MEANS_NEWER = frozenset({"index", "create", "delete"})
 _DIGITS = re.compile(r"[0-9]+")
 # Index names: lowercase, none of \ / * ? " < > | , # : or space, not starting with _ - +.
 _INDEX_NAME = re.compile(r"(?![_+-])[^A-Z\\/*?\"<>|,#: ]{1,255}")
@@ -366,14 +370,29 @@ def image_to_document(image: Mapping[str, Any]) -> dict[str, Any]:
 def item_succeeded(result: Mapping[str, Any], action: str) -> bool:
     """Whether one bulk item left the index as the request wanted.
 
-    2xx, a 404 on a delete (nothing to delete) and a 409 version conflict (a
-    newer version, or for ``create`` an existing document, is already there)
-    all count as success.
+    Success: 2xx; a 404 on a ``delete`` (nothing to delete); a 409 version
+    conflict on ``index``, ``create`` or ``delete`` (a newer version, or for
+    ``create`` an existing document, is already there). Everything else failed:
+    429 and 5xx (worth retrying), any other 4xx, among them a 404 on an
+    ``index`` or ``create`` (``index_not_found_exception``: nothing was
+    written), and a 409 on an ``update`` (a concurrent change won: the update
+    was not applied).
+
+    Examples
+    --------
+    >>> item_succeeded({"status": 404}, "delete"), item_succeeded({"status": 404}, "index")
+    (True, False)
+    >>> item_succeeded({"status": 409}, "index"), item_succeeded({"status": 409}, "update")
+    (True, False)
     """
     status = result.get("status")
     if not isinstance(status, int):
         return False
-    return 200 <= status < 300 or status == 409 or (status == 404 and action == "delete")
+    if 200 <= status < 300:
+        return True
+    if status == 409:
+        return action in _CONFLICT_MEANS_NEWER
+    return status == 404 and action == "delete"
 
 
 # --- the HTTP client ------------------------------------------------------------------

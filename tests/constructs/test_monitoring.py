@@ -67,6 +67,9 @@ def test_alarm_topic_receives_alarm_and_ok(stack):
     topic = sns.Topic(stack, "OnCall")
     controller = _simple(stack, monitoring=Monitoring(alarm_topic=topic))
     ref = {"Ref": stack.get_logical_id(topic.node.default_child)}
+    assert {"handlerIteratorAge", "handlerErrors"} <= set(controller.alarms)
+    # Every alarm of the stack is one of them, so the loop checks them all.
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", len(controller.alarms))
     for alarm in controller.alarms.values():
         props = _alarm(stack, alarm)
         assert props["AlarmActions"] == [ref] and props["OKActions"] == [ref]

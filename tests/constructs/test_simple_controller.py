@@ -217,7 +217,11 @@ def test_exposes_its_resources(stack):
     assert isinstance(controller.event_source_mapping, lambda_.EventSourceMapping)
     assert controller.event_source_mapping.node.scope is controller.function
     assert isinstance(controller.failure_destination, sources.SqsDlq)
-    assert controller.event_source.event_source_mapping_id
+    # The event source is the one that made the mapping: its id is the mapping's Ref.
+    mapping = controller.event_source_mapping.node.default_child
+    assert stack.resolve(controller.event_source.event_source_mapping_id) == {
+        "Ref": stack.get_logical_id(mapping)
+    }
 
 
 # ---- invalid props (the common ones are in test_invalid_configurations.py) ------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import doctest
+import json
 import logging
+import random
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,6 +14,8 @@ import boto3
 import moto
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ddb_stream_runtime.counter as counter_module
 from ddb_stream_runtime import StreamRecord
@@ -264,6 +268,29 @@ def test_sums_are_exact(table: Table, make_counter: Callable[..., GroupCounter])
     assert table.counts() == {"g": (3, Decimal("0.3"))}
 
 
+def test_sums_of_38_digit_numbers_are_exact(
+    table: Table, make_counter: Callable[..., GroupCounter]
+) -> None:
+    # DynamoDB numbers carry 38 significant digits; Python's default context keeps 28.
+    big = "1234567890123456789012345678901234567.8"
+    batch = event(
+        insert(1, "a", "g", big),
+        insert(2, "b", "g", "0.1"),
+        modify(3, "c", "h", "h", "0.1", big),  # same group: +(new - old)
+    )
+    assert make_counter().count(batch) == no_failures()
+    [call] = table.transactions
+    sums = {
+        i["Update"]["Key"]["pk"]["S"]: i["Update"]["ExpressionAttributeValues"][":sum"]["N"]
+        for i in call["TransactItems"]
+        if "Update" in i
+    }
+    assert sums == {
+        "g": "1234567890123456789012345678901234567.9",
+        "h": "1234567890123456789012345678901234567.7",
+    }
+
+
 def test_modify_moving_an_item_moves_its_amount(
     table: Table, make_counter: Callable[..., GroupCounter]
 ) -> None:
@@ -361,7 +388,7 @@ def test_group_deltas(raw: dict[str, Any], expected: dict[str, list[Any]]) -> No
 
 
 def test_replaying_the_same_batch_leaves_counts_unchanged(
-    table: Table, make_counter: Callable[..., GroupCounter]
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
 ) -> None:
     counter = make_counter()
     batch = event(
@@ -381,6 +408,7 @@ def test_replaying_the_same_batch_leaves_counts_unchanged(
     assert table.counts() == once
     # Each replay: one transaction, cancelled on every marker, then nothing left to write.
     assert len(table.transactions) == sent + 2
+    assert sleeps == []  # an already-applied record is progress, not a reason to back off
 
 
 def test_replaying_a_bisected_half_then_the_full_batch(
@@ -403,7 +431,7 @@ def test_replaying_a_bisected_half_then_the_full_batch(
 
 
 def test_a_batch_whose_middle_was_applied_is_completed_exactly_once(
-    table: Table, make_counter: Callable[..., GroupCounter]
+    table: Table, make_counter: Callable[..., GroupCounter], sleeps: Sleeps
 ) -> None:
     # The cancelled attempt writes record 0's marker before it meets record 3's:
     # the transaction's rollback must undo it, or record 0 would never be counted.
@@ -415,6 +443,7 @@ def test_a_batch_whose_middle_was_applied_is_completed_exactly_once(
     assert table.markers() == {r["eventID"] for r in records}
     cancelled_then_retried = [len(t["TransactItems"]) for t in table.transactions[1:]]
     assert cancelled_then_retried == [8 + 1, 5 + 1]
+    assert sleeps == []  # retried at once: dropping applied records is progress
 
 
 def test_a_record_replayed_after_a_net_zero_batch_is_not_applied_again(
@@ -495,6 +524,240 @@ def test_1000_records_over_10_groups_in_10_batches(
     assert [len(t["TransactItems"]) for t in table.transactions[:2]] == [100, 20]
     assert all(len(t["TransactItems"]) <= MAX_TRANSACTION_ITEMS for t in table.transactions)
     assert table.counts() == {f"g{g}": (100, Decimal(150)) for g in range(10)}
+
+
+# --- TransactWriteItems' limits, enforced as DynamoDB does --------------------------------
+# "groups up to 100 action requests ... no two actions can target the same item ... The
+# aggregate size of the items in the transaction cannot exceed 4 MB" (TransactWriteItems,
+# DynamoDB API reference). moto enforces none of them.
+
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+
+
+def transaction_bytes(items: list[Any]) -> int:
+    """An upper bound of the items' aggregate size: the request's JSON holds every name and
+    value written, with type tags and quotes on top (counter items hold pk, count, sum)."""
+    return len(json.dumps(items, separators=(",", ":")).encode())
+
+
+def _item_key(action: dict[str, Any]) -> tuple[str, str]:
+    [(kind, params)] = action.items()
+    key = params["Item"] if kind == "Put" else params["Key"]
+    return params["TableName"], json.dumps(key["pk"], sort_keys=True)
+
+
+def check_transaction_limits(items: list[Any]) -> None:
+    """Raise DynamoDB's ValidationException where it would reject the request."""
+    problem = None
+    if len(items) > MAX_TRANSACTION_ITEMS:
+        problem = (
+            "1 validation error detected: Value at 'transactItems' failed to satisfy "
+            f"constraint: Member must have length less than or equal to 100 ({len(items)})"
+        )
+    elif transaction_bytes(items) > MAX_TRANSACTION_BYTES:
+        problem = "Transaction request size exceeds the maximum of 4 MB"
+    elif len({_item_key(i) for i in items}) != len(items):
+        problem = "Transaction request cannot include multiple operations on one item"
+    if problem is not None:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": problem}}, "TransactWriteItems"
+        )
+
+
+class WithLimits:
+    """moto's client behind DynamoDB's TransactWriteItems limits."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.rejected: list[int] = []  # sizes of the transactions DynamoDB would refuse
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        try:
+            check_transaction_limits(kwargs["TransactItems"])
+        except ClientError:
+            self.rejected.append(len(kwargs["TransactItems"]))
+            raise
+        return self.client.transact_write_items(**kwargs)
+
+
+@pytest.mark.parametrize("key_bytes", [0, 2048], ids=["short-groups", "2048-byte-groups"])
+def test_worst_case_batch_of_moves_between_new_groups_fits_100_items(
+    table: Table, make_counter: Callable[..., GroupCounter], key_bytes: int
+) -> None:
+    # Each MODIFY moves its item between two groups the sub-batch has not touched yet:
+    # a marker plus two counter updates, 3 items a record. 33 records are 99 items; the
+    # 34th must open a new transaction (with it, 102 items: DynamoDB refuses). Group
+    # names at the 2,048-byte key limit make the largest items the counter can write.
+    def group(kind: str, i: int) -> str:
+        return f"{kind}{i:02}".ljust(key_bytes, "x")
+
+    client = WithLimits(table.client)
+    counter = make_counter(client=client)
+    inserts = [insert(i, f"t{i:02}", group("from", i), "2") for i in range(34)]
+    assert counter.count(event(*inserts)) == no_failures()
+    assert [len(t["TransactItems"]) for t in table.transactions] == [68]
+    moves = [
+        modify(100 + i, f"t{i:02}", group("from", i), group("to", i), "2", "3") for i in range(34)
+    ]
+    assert counter.count(event(*moves)) == no_failures()
+    transactions = [t["TransactItems"] for t in table.transactions[1:]]
+    assert [len(t) for t in transactions] == [99, 3] and client.rejected == []
+    # The largest transaction the counter can build stays far below the 4 MB limit.
+    assert all(transaction_bytes(t) <= MAX_TRANSACTION_BYTES / 16 for t in transactions)
+    markers = [[i["Put"]["Item"]["pk"]["S"] for i in t if "Put" in i] for t in transactions]
+    expected = [f"{MARKER_PREFIX}{r['eventID']}" for r in moves]
+    assert markers == [expected[:33], expected[33:]]  # stream order kept across the cut
+    assert table.counts() == {
+        **{group("from", i): (0, Decimal(0)) for i in range(34)},
+        **{group("to", i): (1, Decimal(3)) for i in range(34)},
+    }
+
+
+class TransactionalCounterTable:
+    """An in-memory counter table with TransactWriteItems' semantics, for property tests.
+
+    Atomic; enforces the limits (check_transaction_limits); cancels the whole transaction
+    with ConditionalCheckFailed at each marker put whose key exists (the counter's
+    ``attribute_not_exists(#pk)``); applies ``ADD #count :count[, #sum :sum]`` exactly.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.transactions: list[list[Any]] = []
+
+    def transact_write_items(self, TransactItems: list[Any], ClientRequestToken: str) -> dict:  # noqa: N803
+        self.transactions.append(TransactItems)
+        check_transaction_limits(TransactItems)
+        assert 1 <= len(ClientRequestToken) <= 36
+        reasons = []
+        for action in TransactItems:
+            put = action.get("Put")
+            exists = put is not None and put["Item"]["pk"]["S"] in self.items
+            assert put is None or put["ConditionExpression"] == "attribute_not_exists(#pk)"
+            reasons.append({"Code": "ConditionalCheckFailed" if exists else "None"})
+        if any(r["Code"] != "None" for r in reasons):
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        for action in TransactItems:
+            if "Put" in action:
+                item = action["Put"]["Item"]
+                self.items[item["pk"]["S"]] = item
+                continue
+            update = action["Update"]
+            assert update["UpdateExpression"] in ("ADD #count :count", "ADD #count :count, #sum :sum")
+            stored = self.items.setdefault(update["Key"]["pk"]["S"], {})
+            for placeholder, value in update["ExpressionAttributeValues"].items():
+                name = update["ExpressionAttributeNames"]["#" + placeholder[1:]]
+                stored[name] = stored.get(name, Decimal(0)) + Decimal(value["N"])
+        return {}
+
+    def counts(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Group -> (count, sum), markers and all-zero groups left out."""
+        return {
+            pk: (item.get("count", Decimal(0)), item.get("sum", Decimal(0)))
+            for pk, item in self.items.items()
+            if not pk.startswith(MARKER_PREFIX) and (item.get("count") or item.get("sum"))
+        }
+
+
+def group_name(number: int) -> str:
+    """Short names, and every 11th one near the 2,048-byte key limit (the largest items)."""
+    return f"{'L' * 2040}{number:04}" if number % 11 == 0 else f"g{number}"
+
+
+def random_shard(
+    rng: random.Random, size: int, tasks: int, groups: int, remove_pct: int, missing_pct: int
+) -> list[dict[str, Any]]:
+    """A shard's INSERT / MODIFY / REMOVE records (both images) over ``tasks`` items."""
+    state: dict[str, tuple[str | None, str]] = {}  # task -> (group, points)
+    records = []
+    for seq in range(1, size + 1):
+        task = f"t{rng.randrange(tasks)}"
+        old = state.get(task)
+        if old is not None and rng.randrange(100) < remove_pct:
+            records.append(remove(seq, task, *old))
+            del state[task]
+            continue
+        group = None if rng.randrange(100) < missing_pct else group_name(rng.randrange(groups))
+        points = str(Decimal(rng.randint(-10**6, 10**6)).scaleb(-2))
+        if old is None:
+            records.append(insert(seq, task, group, points))
+        else:
+            records.append(modify(seq, task, old[0], group, old[1], points))
+        state[task] = (group, points)
+    return records
+
+
+def expected_counts(records: list[dict[str, Any]]) -> dict[str, tuple[Decimal, Decimal]]:
+    """Count and sum per group, folded naively over the records, each applied once."""
+    totals: dict[str, list[Decimal]] = {}
+    for raw in records:
+        for name, sign in (("OldImage", -1), ("NewImage", 1)):
+            img = raw["dynamodb"].get(name)
+            if img is None or "ListId" not in img:
+                continue
+            total = totals.setdefault(img["ListId"]["S"], [Decimal(0), Decimal(0)])
+            total[0] += sign
+            total[1] += sign * Decimal(img["points"]["N"])
+    return {g: (c, s) for g, (c, s) in totals.items() if c or s}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,  # the same examples in every run: CI never flakes on a new one
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(1, 500),
+    tasks=st.integers(1, 300),
+    groups=st.integers(1, 600),
+    remove_pct=st.integers(0, 50),
+    missing_pct=st.integers(0, 30),
+    batch_sizes=st.lists(st.integers(1, 500), min_size=1, max_size=4),
+    replays=st.lists(st.integers(0, 499), max_size=4),
+)
+def test_property_transactions_fit_the_limits_and_counts_are_exact(
+    seed: int,
+    size: int,
+    tasks: int,
+    groups: int,
+    remove_pct: int,
+    missing_pct: int,
+    batch_sizes: list[int],
+    replays: list[int],
+) -> None:
+    records = random_shard(random.Random(seed), size, tasks, groups, remove_pct, missing_pct)
+    dynamodb = TransactionalCounterTable()
+    counter = GroupCounter(
+        CounterConfig(TABLE, "ListId", sum_source_attribute="points"),
+        dynamodb_client=dynamodb,
+        sleep=lambda seconds: None,
+    )
+    # Lambda's batches, cut at the drawn sizes; after some, a suffix is delivered again.
+    start = number = 0
+    while start < len(records):
+        batch = records[start : start + batch_sizes[number % len(batch_sizes)]]
+        assert counter.count(event(*batch)) == no_failures()
+        if number < len(replays):
+            assert counter.count(event(*batch[replays[number] % len(batch) :])) == no_failures()
+        start += len(batch)
+        number += 1
+    contributing = [r for r in records if group_deltas(StreamRecord.from_lambda(r), counter.config)]
+    if contributing:
+        assert dynamodb.transactions  # something was written ...
+    assert all(len(t) <= MAX_TRANSACTION_ITEMS for t in dynamodb.transactions)  # ... in limits
+    assert all(transaction_bytes(t) <= MAX_TRANSACTION_BYTES for t in dynamodb.transactions)
+    assert dynamodb.counts() == expected_counts(records)
+    markers = {pk for pk in dynamodb.items if pk.startswith(MARKER_PREFIX)}
+    assert markers == {MARKER_PREFIX + r["eventID"] for r in contributing}
 
 
 # --- failures ---------------------------------------------------------------------------

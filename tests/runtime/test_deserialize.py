@@ -102,6 +102,35 @@ def test_numbers_are_exact_and_never_float(rich_image: dict[str, Any]) -> None:
     assert "float" not in json.dumps(_types(result), default=str)
 
 
+NULLS_IN_LISTS = {
+    "L": [
+        {"NULL": True},
+        {"S": "a"},
+        {"NULL": True},
+        {"NULL": True},
+        {"L": [{"NULL": True}]},
+        {"M": {"n": {"NULL": True}, "l": {"L": [{"N": "1"}, {"NULL": True}]}}},
+        {"NULL": True},
+    ]
+}
+
+
+def test_a_list_holding_nulls_round_trips() -> None:
+    # Every NULL keeps its place: at the start, in a run, nested, and at the end.
+    value = deserialize_value(NULLS_IN_LISTS)
+    assert value == [None, "a", None, None, [None], {"n": None, "l": [1, None]}, None]
+    assert deserialize_value({"L": [{"NULL": True}] * 3}) == [None, None, None]
+    image = {"list": NULLS_IN_LISTS, "only": {"L": [{"NULL": True}]}}
+    assert deserialize_image(image) == {"list": value, "only": [None]}
+    # Back to the same DynamoDB JSON (what the replicator writes), and boto3 agrees.
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from ddb_stream_runtime.replicator import serialize_value
+
+    assert serialize_value(value) == NULLS_IN_LISTS
+    assert TypeDeserializer().deserialize(NULLS_IN_LISTS) == value
+
+
 def test_image_none_and_empty() -> None:
     assert deserialize_image(None) is None
     assert deserialize_image({}) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import doctest
 import json
+import logging
 import os
 import random
 import socket
@@ -30,6 +31,7 @@ from ddb_stream_runtime.indexer import (
     SearchIndexer,
     document_id,
     handler,
+    item_succeeded,
     sequence_version,
 )
 
@@ -364,6 +366,188 @@ def test_the_earliest_failed_item_is_reported(
     search.fail_document("l|t4", 429, "es_rejected_execution_exception")
     search.fail_document("l|t1", 400, "mapper_parsing_exception")
     assert make_indexer().index_batch(event(*records)) == failed(records[1])
+
+
+# --- bulk item statuses, per action ------------------------------------------------------
+# Success: 2xx; 409 on index/create/delete (newer data, or for create the document, is
+# already there); 404 on a delete (nothing to delete). Failed: 429 and 5xx (Lambda's
+# re-send retries them), every other 4xx, among them a 404 on an index or create
+# (index_not_found_exception: nothing was written), and a 409 on an update (a
+# concurrent change won). A failed item is the record Lambda must re-send: counting one
+# as success moves the checkpoint past a document that never reached the index.
+
+SUCCESS, RETRYABLE, PERMANENT = "success", "retryable", "permanent"
+ITEM_STATUSES: list[tuple[str, int, str | None, str]] = [
+    *[("index", s, None, SUCCESS) for s in (200, 201)],
+    ("index", 409, "version_conflict_engine_exception", SUCCESS),
+    ("index", 404, "index_not_found_exception", PERMANENT),
+    ("index", 400, "mapper_parsing_exception", PERMANENT),
+    ("index", 400, "illegal_argument_exception", PERMANENT),
+    ("index", 401, "security_exception", PERMANENT),
+    ("index", 403, "cluster_block_exception", PERMANENT),
+    ("index", 413, "content_too_long_exception", PERMANENT),
+    ("index", 429, "es_rejected_execution_exception", RETRYABLE),
+    ("index", 500, "exception", RETRYABLE),
+    ("index", 503, "unavailable_shards_exception", RETRYABLE),
+    ("delete", 200, None, SUCCESS),
+    ("delete", 404, None, SUCCESS),  # result "not_found": nothing to delete
+    ("delete", 404, "index_not_found_exception", SUCCESS),  # no index, so no document either
+    ("delete", 409, "version_conflict_engine_exception", SUCCESS),
+    ("delete", 400, "action_request_validation_exception", PERMANENT),
+    ("delete", 403, "cluster_block_exception", PERMANENT),
+    ("delete", 429, "es_rejected_execution_exception", RETRYABLE),
+    ("delete", 500, "exception", RETRYABLE),
+    ("delete", 503, "unavailable_shards_exception", RETRYABLE),
+    # Actions the indexer does not send (backfill sends create), judged by the same rule.
+    *[("create", s, None, SUCCESS) for s in (200, 201)],
+    ("create", 409, "version_conflict_engine_exception", SUCCESS),  # the document is there
+    ("create", 404, "index_not_found_exception", PERMANENT),
+    ("create", 400, "mapper_parsing_exception", PERMANENT),
+    ("create", 429, "es_rejected_execution_exception", RETRYABLE),
+    ("create", 503, "unavailable_shards_exception", RETRYABLE),
+    ("update", 200, None, SUCCESS),
+    ("update", 409, "version_conflict_engine_exception", PERMANENT),  # not applied
+    ("update", 404, "document_missing_exception", PERMANENT),
+    ("update", 400, "illegal_argument_exception", PERMANENT),
+    ("update", 429, "es_rejected_execution_exception", RETRYABLE),
+    ("update", 502, "exception", RETRYABLE),
+]
+
+
+def bulk_item(status: Any, kind: str | None = None) -> dict[str, Any]:
+    """One action's result, shaped like OpenSearch's (an ``error`` object on failures)."""
+    result: dict[str, Any] = {"_index": INDEX, "_id": "x", "_version": 1, "status": status}
+    if kind is not None:
+        result["error"] = {"type": kind, "reason": "quoted data must not be logged"}
+    return result
+
+
+class ScriptedBulk:
+    """A bulk client that answers each action with the status given for its document id."""
+
+    def __init__(self, statuses: dict[str, tuple[int, str | None]]) -> None:
+        self.statuses = statuses
+        self.requests: list[list[tuple[str, str]]] = []  # (action, _id) per request
+
+    def bulk(self, body: bytes) -> dict[str, Any]:
+        lines = iter(json.loads(line) for line in body.decode().splitlines())
+        actions = []
+        for line in lines:
+            [(action, meta)] = line.items()
+            actions.append((action, meta["_id"]))
+            if action != "delete":
+                next(lines)  # the source (or partial document)
+        self.requests.append(actions)
+        items = []
+        for action, doc_id in actions:
+            status, kind = self.statuses.get(doc_id, (201, None))
+            items.append({action: bulk_item(status, kind)})
+        errors = any(not 200 <= r["status"] < 300 for i in items for r in i.values())
+        return {"took": 1, "errors": errors, "items": items}
+
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "kind", "outcome"),
+    ITEM_STATUSES,
+    ids=[f"{a}-{s}-{k or 'ok'}" for a, s, k, _ in ITEM_STATUSES],
+)
+def test_item_succeeded_per_action_and_status(
+    action: str, status: int, kind: str | None, outcome: str
+) -> None:
+    assert item_succeeded(bulk_item(status, kind), action) is (outcome == SUCCESS)
+
+
+@pytest.mark.parametrize("result", [{}, {"status": None}, {"status": "200"}, {"error": {}}])
+def test_an_item_without_an_integer_status_failed(result: dict[str, Any]) -> None:
+    assert item_succeeded(result, "index") is False
+    assert item_succeeded(result, "delete") is False
+
+
+def test_only_2xx_is_success_at_the_edges() -> None:
+    assert [item_succeeded({"status": s}, "index") for s in (199, 200, 299, 300)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+SENT_STATUSES = [case for case in ITEM_STATUSES if case[0] in ("index", "delete")]
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "kind", "outcome"),
+    SENT_STATUSES,
+    ids=[f"{a}-{s}-{k or 'ok'}" for a, s, k, _ in SENT_STATUSES],
+)
+def test_each_bulk_item_status_reports_exactly_the_records_not_applied(
+    action: str, status: int, kind: str | None, outcome: str
+) -> None:
+    records = [
+        stream_record(0, "INSERT", task("l", "t0")),
+        stream_record(1, "REMOVE" if action == "delete" else "MODIFY", task("l", "t1")),
+        stream_record(2, "INSERT", task("l", "t2")),
+    ]
+    client = ScriptedBulk({"l|t1": (status, kind)})
+    config = IndexerConfig("https://search.example", INDEX, REGION, ("ListId", "TaskId"))
+    response = SearchIndexer(config, client=client).index_batch(event(*records))
+    # One request held the three actions, the one under test in the middle ...
+    assert client.requests == [[("index", "l|t0"), (action, "l|t1"), ("index", "l|t2")]]
+    # ... and only a failed item is reported, retryable or not: Lambda re-sends from it.
+    assert response == (no_failures() if outcome == SUCCESS else failed(records[1]))
+
+
+def test_a_failed_item_is_logged_with_its_status_and_type_never_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(2)]
+    client = ScriptedBulk({"l|t1": (404, "index_not_found_exception")})
+    config = IndexerConfig("https://search.example", INDEX, REGION, ("ListId", "TaskId"))
+    with caplog.at_level(logging.ERROR, logger="ddb_stream_runtime.indexer"):
+        assert SearchIndexer(config, client=client).index_batch(event(*records)) == failed(
+            records[1]
+        )
+    [error] = caplog.records
+    message = error.getMessage()
+    assert "index failed with status 404 (index_not_found_exception)" in message
+    assert seq_of(records[1]) in message and "evt-1" in message
+    assert "quoted data" not in message  # a reason can quote the document
+
+
+def test_item_statuses_are_not_resent_within_the_invocation(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer], sleeps: Sleeps
+) -> None:
+    records = [stream_record(i, "INSERT", task("l", f"t{i}")) for i in range(3)]
+    search.fail_document("l|t1", 503, "unavailable_shards_exception")
+    assert make_indexer().index_batch(event(*records)) == failed(records[1])
+    assert len(search.requests) == 1 and sleeps == []
+    assert search.requests[0].response["items"][1]["index"]["status"] == 503
+
+
+def test_an_index_404_is_reported_and_a_delete_404_is_not(
+    search: FakeOpenSearch, make_indexer: Callable[..., SearchIndexer]
+) -> None:
+    # index_not_found_exception (auto-create off, alias gone): the document was not
+    # written, and the checkpoint must not move past it.
+    missing_index = task("l", "t1")
+    search.fail_document("l|t1", 404, "index_not_found_exception")
+    records = [
+        stream_record(0, "INSERT", task("l", "t0")),
+        stream_record(1, "INSERT", missing_index),
+        stream_record(2, "REMOVE", task("l", "never-indexed")),
+    ]
+    assert make_indexer().index_batch(event(*records)) == failed(records[1])
+    items = search.requests[0].response["items"]
+    assert [(a, r["status"]) for i in items for a, r in i.items()] == [
+        ("index", 201),
+        ("index", 404),
+        ("delete", 404),
+    ]
+    # Only the REMOVE's 404 is a success: a batch of just that one reports nothing.
+    again = stream_record(3, "REMOVE", task("l", "never-indexed"))
+    assert make_indexer().index_batch(event(again)) == no_failures()
+    assert search.requests[1].response["items"][0]["delete"]["status"] == 404
 
 
 def test_a_503_is_retried_then_succeeds(

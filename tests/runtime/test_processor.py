@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import doctest
 import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
+import moto
 import pytest
 
 import ddb_stream_runtime.processor as processor_module
@@ -223,6 +227,129 @@ def test_sns_envelope_without_raw_delivery_is_opened(sample_event: dict[str, Any
     event = {"Records": [sqs_message("m1", json.dumps(envelope))]}
     assert process_sqs_batch(event, handler) == {"batchItemFailures": []}
     assert handler.records[0].raw == raw
+
+
+# --- every delivery: raw / SNS envelope x inline / claim check, standard and FIFO ---------
+# The router publishes to SNS; SNS delivers to SQS with or without raw message delivery
+# (without it, the body is SNS's JSON envelope whose "Message" is what was published);
+# a record over SNS's 256 KiB travels as a claim-check pointer to S3. The processor must
+# open the envelope first, then the pointer, in all of these (moto: SNS, SQS, S3).
+
+REGION = "us-east-1"
+CLAIM_BUCKET = "claim-checks"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with moto.mock_aws():
+        yield
+
+
+def deliver(
+    raws: list[dict[str, Any]], *, raw_delivery: bool, fifo: bool
+) -> tuple[dict[str, Any], Any]:
+    """Route ``raws`` through SNS to an SQS queue; the Lambda SQS event and the S3 client."""
+    sns, sqs, s3 = (boto3.client(n, region_name=REGION) for n in ("sns", "sqs", "s3"))
+    s3.create_bucket(Bucket=CLAIM_BUCKET)
+    suffix = ".fifo" if fifo else ""
+    topic = sns.create_topic(
+        Name=f"orders{suffix}", Attributes={"FifoTopic": "true"} if fifo else {}
+    )["TopicArn"]
+    queue = sqs.create_queue(
+        QueueName=f"orders-processor{suffix}", Attributes={"FifoQueue": "true"} if fifo else {}
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true" if raw_delivery else "false"},
+    )
+    router = Router(
+        RouterConfig(topic, ("Message",), claim_check_bucket=CLAIM_BUCKET, fifo=fifo),
+        sns_client=sns,
+        s3_client_factory=lambda: s3,
+    )
+    assert router.route({"Records": copy.deepcopy(raws)}) == {"batchItemFailures": []}
+    received = sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", [])
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in received
+        ]
+    }
+    return event, s3
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
+@pytest.mark.parametrize("claim_checked", [False, True], ids=["inline", "claim-checked"])
+@pytest.mark.parametrize("raw_delivery", [True, False], ids=["raw", "sns-envelope"])
+def test_every_delivery_shape_gives_back_the_record(
+    aws: None, sample_event: dict[str, Any], raw_delivery: bool, claim_checked: bool, fifo: bool
+) -> None:
+    raw = copy.deepcopy(sample_event["Records"][1])
+    if claim_checked:
+        raw["dynamodb"]["NewImage"]["blob"] = {"S": "x" * 300_000}  # over SNS's 256 KiB
+    event, s3 = deliver([raw], raw_delivery=raw_delivery, fifo=fifo)
+
+    # The shape under test is what arrived: one message, wrapped (or not) as asked ...
+    [message] = event["Records"]
+    body = json.loads(message["body"])
+    published = json.loads(body["Message"]) if not raw_delivery else body
+    assert (body.get("Type") == "Notification") is not raw_delivery
+    assert ("claimCheck" in published) is claim_checked
+    stored = s3.list_objects_v2(Bucket=CLAIM_BUCKET).get("Contents", [])
+    assert len(stored) == (1 if claim_checked else 0)
+    assert ("MessageGroupId" in message["attributes"]) is fifo
+
+    # ... and the processor hands the record itself to the handler, whatever the shape.
+    handler = Recorder()
+    assert process_sqs_batch(event, handler, s3_client=s3) == {"batchItemFailures": []}
+    [record] = handler.records
+    assert record.raw == raw
+    assert record.new_image == StreamRecord.from_lambda(raw).new_image
+
+
+@pytest.mark.parametrize("raw_delivery", [True, False], ids=["raw", "sns-envelope"])
+def test_fifo_group_of_inline_and_claim_checked_records_keeps_its_order(
+    aws: None, sample_event: dict[str, Any], raw_delivery: bool
+) -> None:
+    raws = []
+    for number, big in enumerate([False, True, False, True], start=1):
+        raw = copy.deepcopy(sample_event["Records"][1])  # one item: one message group
+        raw["eventID"] = f"e{number}"
+        raw["dynamodb"]["SequenceNumber"] = str(number)
+        if big:
+            raw["dynamodb"]["NewImage"]["blob"] = {"S": "x" * 300_000}
+        raws.append(raw)
+    event, s3 = deliver(raws, raw_delivery=raw_delivery, fifo=True)
+    assert len(event["Records"]) == 4
+    assert len({m["attributes"]["MessageGroupId"] for m in event["Records"]}) == 1
+    handler = Recorder(fail_on={"2"})  # a claim-checked record fails: the group stops there
+    response = process_sqs_batch(event, handler, s3_client=s3)
+    ids = [m["messageId"] for m in event["Records"]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": i} for i in ids[1:]]}
+    assert handler.seen == ["1", "2"]
+    assert [r.raw for r in handler.records] == raws[:2]
 
 
 # --- FIFO -------------------------------------------------------------------------------

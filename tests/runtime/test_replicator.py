@@ -149,6 +149,42 @@ def test_older_record_after_a_newer_one_is_skipped(
     assert "u-1" in items(aws, "UsersCopy", "id")
 
 
+def test_a_replayed_record_with_an_equal_version_is_skipped_and_a_newer_one_applied(
+    aws: Any, users_copy: Replicator, users: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    insert = users["Records"][0]
+    assert users_copy.replicate({"Records": [insert]}) == OK
+    stored = aws.get_item(TableName="UsersCopy", Key={"id": {"S": "u-1"}})["Item"]
+    assert stored["_streamSequence"] == {"S": sequence_version(seq_of(insert))}
+    # The same sequence number again: a replay. Its data differs only so that a write
+    # would show; the target holds this version already, so nothing is written.
+    replay = copy.deepcopy(insert)
+    replay["dynamodb"]["NewImage"]["name"] = {"S": "written by the replay"}
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
+        assert users_copy.replicate({"Records": [replay]}) == OK
+    assert "0 puts, 0 deletes, 1 stale records skipped" in caplog.text
+    assert items(aws, "UsersCopy", "id")["u-1"]["name"] == "Ada"
+    # One sequence number later: newer, applied.
+    newer = copy.deepcopy(replay)
+    newer["dynamodb"]["SequenceNumber"] = str(int(seq_of(insert)) + 1)
+    assert users_copy.replicate({"Records": [newer]}) == OK
+    copied = items(aws, "UsersCopy", "id")["u-1"]
+    assert copied["name"] == "written by the replay"
+    assert copied["_streamSequence"] == sequence_version(seq_of(newer))
+    # Deletes compare the same way: a REMOVE at the stored version is skipped ...
+    remove = copy.deepcopy(users["Records"][3])
+    remove["dynamodb"]["SequenceNumber"] = seq_of(newer)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
+        assert users_copy.replicate({"Records": [remove]}) == OK
+    assert "0 puts, 0 deletes, 1 stale records skipped" in caplog.text
+    assert "u-1" in items(aws, "UsersCopy", "id")
+    # ... and one a sequence number later deletes.
+    remove["dynamodb"]["SequenceNumber"] = str(int(seq_of(newer)) + 1)
+    assert users_copy.replicate({"Records": [remove]}) == OK
+    assert "u-1" not in items(aws, "UsersCopy", "id")
+
+
 def test_replaying_a_batch_gives_the_same_state(
     aws: Any, users_copy: Replicator, users: dict[str, Any]
 ) -> None:

@@ -36,14 +36,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
+import moto  # a dev dependency (pyproject's [dev] extra): required, never skipped
 import pytest
 
 import ddb_stream_runtime.router as router_module
 from ddb_stream_runtime import Router, RouterConfig, process_sqs_batch
-
-moto = pytest.importorskip("moto")  # a dev dependency (pyproject's [dev] extra)
-
-import boto3  # noqa: E402
 
 RECORDS = 1_000
 STREAM_BATCH = 100  # the controllers' default batch_size

@@ -172,7 +172,8 @@ def test_body_is_the_untouched_record(fixture: str, request: pytest.FixtureReque
 
 def test_ids_are_unique_within_a_call(make_event: Callable[..., dict[str, Any]]) -> None:
     sns = FakeSns()
-    make_router(sns).route(make_event(25))
+    assert make_router(sns).route(make_event(25)) == {"batchItemFailures": []}
+    assert [len(call) for call in sns.calls] == [10, 10, 5]  # published, in full calls
     for call in sns.calls:
         ids = [e["Id"] for e in call]
         assert len(set(ids)) == len(ids)
@@ -659,7 +660,8 @@ def test_fifo_dedup_id_falls_back_to_sequence_number(
 
 def test_standard_topic_has_no_fifo_ids(sample_event: dict[str, Any]) -> None:
     sns = FakeSns()
-    make_router(sns).route(sample_event)
+    assert make_router(sns).route(sample_event) == {"batchItemFailures": []}
+    assert len(sns.published) == len(sample_event["Records"]) == 3
     assert not any({"MessageGroupId", "MessageDeduplicationId"} & set(e) for e in sns.published)
 
 
