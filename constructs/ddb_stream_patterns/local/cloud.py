@@ -13,6 +13,7 @@ its ARNs; they are kept as the service returns them.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -42,6 +43,12 @@ class LocalCloud:
         A started :class:`MotoServer` to use (default: start one, stop it on exit).
     region
         The region every client and function uses (default ``us-east-1``).
+    clock_scale
+        Multiplies SQS's clocks: queue delays (``DelaySeconds``, at deploy) and the
+        visibility timeout a failed message waits out (the pollers), each rounded up
+        to whole seconds, SQS's unit. ``0.01`` turns a 180 s visibility timeout into
+        2 s and a 5 minute delay into 3 s, keeping the order in which AWS would deliver.
+        Default: 1 (AWS's times).
 
     Servers handed in are never stopped here: whoever started them owns them.
     """
@@ -52,8 +59,12 @@ class LocalCloud:
         moto: MotoServer | None = None,
         *,
         region: str = "us-east-1",
+        clock_scale: float = 1.0,
     ) -> None:
+        if not (isinstance(clock_scale, (int, float)) and 0 < clock_scale <= 1):
+            raise ValueError(f"clock_scale must be in (0, 1], got {clock_scale!r}")
         self.region = region
+        self.clock_scale = float(clock_scale)
         self.account_id = MOTO_ACCOUNT_ID
         self._dynamodb = dynamodb
         self._moto = moto
@@ -112,6 +123,12 @@ class LocalCloud:
     def endpoint(self, service: str) -> str:
         """The endpoint URL that serves boto3 service ``service``."""
         return self.dynamodb_endpoint if service in DYNAMODB_SERVICES else self.moto_endpoint
+
+    def scaled_seconds(self, seconds: int) -> int:
+        """``seconds`` times :attr:`clock_scale`, rounded up (at least 1 when not 0)."""
+        if seconds <= 0 or self.clock_scale == 1:
+            return seconds
+        return max(1, math.ceil(seconds * self.clock_scale - 1e-9))
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client for ``service`` on its local endpoint (cached when no kwargs)."""
