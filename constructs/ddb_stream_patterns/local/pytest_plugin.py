@@ -80,7 +80,7 @@ def run_pollers(
     cloud: LocalCloud, deployment: Deployment, *, timeout: float = 60, **kwargs: Any
 ) -> dict[str, MappingStats]:
     """Run every event source mapping of ``deployment`` until idle; return their stats."""
-    pollers = Pollers(deployment.mappings, cloud.client)
+    pollers = Pollers(deployment.mappings, cloud.client, clock_scale=cloud.clock_scale)
     pollers.run_until_idle(timeout=timeout, **kwargs)
     return pollers.stats()
 

@@ -194,7 +194,8 @@ def run(
                 if before_polling is not None:
                     before_polling(deployment)
                 say("running the event source mappings until every stream and queue is idle")
-                pollers = Pollers(deployment.mappings, cloud.client)
+                pollers = Pollers(deployment.mappings, cloud.client,
+                                  clock_scale=cloud.clock_scale)
                 _poll(pollers, cloud, writes, timeout, say)
                 report = RunReport(
                     deployment_summary=deployment.summary(),

