@@ -43,6 +43,8 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ._validation import check_list, check_type
+
 __all__ = ["EVENT_NAMES", "MAX_FILTERS", "MAX_PATTERN_LENGTH", "Rule", "StreamFilter"]
 
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
@@ -155,6 +157,7 @@ class Rule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
         name = f"Rule.{str(self.kind).replace('-', '_')}"
+        check_type(name, "attribute_type", self.attribute_type, str)
         if self.kind not in _SERIALIZE:
             raise ValueError(f"unknown rule kind {self.kind!r}; expected one of {list(_SERIALIZE)}")
         if not self.values:
@@ -414,20 +417,22 @@ def _match_object(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
 # --- StreamFilter ----------------------------------------------------------------------
 
 
+_RULE_HINT = "e.g. Rule.equals('done')"
+
+
 def _freeze_attributes(name: str, attributes: Any) -> Mapping[str, Rule]:
-    if not isinstance(attributes, Mapping) or not attributes:
+    check_type("StreamFilter", name, attributes, Mapping, "a dict of attribute name -> Rule")
+    if not attributes:
         raise ValueError(f"{name} must be a non-empty mapping of name to Rule, got {attributes!r}")
     for attr, rule in attributes.items():
-        if not isinstance(rule, Rule):
-            raise ValueError(f"{name}[{attr!r}] must be a Rule, got {rule!r}")
+        check_type("StreamFilter", f"{name}[{attr!r}]", rule, Rule, _RULE_HINT)
         if rule.kind == "numeric":
             raise ValueError(f"{name}[{attr!r}]: numeric {list(rule.values)!r}: {_N_IS_STRING}")
     return MappingProxyType(dict(attributes))
 
 
 def _check_metadata(name: str, rule: Any) -> None:
-    if not isinstance(rule, Rule):
-        raise ValueError(f"{name} must be a Rule, got {rule!r}")
+    check_type("StreamFilter", name, rule, Rule, _RULE_HINT)
     if rule.kind not in _METADATA_KINDS:
         raise ValueError(
             f"{name} is a json number: use Rule.numeric, equals, anything_but or exists, "
@@ -487,7 +492,8 @@ class StreamFilter:
 
     def __post_init__(self) -> None:
         if self.event_names is not None:
-            if isinstance(self.event_names, str) or not self.event_names:
+            check_list("StreamFilter", "event_names", self.event_names, str)
+            if not self.event_names:
                 raise ValueError(f"event_names must be a non-empty list, got {self.event_names!r}")
             unknown = [name for name in self.event_names if name not in EVENT_NAMES]
             if unknown:
@@ -522,7 +528,8 @@ class StreamFilter:
         >>> StreamFilter.from_pattern({"eventName": ["INSERT"]}).to_pattern()
         {'eventName': ['INSERT']}
         """
-        if not isinstance(pattern, Mapping) or not pattern:
+        check_type("StreamFilter.from_pattern", "pattern", pattern, Mapping, optional=False)
+        if not pattern:
             raise ValueError(f"pattern must be a non-empty dict, got {pattern!r}")
         return cls(_extra=copy.deepcopy(dict(pattern)))
 
@@ -550,15 +557,13 @@ class StreamFilter:
 
         ``max_filters`` is Lambda's default quota (5); raise it only with the quota.
         """
+        check_list("StreamFilter.to_filters", "filters", filters, StreamFilter)
         filters = list(filters)
         if len(filters) > max_filters:
             raise ValueError(
                 f"too many filters: {len(filters)} given, an event source mapping takes at "
                 f"most {max_filters}"
             )
-        for item in filters:
-            if not isinstance(item, StreamFilter):
-                raise ValueError(f"filters must be StreamFilter instances, got {item!r}")
         return [item.to_filter() for item in filters]
 
     def to_pattern(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import aws_cdk.aws_dynamodb as dynamodb
 import jsii
 from constructs import Construct
 
+from . import _validation as v
 from ._validation import is_token
 
 __all__ = ["StreamTable", "require_stream"]
@@ -71,6 +72,14 @@ class StreamTable(dynamodb.TableV2):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         **overrides: Any,
     ) -> None:
+        v.check_types("StreamTable", {
+            "partition_key": dynamodb.Attribute, "sort_key": dynamodb.Attribute,
+            "time_to_live_attribute": str, "point_in_time_recovery": bool,
+            "encryption": dynamodb.TableEncryptionV2, "billing": dynamodb.Billing,
+            "removal_policy": cdk.RemovalPolicy,
+        }, locals())
+        v.check_type("StreamTable", "stream_view_type", stream_view_type,
+                     dynamodb.StreamViewType, "e.g. StreamViewType.NEW_AND_OLD_IMAGES")
         if stream_view_type is None:
             raise ValueError(
                 "stream_view_type must be set, got None: a StreamTable always has a stream "

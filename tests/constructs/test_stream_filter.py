@@ -584,12 +584,17 @@ def test_fails_unknown_event_name() -> None:
         StreamFilter(event_names=["INSERT", "UPDATE"])
 
 
-@pytest.mark.parametrize("names", ["MODIFY", []])
-def test_fails_event_names_not_a_list(names: object) -> None:
+def test_fails_event_names_empty() -> None:
+    with pytest.raises(ValueError, match=re.escape("event_names must be a non-empty list, got []")):
+        StreamFilter(event_names=[])
+
+
+def test_fails_event_names_not_a_list() -> None:
     with pytest.raises(
-        ValueError, match=re.escape(f"event_names must be a non-empty list, got {names!r}")
+        TypeError,
+        match=re.escape("event_names must be a list of str, got str 'MODIFY' (wrap it in [...])"),
     ):
-        StreamFilter(event_names=names)  # type: ignore[arg-type]
+        StreamFilter(event_names="MODIFY")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", ["new_image", "old_image", "keys"])
@@ -689,8 +694,6 @@ def test_fails_bad_rule_values(make, message: str) -> None:
     ("kwargs", "message"),
     [
         ({"new_image": {}}, "new_image must be a non-empty mapping of name to Rule, got {}"),
-        ({"keys": {"pk": "ORDER#1"}}, r"keys\['pk'\] must be a Rule, got 'ORDER#1'"),
-        ({"size_bytes": 26}, "size_bytes must be a Rule, got 26"),
         ({"size_bytes": Rule.prefix("2")}, r"size_bytes is a json number: .*prefix rule \['2'\]"),
         ({"size_bytes": Rule.equals("26")}, r"size_bytes compares json numbers .*\['26'\]"),
         ({"approximate_creation_time": Rule.exists("N")}, "takes no attribute_type, got 'N'"),
@@ -736,17 +739,35 @@ def test_to_filters_follows_a_raised_quota() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"keys": {"pk": "ORDER#1"}}, r"keys\['pk'\] must be a Rule .*, got str 'ORDER#1'"),
+        ({"size_bytes": 26}, r"size_bytes must be a Rule .*, got int 26"),
+    ],
+)
+def test_fails_wrong_field_types(kwargs: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        StreamFilter(**kwargs)
+
+
 def test_fails_to_filters_with_a_raw_pattern() -> None:
     with pytest.raises(
-        ValueError, match=r"filters must be StreamFilter instances, got \{'eventName'"
+        TypeError, match=r"filters\[0\] must be a StreamFilter, got dict \{'eventName'"
     ):
         StreamFilter.to_filters([{"eventName": ["INSERT"]}])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("pattern", [{}, [], "{}", None, '{"eventName": ["INSERT"]}'])
-def test_fails_from_pattern_not_a_non_empty_dict(pattern: object) -> None:
+def test_fails_from_pattern_empty() -> None:
+    with pytest.raises(ValueError, match=re.escape("pattern must be a non-empty dict, got {}")):
+        StreamFilter.from_pattern({})
+
+
+@pytest.mark.parametrize("pattern", [[], "{}", None, '{"eventName": ["INSERT"]}'])
+def test_fails_from_pattern_not_a_dict(pattern: object) -> None:
     with pytest.raises(
-        ValueError, match=re.escape(f"pattern must be a non-empty dict, got {pattern!r}")
+        TypeError,
+        match=re.escape(f"pattern must be a dict, got {type(pattern).__name__} {pattern!r}"),
     ):
         StreamFilter.from_pattern(pattern)  # type: ignore[arg-type]
 
