@@ -47,6 +47,7 @@ from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import EVENT_NAMES, StreamFilter
+from .stream_table import check_filters_on_table
 
 __all__ = ["ComplexController", "Processor", "Route", "PUBLISHED_ATTRIBUTES"]
 
@@ -292,6 +293,8 @@ class ComplexController(Construct):
         super().__init__(scope, id)
         monitoring = monitoring or Monitoring()
         _check_routing_attributes(routing_attributes)
+        StreamFilter.to_filters(list(filters))
+        check_filters_on_table("ComplexController", filters, table)
         if not processors:
             raise ValueError("processors must name at least one Processor, got {}")
         published = _published_types(table, routing_attributes)

@@ -34,7 +34,7 @@ from ._validation import (
 from .monitoring import AlarmFactory, Monitoring, lambda_metric
 from .runtime_assets import StreamRuntimeLayer
 from .stream_filter import StreamFilter
-from .stream_table import require_stream
+from .stream_table import check_filters_on_table, require_stream
 
 __all__ = ["SimpleController", "FailureDestination", "DEFAULT_RUNTIME"]
 
@@ -193,6 +193,7 @@ class SimpleController(Construct):
         check_range("retry_attempts", retry_attempts, *_RETRIES)
         check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
         filter_criteria = _filter_criteria(filters)
+        check_filters_on_table("SimpleController", filters, table)
 
         if function is not None and (code is not None or handler is not None):
             raise ValueError(

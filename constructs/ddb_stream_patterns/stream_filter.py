@@ -34,6 +34,7 @@ False
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import operator
@@ -341,6 +342,49 @@ def _validate_pattern(pattern: Mapping[str, Any], path: tuple[str, ...] = ()) ->
             )
 
 
+#: The fields of a stream record as Lambda delivers it (the DynamoDB Streams ``Record`` and
+#: ``StreamRecord`` shapes, plus Lambda's ``eventSourceARN``): ``None`` is a leaf, ``"item"``
+#: an attribute map (any attribute name, then a DynamoDB type key).
+_RECORD_FIELDS: dict[str, Any] = {
+    "awsRegion": None, "eventID": None, "eventName": None, "eventSource": None,
+    "eventSourceARN": None, "eventVersion": None,
+    "userIdentity": {"type": None, "principalId": None},
+    "dynamodb": {
+        "ApproximateCreationDateTime": None, "Keys": "item", "NewImage": "item",
+        "OldImage": "item", "SequenceNumber": None, "SizeBytes": None, "StreamViewType": None,
+    },
+}
+_ATTRIBUTE_TYPES = frozenset({*_TYPE_ACCEPTS, "M", "L"})
+
+
+def _check_fields(
+    pattern: Mapping[str, Any], schema: Any = None, path: tuple[str, ...] = ()
+) -> None:
+    """Refuse pattern fields a stream record never has: such a filter never matches."""
+    schema = _RECORD_FIELDS if schema is None else schema
+    for key, spec in pattern.items():
+        where = ".".join((*path, str(key)))
+        if schema == "item":  # key is an attribute name: below it, a DynamoDB type key
+            if isinstance(spec, Mapping):
+                for type_key in spec:
+                    if type_key not in _ATTRIBUTE_TYPES:
+                        raise ValueError(
+                            f"pattern field {where}.{type_key} never matches: an attribute "
+                            f"holds one of the DynamoDB type keys {sorted(_ATTRIBUTE_TYPES)}"
+                        )
+            continue
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f" (did you mean {'.'.join((*path, close[0]))!r}?)" if close else ""
+            raise ValueError(
+                f"pattern field {where!r} is never in a dynamodb stream record, so the filter "
+                f"never matches{hint}; fields here: {sorted(schema)}"
+            )
+        below = schema[key]
+        if below is not None and isinstance(spec, Mapping):
+            _check_fields(spec, below, (*path, str(key)))
+
+
 # --- local evaluation ------------------------------------------------------------------
 
 
@@ -512,6 +556,7 @@ class StreamFilter:
                 "old_image, keys, size_bytes, approximate_creation_time"
             )
         _validate_pattern(pattern)
+        _check_fields(pattern)
         if len(_serialize(pattern)) > MAX_PATTERN_LENGTH:
             raise ValueError(
                 f"filter pattern is {len(_serialize(pattern))} characters long; lambda "
