@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
@@ -140,9 +141,10 @@ class ControllerPattern:
     controller: SimpleController
 
     @property
-    def function(self) -> lambda_.IFunction:
-        """The pattern's handler function (run by ``controller``)."""
-        return self.controller.function
+    def function(self) -> lambda_.Function:
+        """The pattern's handler function (run by ``controller``): built here, so a
+        ``lambda_.Function`` (``add_environment``, ``add_layers``... are yours)."""
+        return cast(lambda_.Function, self.controller.function)
 
     @property
     def alarms(self) -> dict[str, cloudwatch.Alarm]:

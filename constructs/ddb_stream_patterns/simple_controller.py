@@ -153,7 +153,9 @@ class SimpleController(Construct):
 
     Attributes
     ----------
-    function, event_source, event_source_mapping, failure_destination,
+    function (the handler, ``IFunction``), built_function (the ``lambda_.Function`` built from
+    ``code`` + ``handler``, or ``None`` when ``function`` was given), event_source,
+    event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
     log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
     alarm_topic (the topic the alarms notify, or ``None``).
@@ -209,9 +211,14 @@ class SimpleController(Construct):
         self.table = table
         self.runtime_layer: StreamRuntimeLayer | None = None
         self.log_group: logs.ILogGroup | None = None
-        self.function: lambda_.IFunction = function or self._build_function(
-            code, handler, runtime, function_options, removal_policy
-        )
+        #: The function this controller built (``None`` when ``function`` was given).
+        self.built_function: lambda_.Function | None = None
+        if function is None:
+            self.built_function = self._build_function(
+                code, handler, runtime, function_options, removal_policy
+            )
+        #: The handler: the given ``IFunction``, or ``built_function``.
+        self.function: lambda_.IFunction = function or self.built_function
 
         self.failure_queue: sqs.IQueue | None = None
         self.failure_bucket: s3.IBucket | None = None
