@@ -385,6 +385,18 @@ def _check_fields(
             _check_fields(spec, below, (*path, str(key)))
 
 
+# The local cloud also evaluates SQS event-source filters with this class; an SQS message
+# record has other fields, so a pattern on them is left to the general validation.
+_SQS_ONLY_FIELDS = frozenset(
+    {"body", "messageId", "receiptHandle", "attributes", "messageAttributes", "md5OfBody"}
+)
+_SQS_FIELDS = _SQS_ONLY_FIELDS | {"eventSource", "eventSourceARN", "awsRegion"}
+
+
+def _is_sqs_pattern(pattern: Mapping[str, Any]) -> bool:
+    return bool(set(pattern) & _SQS_ONLY_FIELDS) and set(pattern) <= _SQS_FIELDS
+
+
 # --- local evaluation ------------------------------------------------------------------
 
 
@@ -556,7 +568,8 @@ class StreamFilter:
                 "old_image, keys, size_bytes, approximate_creation_time"
             )
         _validate_pattern(pattern)
-        _check_fields(pattern)
+        if not _is_sqs_pattern(pattern):
+            _check_fields(pattern)
         if len(_serialize(pattern)) > MAX_PATTERN_LENGTH:
             raise ValueError(
                 f"filter pattern is {len(_serialize(pattern))} characters long; lambda "
