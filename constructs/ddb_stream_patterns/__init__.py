@@ -6,6 +6,7 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 >>> from ddb_stream_patterns import StreamTable, SimpleController, StreamFilter, Rule
 """
 
+from ._resources import merge_function_options
 from ._stream_pattern import StreamOptions
 from .aggregate_counter import AggregateCounter
 from .alarm_topic import AlarmTopic
@@ -43,5 +44,6 @@ __all__ = [
     "StreamRuntimeLayer",
     "StreamTable",
     "require_stream",
+    "merge_function_options",
     "runtime_code",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "function_log_group",
     "build_function",
     "struct_values",
+    "merge_function_options",
 ]
 
 
@@ -33,6 +34,35 @@ def struct_values(struct: Any) -> dict[str, Any]:
     accessor, and iterating the class's properties would also yield the unset ``None`` ones.
     """
     return dict(struct._values) if struct is not None else {}
+
+
+def merge_function_options(
+    defaults: lambda_.FunctionOptions | None,
+    overrides: lambda_.FunctionOptions | None,
+) -> lambda_.FunctionOptions:
+    """``defaults`` under ``overrides``: the props a subclass sets, then the caller's.
+
+    A prop set in ``overrides`` wins; ``environment`` is merged key by key (the caller's
+    values win) and ``layers`` are concatenated (defaults first). Either may be ``None``.
+
+    >>> merged = merge_function_options(
+    ...     lambda_.FunctionOptions(memory_size=512, environment={"A": "1", "B": "1"}),
+    ...     lambda_.FunctionOptions(timeout=cdk.Duration.seconds(10), environment={"B": "2"}),
+    ... )
+    >>> merged.memory_size, merged.environment
+    (512, {'A': '1', 'B': '2'})
+    """
+    from ._validation import check_type
+
+    check_type("merge_function_options", "defaults", defaults, lambda_.FunctionOptions)
+    check_type("merge_function_options", "overrides", overrides, lambda_.FunctionOptions)
+    base, top = struct_values(defaults), struct_values(overrides)
+    merged = {**base, **top}
+    if "environment" in base or "environment" in top:
+        merged["environment"] = {**base.get("environment", {}), **top.get("environment", {})}
+    if "layers" in base or "layers" in top:
+        merged["layers"] = [*base.get("layers", []), *top.get("layers", [])]
+    return lambda_.FunctionOptions(**merged)
 
 
 def secure_queue(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
@@ -14,6 +15,7 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
 from constructs import Construct
 
+from . import _validation as v
 from ._resources import build_function
 from ._validation import check_duration_range, check_range
 from .monitoring import Monitoring
@@ -57,6 +59,11 @@ class StreamOptions:
     starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON
 
     def __post_init__(self) -> None:
+        v.check_types("StreamOptions", {
+            "batch_size": int, "max_batching_window": cdk.Duration,
+            "parallelization_factor": int, "retry_attempts": int,
+            "max_record_age": cdk.Duration, "starting_position": lambda_.StartingPosition,
+        }, vars(self))
         # The same limits SimpleController checks, raised here with this struct's names.
         check_range("stream_options.batch_size", self.batch_size, 1, 10_000)
         check_range("stream_options.parallelization_factor", self.parallelization_factor, 1, 10)
@@ -134,9 +141,10 @@ class ControllerPattern:
     controller: SimpleController
 
     @property
-    def function(self) -> lambda_.IFunction:
-        """The pattern's handler function (run by ``controller``)."""
-        return self.controller.function
+    def function(self) -> lambda_.Function:
+        """The pattern's handler function (run by ``controller``): built here, so a
+        ``lambda_.Function`` (``add_environment``, ``add_layers``... are yours)."""
+        return cast(lambda_.Function, self.controller.function)
 
     @property
     def alarms(self) -> dict[str, cloudwatch.Alarm]:

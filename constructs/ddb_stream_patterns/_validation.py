@@ -6,15 +6,29 @@ value. Unresolved tokens are skipped: their value is only known at deploy time.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
+if TYPE_CHECKING:  # imported lazily: StreamFilter must not start jsii
+    import aws_cdk as cdk
 
-__all__ = ["check_range", "check_exclusive", "check_duration_range", "is_token"]
+__all__ = [
+    "check_range",
+    "check_exclusive",
+    "check_duration_range",
+    "is_token",
+    "check_type",
+    "check_list",
+    "check_mapping",
+    "check_types",
+    "Interface",
+]
 
 
 def is_token(value: Any) -> bool:
     """Whether ``value`` is a CDK token (unknown until deploy), which we must not validate."""
+    import aws_cdk as cdk
+
     return value is not None and cdk.Token.is_unresolved(value)
 
 
@@ -47,3 +61,168 @@ def check_exclusive(**props: Any) -> None:
         raise ValueError(f"give either {names}, not both (got {', '.join(given)})")
     if not given:
         raise ValueError(f"one of {names} is required")
+
+
+# --- type checks at construct entry ------------------------------------------------------
+#
+# Plain isinstance checks on the Python side (no jsii round trips): a wrong type fails
+# here with the prop's name instead of deep inside CDK (``'<=' not supported ...``).
+
+
+class Interface:
+    """A jsii interface (``dynamodb.ITable``...) checked by a property its class defines.
+
+    jsii interfaces are Protocols that ``isinstance`` refuses; looking the property up
+    on the *class* costs nothing (reading it on the instance would call into jsii).
+    """
+
+    def __init__(self, name: str, *properties: str) -> None:
+        self.__name__ = name
+        self.properties = properties
+
+    def accepts(self, value: Any) -> bool:
+        cls = type(value)
+        if cls.__name__ == "InterfaceDynamicProxy":  # jsii's proxy: forwards every attribute
+            return True
+        return all(hasattr(cls, p) for p in self.properties)
+
+
+ITABLE = Interface("dynamodb.ITable", "table_arn", "table_name")
+IFUNCTION = Interface("lambda_.IFunction", "function_arn", "add_event_source")
+ITOPIC = Interface("sns.ITopic", "topic_arn")
+IBUCKET = Interface("s3.IBucket", "bucket_arn")
+IQUEUE = Interface("sqs.IQueue", "queue_arn")
+IROLE = Interface("iam.IRole", "role_arn")
+IPRINCIPAL = Interface("iam.IPrincipal", "policy_fragment")
+IGRANTABLE = Interface("iam.IGrantable", "grant_principal")
+IDOMAIN = Interface("opensearch.IDomain", "domain_arn")
+IVPC = Interface("ec2.IVpc", "vpc_id")
+ILAYER = Interface("lambda_.ILayerVersion", "layer_version_arn")
+
+_ARTICLE = {"int": "an int", "Interface": "an interface"}
+#: (expected type name, given type name) -> the usual fix
+_HINTS = {
+    ("cdk.Duration", "int"): "e.g. Duration.seconds({value})",
+    ("cdk.Duration", "float"): "e.g. Duration.seconds({value})",
+    ("cdk.Duration", "str"): "e.g. Duration.hours(1)",
+    ("lambda_.FunctionOptions", "dict"): "use lambda_.FunctionOptions({kwargs})",
+}
+
+
+def _type_name(expected: Any) -> str:
+    if isinstance(expected, Interface):
+        return expected.__name__
+    if expected is Mapping:
+        return "dict"
+    module = getattr(expected, "__module__", "")
+    name = getattr(expected, "__name__", str(expected))
+    if module == "aws_cdk":
+        return f"cdk.{name}"
+    if module.startswith("aws_cdk.aws_"):
+        short = module.removeprefix("aws_cdk.aws_")
+        return f"{'lambda_' if short == 'lambda' else short}.{name}"
+    return name
+
+
+def _a(name: str) -> str:
+    return _ARTICLE.get(name) or (f"an {name}" if name[:1] in "aeiouAEIOU" else f"a {name}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _accepts(expected: Any, value: Any) -> bool:
+    if isinstance(expected, Interface):
+        return expected.accepts(value)
+    if expected is int:
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and is_token(value)
+        )
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _hint_for(expected: tuple[Any, ...], value: Any) -> str | None:
+    for option in expected:
+        template = _HINTS.get((_type_name(option), type(value).__name__))
+        if template:
+            kwargs = ", ".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(
+                value, dict) else ""
+            return template.format(value=value, kwargs=kwargs or "memory_size=512")
+    return None
+
+
+def check_type(
+    owner: str, prop: str, value: Any, expected: Any, hint: str | None = None,
+    *, optional: bool = True,
+) -> None:
+    """Raise ``TypeError`` unless ``value`` is an ``expected`` (a type, Interface, or tuple).
+
+    ``None`` passes when ``optional``; an ``int`` never accepts a ``bool``, but accepts a
+    number token; ``hint`` (or a built-in one for common mistakes) says how to fix it.
+
+    >>> check_type("SimpleController", "batch_size", "100", int)
+    Traceback (most recent call last):
+    TypeError: SimpleController: batch_size must be an int, got str '100'
+    """
+    if value is None and optional:
+        return
+    options = expected if isinstance(expected, tuple) else (expected,)
+    if any(_accepts(option, value) for option in options):
+        return
+    names = " or ".join(_a(_type_name(option)) for option in options)
+    hint = hint or _hint_for(options, value)
+    names = f"{names} ({hint})" if hint else names
+    raise TypeError(f"{owner}: {prop} must be {names}, got {_show(value)}")
+
+
+def check_list(
+    owner: str, prop: str, value: Any, item: Any, *, optional: bool = True
+) -> None:
+    """Raise ``TypeError`` unless ``value`` is a list (or tuple) of ``item``."""
+    if value is None and optional:
+        return
+    name = _type_name(item)
+    if not isinstance(value, list | tuple):
+        hint = " (wrap it in [...])" if _accepts(item, value) else ""
+        raise TypeError(f"{owner}: {prop} must be a list of {name}, got {_show(value)}{hint}")
+    for index, element in enumerate(value):
+        if not _accepts(item, element):
+            raise TypeError(
+                f"{owner}: {prop}[{index}] must be {_a(name)}, got {_show(element)}"
+            )
+
+
+def check_mapping(
+    owner: str, prop: str, value: Any, item: Any, *, key: str = "name", optional: bool = True
+) -> None:
+    """Raise ``TypeError`` unless ``value`` is a dict of ``str`` -> ``item``."""
+    if value is None and optional:
+        return
+    name = _type_name(item)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{owner}: {prop} must be a dict of {key} -> {name}, got {_show(value)}")
+    for k, element in value.items():
+        if not isinstance(k, str):
+            raise TypeError(f"{owner}: {prop} keys must be str, got {_show(k)}")
+        if not _accepts(item, element):
+            raise TypeError(f"{owner}: {prop}[{k!r}] must be {_a(name)}, got {_show(element)}")
+
+
+def check_types(owner: str, spec: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Check many props at once: ``spec`` maps prop -> expected, ``[item]`` for a list,
+    ``{str: item}`` for a dict; a prop absent from ``values`` is skipped."""
+    for prop, expected in spec.items():
+        if prop not in values:
+            continue
+        value = values[prop]
+        if isinstance(expected, list):
+            check_list(owner, prop, value, expected[0])
+        elif isinstance(expected, dict):
+            check_mapping(owner, prop, value, next(iter(expected.values())))
+        else:
+            check_type(owner, prop, value, expected)

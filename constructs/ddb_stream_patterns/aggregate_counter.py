@@ -9,6 +9,7 @@ import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 from constructs import Construct
 
+from . import _validation as v
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from .monitoring import Monitoring
 from .stream_table import StreamTable
@@ -76,6 +77,13 @@ class AggregateCounter(ControllerPattern, Construct):
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        v.check_types("AggregateCounter", {
+            "table": v.ITABLE, "group_attribute": str, "counter_table": v.ITABLE,
+            "counter_partition_key": str, "count_attribute": str, "sum_of": str,
+            "sum_attribute": str,
+            "stream_options": StreamOptions, "function_options": lambda_.FunctionOptions,
+            "monitoring": Monitoring, "removal_policy": cdk.RemovalPolicy,
+        }, locals())
         super().__init__(scope, id)
         names = {
             "group_attribute": group_attribute,

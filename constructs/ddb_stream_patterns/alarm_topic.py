@@ -25,6 +25,8 @@ import aws_cdk.aws_sns as sns
 import jsii
 from constructs import Construct, IConstruct, IValidation
 
+from . import _validation as v
+
 __all__ = [
     "AlarmTopic",
     "check_alarm_topic",
@@ -97,6 +99,9 @@ class AlarmTopic(Construct):
         topic_name: str | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        v.check_types("AlarmTopic", {
+            "display_name": str, "topic_name": str, "removal_policy": cdk.RemovalPolicy,
+        }, locals())
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         source = {

@@ -39,6 +39,7 @@ import aws_cdk.aws_sns_subscriptions as subs
 import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
+from . import _validation as v
 from ._nag import acknowledge
 from ._resources import build_function, secure_bucket, secure_queue, struct_values
 from ._validation import check_duration_range, check_range, is_token
@@ -46,6 +47,7 @@ from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import EVENT_NAMES, StreamFilter
+from .stream_table import check_filters_on_table
 
 __all__ = ["ComplexController", "Processor", "Route", "PUBLISHED_ATTRIBUTES"]
 
@@ -117,6 +119,11 @@ class Route:
     attributes: Mapping[str, Sequence[str | int | float | bool] | sns.SubscriptionFilter] = (
         field(default_factory=dict)
     )
+
+    def __post_init__(self) -> None:
+        v.check_list("Route", "event_names", self.event_names, str)
+        v.check_type("Route", "attributes", self.attributes, Mapping,
+                     "a dict of attribute -> allowed values")
 
     def filter_policy(self) -> dict[str, sns.SubscriptionFilter]:
         """The SNS filter policy (message-attribute scope) of this route.
@@ -195,6 +202,27 @@ class Processor:
     visibility_timeout: cdk.Duration | None = None
     acknowledge_low_max_receive_count: str | None = None
 
+    def __post_init__(self) -> None:
+        v.check_type("Processor", "route", self.route, Route, optional=False)
+        v.check_types("Processor", _PROCESSOR_TYPES, vars(self))
+
+
+_PROCESSOR_TYPES = {
+    "function": v.IFUNCTION, "code": lambda_.Code, "handler": str, "runtime": lambda_.Runtime,
+    "function_options": lambda_.FunctionOptions, "delay": cdk.Duration,
+    "max_concurrency": int, "reserved_concurrency": int, "batch_size": int,
+    "max_batching_window": cdk.Duration, "max_receive_count": int,
+    "visibility_timeout": cdk.Duration, "acknowledge_low_max_receive_count": str,
+}
+_CONTROLLER_TYPES = {
+    "table": v.ITABLE, "processors": {str: Processor}, "routing_attributes": [str],
+    "filters": [StreamFilter], "fifo": bool, "claim_check": bool,
+    "controller_options": lambda_.FunctionOptions, "batch_size": int,
+    "max_batching_window": cdk.Duration, "parallelization_factor": int,
+    "retry_attempts": int, "max_record_age": cdk.Duration,
+    "removal_policy": cdk.RemovalPolicy, "monitoring": Monitoring,
+}
+
 
 class ComplexController(Construct):
     """The complex controller pattern, as one construct.
@@ -261,9 +289,12 @@ class ComplexController(Construct):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         monitoring: Monitoring | None = None,
     ) -> None:
+        v.check_types("ComplexController", _CONTROLLER_TYPES, locals())
         super().__init__(scope, id)
         monitoring = monitoring or Monitoring()
         _check_routing_attributes(routing_attributes)
+        StreamFilter.to_filters(list(filters))
+        check_filters_on_table("ComplexController", filters, table)
         if not processors:
             raise ValueError("processors must name at least one Processor, got {}")
         published = _published_types(table, routing_attributes)

@@ -26,6 +26,7 @@ import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
+from . import _validation as v
 from ._validation import check_duration_range, check_range
 from .alarm_topic import AlarmTopic, check_alarm_topic, refuse_aws_managed_key
 
@@ -75,6 +76,11 @@ class AlarmThresholds:
     evaluation_periods: int = 1
 
     def __post_init__(self) -> None:
+        v.check_types("AlarmThresholds", {
+            "iterator_age": cdk.Duration, "function_errors": int, "function_throttles": int,
+            "dead_letter_messages": int, "queue_oldest_message": cdk.Duration,
+            "notifications_failed": int, "period": cdk.Duration, "evaluation_periods": int,
+        }, vars(self))
         for name in ("function_errors", "function_throttles", "dead_letter_messages",
                      "notifications_failed"):
             check_range(f"thresholds.{name}", getattr(self, name), 1, 1_000_000)
@@ -128,6 +134,11 @@ class Monitoring:
     thresholds: AlarmThresholds = field(default_factory=AlarmThresholds)
 
     def __post_init__(self) -> None:
+        v.check_types("Monitoring", {
+            # alarm_topic: checked below (an ARN string is a ValueError naming it)
+            "alarms": bool, "create_alarm_topic": bool,
+            "thresholds": AlarmThresholds,
+        }, vars(self))
         topic = self.alarm_topic
         if topic is None or isinstance(topic, AlarmTopic):
             return
@@ -307,6 +318,9 @@ class StreamDashboard(Construct):
         patterns: Sequence[DashboardSource],
         dashboard_name: str | None = None,
     ) -> None:
+        v.check_type("StreamDashboard", "table", table, v.ITABLE, optional=False)
+        v.check_list("StreamDashboard", "patterns", patterns, object, optional=False)
+        v.check_type("StreamDashboard", "dashboard_name", dashboard_name, str)
         super().__init__(scope, id)
         if not patterns:
             raise ValueError("patterns must list at least one pattern, got []")

@@ -22,6 +22,8 @@ from pathlib import Path
 import aws_cdk.aws_lambda as lambda_
 from constructs import Construct
 
+from . import _validation as v
+
 __all__ = [
     "RUNTIME_PACKAGE",
     "COMPATIBLE_RUNTIMES",
@@ -85,6 +87,7 @@ class StreamRuntimeLayer(lambda_.LayerVersion):
     """
 
     def __init__(self, scope: Construct, id: str, *, description: str | None = None) -> None:
+        v.check_type("StreamRuntimeLayer", "description", description, str)
         super().__init__(
             scope,
             id,

@@ -19,6 +19,7 @@ import aws_cdk.aws_opensearchservice as opensearch
 import jsii
 from constructs import Construct
 
+from . import _validation as v
 from ._nag import acknowledge
 from ._principals import (
     backfill_principal,
@@ -141,6 +142,14 @@ class SearchIndexer(ControllerPattern, Construct):
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        v.check_types("SearchIndexer", {
+            # id_attributes and the principals have their own checks (ValueError, named)
+            "table": v.ITABLE, "index_name": str,
+            "domain": v.IDOMAIN, "domain_props": opensearch.DomainProps,
+            "collection": aoss.CfnCollection, "vpc": v.IVPC, "vpc_subnets": ec2.SubnetSelection,
+            "stream_options": StreamOptions, "function_options": lambda_.FunctionOptions,
+            "monitoring": Monitoring, "removal_policy": cdk.RemovalPolicy,
+        }, locals())
         super().__init__(scope, id)
         given = {"domain": domain, "domain_props": domain_props, "collection": collection}
         chosen = [name for name, value in given.items() if value is not None]

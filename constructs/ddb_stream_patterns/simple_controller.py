@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
@@ -21,13 +21,20 @@ from constructs import Construct
 
 from ._nag import acknowledge
 from ._resources import build_function, secure_bucket, secure_queue
-from ._validation import check_duration_range, check_range
+from ._validation import (
+    IBUCKET,
+    IFUNCTION,
+    IQUEUE,
+    ITABLE,
+    check_duration_range,
+    check_range,
+    check_type,
+    check_types,
+)
 from .monitoring import AlarmFactory, Monitoring, lambda_metric
 from .runtime_assets import StreamRuntimeLayer
-from .stream_table import require_stream
-
-if TYPE_CHECKING:
-    from .stream_filter import StreamFilter
+from .stream_filter import StreamFilter
+from .stream_table import check_filters_on_table, require_stream
 
 __all__ = ["SimpleController", "FailureDestination", "DEFAULT_RUNTIME"]
 
@@ -62,6 +69,12 @@ class FailureDestination:
     queue: sqs.IQueue | None = None
     bucket: s3.IBucket | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("sqs", "s3"):
+            raise ValueError(f"FailureDestination: kind must be 'sqs' or 's3', got {self.kind!r}")
+        check_type("FailureDestination", "queue", self.queue, IQUEUE)
+        check_type("FailureDestination", "bucket", self.bucket, IBUCKET)
+
     @classmethod
     def sqs(cls, queue: sqs.IQueue | None = None) -> FailureDestination:
         """An SQS queue; ``None`` creates one (encrypted, TLS-only, 14-day retention)."""
@@ -71,6 +84,19 @@ class FailureDestination:
     def s3(cls, bucket: s3.IBucket | None = None) -> FailureDestination:
         """An S3 bucket; ``None`` creates one (encrypted, TLS-only, no public access)."""
         return cls("s3", bucket=bucket)
+
+
+def _prop_types() -> dict[str, Any]:
+    return {
+        "table": ITABLE, "function": IFUNCTION, "code": lambda_.Code, "handler": str,
+        "runtime": lambda_.Runtime, "function_options": lambda_.FunctionOptions,
+        "filters": [StreamFilter], "starting_position": lambda_.StartingPosition,
+        "batch_size": int, "max_batching_window": cdk.Duration,
+        "parallelization_factor": int, "retry_attempts": int, "max_record_age": cdk.Duration,
+        "bisect_batch_on_error": bool, "report_batch_item_failures": bool,
+        "failure_destination": FailureDestination, "removal_policy": cdk.RemovalPolicy,
+        "monitoring": Monitoring,
+    }
 
 
 class SimpleController(Construct):
@@ -127,7 +153,9 @@ class SimpleController(Construct):
 
     Attributes
     ----------
-    function, event_source, event_source_mapping, failure_destination,
+    function (the handler, ``IFunction``), built_function (the ``lambda_.Function`` built from
+    ``code`` + ``handler``, or ``None`` when ``function`` was given), event_source,
+    event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
     log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
     alarm_topic (the topic the alarms notify, or ``None``).
@@ -157,6 +185,7 @@ class SimpleController(Construct):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         monitoring: Monitoring | None = None,
     ) -> None:
+        check_types("SimpleController", _PROP_TYPES, locals())
         super().__init__(scope, id)
         require_stream(table)
         max_record_age = max_record_age or cdk.Duration.days(1)
@@ -166,6 +195,7 @@ class SimpleController(Construct):
         check_range("retry_attempts", retry_attempts, *_RETRIES)
         check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
         filter_criteria = _filter_criteria(filters)
+        check_filters_on_table("SimpleController", filters, table)
 
         if function is not None and (code is not None or handler is not None):
             raise ValueError(
@@ -181,9 +211,14 @@ class SimpleController(Construct):
         self.table = table
         self.runtime_layer: StreamRuntimeLayer | None = None
         self.log_group: logs.ILogGroup | None = None
-        self.function: lambda_.IFunction = function or self._build_function(
-            code, handler, runtime, function_options, removal_policy
-        )
+        #: The function this controller built (``None`` when ``function`` was given).
+        self.built_function: lambda_.Function | None = None
+        if function is None:
+            self.built_function = self._build_function(
+                code, handler, runtime, function_options, removal_policy
+            )
+        #: The handler: the given ``IFunction``, or ``built_function``.
+        self.function: lambda_.IFunction = function or self.built_function
 
         self.failure_queue: sqs.IQueue | None = None
         self.failure_bucket: s3.IBucket | None = None
@@ -361,8 +396,6 @@ class _S3FailureRecords:
 
 
 def _filter_criteria(filters: Sequence[StreamFilter]) -> list:
-    from .stream_filter import StreamFilter
-
     return StreamFilter.to_filters(list(filters))
 
 
@@ -389,3 +422,6 @@ def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) ->
             f"more than {MAX_STREAM_READERS} per shard get throttled: put the patterns behind "
             "one ComplexController, or accept the extra latency",
         )
+
+
+_PROP_TYPES = _prop_types()

@@ -34,6 +34,7 @@ False
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import operator
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Literal
+
+from ._validation import check_list, check_type
 
 __all__ = ["EVENT_NAMES", "MAX_FILTERS", "MAX_PATTERN_LENGTH", "Rule", "StreamFilter"]
 
@@ -155,6 +158,7 @@ class Rule:
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
         name = f"Rule.{str(self.kind).replace('-', '_')}"
+        check_type(name, "attribute_type", self.attribute_type, str)
         if self.kind not in _SERIALIZE:
             raise ValueError(f"unknown rule kind {self.kind!r}; expected one of {list(_SERIALIZE)}")
         if not self.values:
@@ -338,6 +342,61 @@ def _validate_pattern(pattern: Mapping[str, Any], path: tuple[str, ...] = ()) ->
             )
 
 
+#: The fields of a stream record as Lambda delivers it (the DynamoDB Streams ``Record`` and
+#: ``StreamRecord`` shapes, plus Lambda's ``eventSourceARN``): ``None`` is a leaf, ``"item"``
+#: an attribute map (any attribute name, then a DynamoDB type key).
+_RECORD_FIELDS: dict[str, Any] = {
+    "awsRegion": None, "eventID": None, "eventName": None, "eventSource": None,
+    "eventSourceARN": None, "eventVersion": None,
+    "userIdentity": {"type": None, "principalId": None},
+    "dynamodb": {
+        "ApproximateCreationDateTime": None, "Keys": "item", "NewImage": "item",
+        "OldImage": "item", "SequenceNumber": None, "SizeBytes": None, "StreamViewType": None,
+    },
+}
+_ATTRIBUTE_TYPES = frozenset({*_TYPE_ACCEPTS, "M", "L"})
+
+
+def _check_fields(
+    pattern: Mapping[str, Any], schema: Any = None, path: tuple[str, ...] = ()
+) -> None:
+    """Refuse pattern fields a stream record never has: such a filter never matches."""
+    schema = _RECORD_FIELDS if schema is None else schema
+    for key, spec in pattern.items():
+        where = ".".join((*path, str(key)))
+        if schema == "item":  # key is an attribute name: below it, a DynamoDB type key
+            if isinstance(spec, Mapping):
+                for type_key in spec:
+                    if type_key not in _ATTRIBUTE_TYPES:
+                        raise ValueError(
+                            f"pattern field {where}.{type_key} never matches: an attribute "
+                            f"holds one of the DynamoDB type keys {sorted(_ATTRIBUTE_TYPES)}"
+                        )
+            continue
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f" (did you mean {'.'.join((*path, close[0]))!r}?)" if close else ""
+            raise ValueError(
+                f"pattern field {where!r} is never in a dynamodb stream record, so the filter "
+                f"never matches{hint}; fields here: {sorted(schema)}"
+            )
+        below = schema[key]
+        if below is not None and isinstance(spec, Mapping):
+            _check_fields(spec, below, (*path, str(key)))
+
+
+# The local cloud also evaluates SQS event-source filters with this class; an SQS message
+# record has other fields, so a pattern on them is left to the general validation.
+_SQS_ONLY_FIELDS = frozenset(
+    {"body", "messageId", "receiptHandle", "attributes", "messageAttributes", "md5OfBody"}
+)
+_SQS_FIELDS = _SQS_ONLY_FIELDS | {"eventSource", "eventSourceARN", "awsRegion"}
+
+
+def _is_sqs_pattern(pattern: Mapping[str, Any]) -> bool:
+    return bool(set(pattern) & _SQS_ONLY_FIELDS) and set(pattern) <= _SQS_FIELDS
+
+
 # --- local evaluation ------------------------------------------------------------------
 
 
@@ -414,20 +473,22 @@ def _match_object(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
 # --- StreamFilter ----------------------------------------------------------------------
 
 
+_RULE_HINT = "e.g. Rule.equals('done')"
+
+
 def _freeze_attributes(name: str, attributes: Any) -> Mapping[str, Rule]:
-    if not isinstance(attributes, Mapping) or not attributes:
+    check_type("StreamFilter", name, attributes, Mapping, "a dict of attribute name -> Rule")
+    if not attributes:
         raise ValueError(f"{name} must be a non-empty mapping of name to Rule, got {attributes!r}")
     for attr, rule in attributes.items():
-        if not isinstance(rule, Rule):
-            raise ValueError(f"{name}[{attr!r}] must be a Rule, got {rule!r}")
+        check_type("StreamFilter", f"{name}[{attr!r}]", rule, Rule, _RULE_HINT)
         if rule.kind == "numeric":
             raise ValueError(f"{name}[{attr!r}]: numeric {list(rule.values)!r}: {_N_IS_STRING}")
     return MappingProxyType(dict(attributes))
 
 
 def _check_metadata(name: str, rule: Any) -> None:
-    if not isinstance(rule, Rule):
-        raise ValueError(f"{name} must be a Rule, got {rule!r}")
+    check_type("StreamFilter", name, rule, Rule, _RULE_HINT)
     if rule.kind not in _METADATA_KINDS:
         raise ValueError(
             f"{name} is a json number: use Rule.numeric, equals, anything_but or exists, "
@@ -487,7 +548,8 @@ class StreamFilter:
 
     def __post_init__(self) -> None:
         if self.event_names is not None:
-            if isinstance(self.event_names, str) or not self.event_names:
+            check_list("StreamFilter", "event_names", self.event_names, str)
+            if not self.event_names:
                 raise ValueError(f"event_names must be a non-empty list, got {self.event_names!r}")
             unknown = [name for name in self.event_names if name not in EVENT_NAMES]
             if unknown:
@@ -506,6 +568,8 @@ class StreamFilter:
                 "old_image, keys, size_bytes, approximate_creation_time"
             )
         _validate_pattern(pattern)
+        if not _is_sqs_pattern(pattern):
+            _check_fields(pattern)
         if len(_serialize(pattern)) > MAX_PATTERN_LENGTH:
             raise ValueError(
                 f"filter pattern is {len(_serialize(pattern))} characters long; lambda "
@@ -522,7 +586,8 @@ class StreamFilter:
         >>> StreamFilter.from_pattern({"eventName": ["INSERT"]}).to_pattern()
         {'eventName': ['INSERT']}
         """
-        if not isinstance(pattern, Mapping) or not pattern:
+        check_type("StreamFilter.from_pattern", "pattern", pattern, Mapping, optional=False)
+        if not pattern:
             raise ValueError(f"pattern must be a non-empty dict, got {pattern!r}")
         return cls(_extra=copy.deepcopy(dict(pattern)))
 
@@ -550,15 +615,13 @@ class StreamFilter:
 
         ``max_filters`` is Lambda's default quota (5); raise it only with the quota.
         """
+        check_list("StreamFilter.to_filters", "filters", filters, StreamFilter)
         filters = list(filters)
         if len(filters) > max_filters:
             raise ValueError(
                 f"too many filters: {len(filters)} given, an event source mapping takes at "
                 f"most {max_filters}"
             )
-        for item in filters:
-            if not isinstance(item, StreamFilter):
-                raise ValueError(f"filters must be StreamFilter instances, got {item!r}")
         return [item.to_filter() for item in filters]
 
     def to_pattern(self) -> dict[str, Any]:

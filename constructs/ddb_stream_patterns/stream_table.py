@@ -9,10 +9,10 @@ import aws_cdk.aws_dynamodb as dynamodb
 import jsii
 from constructs import Construct
 
+from . import _validation as v
 from ._validation import is_token
 
-__all__ = ["StreamTable", "require_stream"]
-
+__all__ = ["StreamTable", "require_stream", "table_schema", "check_filters_on_table"]
 
 
 class StreamTable(dynamodb.TableV2):
@@ -71,6 +71,14 @@ class StreamTable(dynamodb.TableV2):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         **overrides: Any,
     ) -> None:
+        v.check_types("StreamTable", {
+            "partition_key": dynamodb.Attribute, "sort_key": dynamodb.Attribute,
+            "time_to_live_attribute": str, "point_in_time_recovery": bool,
+            "encryption": dynamodb.TableEncryptionV2, "billing": dynamodb.Billing,
+            "removal_policy": cdk.RemovalPolicy,
+        }, locals())
+        v.check_type("StreamTable", "stream_view_type", stream_view_type,
+                     dynamodb.StreamViewType, "e.g. StreamViewType.NEW_AND_OLD_IMAGES")
         if stream_view_type is None:
             raise ValueError(
                 "stream_view_type must be set, got None: a StreamTable always has a stream "
@@ -131,3 +139,61 @@ def _stream_enabled(table: dynamodb.ITable) -> bool:
     props = cdk.Stack.of(resource).resolve(jsii.get(resource, "updatedProperties"))
     spec = props.get("streamSpecification") if isinstance(props, dict) else None
     return bool(spec and spec.get("streamViewType"))
+
+
+# What each stream view type carries (the DynamoDB developer guide, "Change data capture
+# for DynamoDB Streams": KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES).
+_IMAGES_OF_VIEW = {
+    "KEYS_ONLY": set(),
+    "NEW_IMAGE": {"NewImage"},
+    "OLD_IMAGE": {"OldImage"},
+    "NEW_AND_OLD_IMAGES": {"NewImage", "OldImage"},
+}
+_IMAGE_PROP = {"NewImage": "new_image", "OldImage": "old_image"}
+
+
+def table_schema(table: dynamodb.ITable) -> tuple[list[str], str | None] | None:
+    """The key attribute names and stream view type of a table defined in this app
+    (a ``StreamTable``, ``TableV2`` or ``Table``), read from its L1 resource; ``None`` for
+    an imported table, whose schema is unknown at synth."""
+    resource = table.node.default_child if isinstance(table, Construct) else None
+    if not isinstance(resource, (dynamodb.CfnGlobalTable, dynamodb.CfnTable)):
+        return None
+    stack = cdk.Stack.of(resource)
+    keys = stack.resolve(resource.key_schema) or []
+    props = stack.resolve(jsii.get(resource, "updatedProperties"))
+    spec = props.get("streamSpecification") if isinstance(props, dict) else None
+    view = spec.get("streamViewType") if isinstance(spec, dict) else None
+    names = [k["attributeName"] for k in keys if isinstance(k, dict) and "attributeName" in k]
+    return names, view if isinstance(view, str) and not is_token(view) else None
+
+
+def check_filters_on_table(owner: str, filters: Any, table: dynamodb.ITable) -> None:
+    """Refuse filters that can never match this table's stream records: a ``keys`` condition
+    on an attribute that is not a key, an image the stream view type does not carry.
+    Imported tables are not checked (their schema is unknown at synth)."""
+    patterns = [(i, f.to_pattern().get("dynamodb")) for i, f in enumerate(filters or ())]
+    patterns = [(i, p) for i, p in patterns if isinstance(p, dict)]
+    if not any(set(p) & {"Keys", "NewImage", "OldImage"} for _, p in patterns):
+        return
+    schema = table_schema(table)
+    if schema is None:
+        return
+    keys, view = schema
+    for index, pattern in patterns:
+        for name in pattern.get("Keys", {}):
+            if keys and name not in keys and not is_token(name):
+                raise ValueError(
+                    f"{owner}: filters[{index}] has a keys condition on {name!r}, which is "
+                    f"not a key of table {table.node.path!r} (keys: {keys}), so it never "
+                    f"matches: filter on new_image or old_image instead"
+                )
+        if view is None or view not in _IMAGES_OF_VIEW:
+            continue
+        for image in ("NewImage", "OldImage"):
+            if image in pattern and image not in _IMAGES_OF_VIEW[view]:
+                raise ValueError(
+                    f"{owner}: filters[{index}] has a {_IMAGE_PROP[image]} condition "
+                    f"{pattern[image]!r}, but table {table.node.path!r} streams {view}, "
+                    f"whose records carry no {image}, so it never matches"
+                )

@@ -9,6 +9,7 @@ import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 from constructs import Construct
 
+from . import _validation as v
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from .monitoring import Monitoring
 from .runtime_assets import StreamRuntimeLayer
@@ -72,6 +73,12 @@ class TableReplicator(ControllerPattern, Construct):
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        v.check_types("TableReplicator", {
+            "table": v.ITABLE, "target_table": v.ITABLE, "transform": str,
+            "transform_code": lambda_.Code, "version_attribute": str,
+            "stream_options": StreamOptions, "function_options": lambda_.FunctionOptions,
+            "monitoring": Monitoring, "removal_policy": cdk.RemovalPolicy,
+        }, locals())
         super().__init__(scope, id)
         if target_table is table:
             raise ValueError(

@@ -9,6 +9,7 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_s3 as s3
 from constructs import Construct
 
+from . import _validation as v
 from ._nag import acknowledge
 from ._resources import secure_bucket
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
@@ -98,6 +99,13 @@ class TtlArchiver(ControllerPattern, Construct):
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        v.check_types("TtlArchiver", {
+            "table": v.ITABLE, "ttl_attribute": str, "bucket": v.IBUCKET,
+            "archive_table": v.ITABLE, "prefix": str, "transition_to": s3.StorageClass,
+            "transition_after": cdk.Duration, "include_manual_deletes": bool,
+            "stream_options": StreamOptions, "function_options": lambda_.FunctionOptions,
+            "monitoring": Monitoring, "removal_policy": cdk.RemovalPolicy,
+        }, locals())
         super().__init__(scope, id)
         if bucket is not None and archive_table is not None:
             raise ValueError(
