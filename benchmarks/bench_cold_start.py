@@ -2,8 +2,8 @@
 
 For each handler module (``ddb_stream_runtime.batch``, ``.router``, ``.processor``
 and whichever of ``.archiver``, ``.counter``, ``.indexer``, ``.replicator`` exist),
-starts fresh interpreters (``python -c ...``) round-robin, ``--repeat`` rounds, and
-keeps the best wall time of each case:
+starts fresh interpreters (``python -c ...``) in interleaved rounds through
+``_harness.py`` (rotating order, each ratio taken within a round, min and median):
 
 * ``pass``: the bare interpreter;
 * ``import <module>``;
@@ -16,7 +16,7 @@ keeps the best wall time of each case:
   pure handlers (batch; processor, whose only AWS call is the rare claim-check fetch)
   it is the bare interpreter.
 
-ratio = best(case) / best(reference), whole processes (interpreter start included,
+ratio = case / reference within a round, whole processes (interpreter start included,
 as in a cold start): 1.10 means the handler adds 10 % to the cold start that its
 SDK needs anyway. Creating the client (``boto3.client("sns")``) costs the same
 with or without our code and is shown once, not added.
@@ -28,13 +28,16 @@ developer machine) and "as deployed": the assets exclude ``*.pyc`` and
 the Lambda runtime). A column from ``-X importtime`` shows how much of the import
 is our own modules' code (self time of ``ddb_stream_runtime.*``).
 
-Run: ``python benchmarks/bench_cold_start.py [--repeat 15]``. Asserts nothing.
+Run: ``python benchmarks/bench_cold_start.py [--repeat 15]``. Exits non-zero if a handler
+module does not import.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -44,6 +47,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = REPO / "lambda_src"
@@ -105,15 +112,17 @@ def wall(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def best_walls(cases: dict[str, list[str]], env: dict[str, str], repeat: int) -> dict[str, float]:
-    """Best wall time of each case; round-robin so a noisy second hits every case alike."""
-    for args in cases.values():
-        wall(args, env)  # warm the OS page cache (and __pycache__ where allowed)
-    best = dict.fromkeys(cases, float("inf"))
-    for _ in range(repeat):
-        for name, args in cases.items():
-            best[name] = min(best[name], wall(args, env))
-    return best
+def interleaved(
+    cases: dict[str, list[str]], env: dict[str, str], reference: str, rounds: int
+) -> dict[str, _harness.Result]:
+    """Fresh interpreters in interleaved rounds (``_harness``), ratio to ``reference``."""
+    results = _harness.measure(
+        {name: functools.partial(wall, args, env) for name, args in cases.items()},
+        reference,
+        rounds=rounds,
+        gc_modes=("n/a",),
+    )
+    return {r.name: r for r in results["n/a"]}
 
 
 def own_self_time(module: str, env: dict[str, str], python: list[str], repeat: int) -> float:
@@ -161,16 +170,21 @@ def stdlib_direct_imports(module: str, repeat: int) -> list[tuple[str, float]]:
 
 
 def measure(python: list[str], env: dict[str, str], handlers: list[Handler], repeat: int):
-    cases = {"pass": [*python, "-c", "pass"]}
-    for sdk in sorted({h.sdk for h in handlers if h.sdk}):
-        cases[sdk] = [*python, "-c", sdk]
-    for h in handlers:
-        cases[h.module] = [*python, "-c", f"import {h.module}"]
-        if h.sdk:
-            cases[h.module + "+sdk"] = [*python, "-c", f"import {h.module}; {h.sdk}"]
-    walls = best_walls(cases, env, repeat)
+    """Per reference (bare interpreter, import boto3, botocore SigV4): its handlers' cases
+    interleaved with it, each ratio taken within a round."""
+    bare = [*python, "-c", "pass"]
+    results: dict[str, _harness.Result] = {}
+    for sdk in (None, *sorted({h.sdk for h in handlers if h.sdk})):
+        group = [h for h in handlers if h.sdk == sdk]
+        reference = "pass" if sdk is None else sdk
+        cases = {"pass": bare} if sdk is None else {sdk: [*python, "-c", sdk]}
+        for h in group:
+            code = f"import {h.module}" if sdk is None else f"import {h.module}; {sdk}"
+            cases[h.module] = [*python, "-c", code]
+        for name, result in interleaved(cases, env, reference, repeat).items():
+            results.setdefault(name, result)
     own = {h.module: own_self_time(h.module, env, python, max(5, repeat // 3)) for h in handlers}
-    return walls, own
+    return results, own
 
 
 def client_cost(repeat: int) -> dict[str, float]:
@@ -180,33 +194,52 @@ def client_cost(repeat: int) -> dict[str, float]:
     cases = {"boto3": [sys.executable, "-c", "import boto3"]}
     for name in names:
         cases[name] = [sys.executable, "-c", f"import boto3; boto3.client({name!r})"]
-    walls = best_walls(cases, env, max(5, repeat // 3))
-    return {name: walls[name] - walls["boto3"] for name in names}
+    results = interleaved(cases, env, "boto3", max(5, repeat // 3))
+    return {name: results[name].min_ms - results["boto3"].min_ms for name in names}
 
 
-def table(title: str, walls: dict[str, float], own: dict[str, float], handlers: list[Handler]):
-    bare = walls["pass"]
-    print(title)
+def table(
+    title: str,
+    results: dict[str, _harness.Result],
+    own: dict[str, float],
+    handlers: list[Handler],
+    key: str,
+) -> None:
+    print(f"\n{title}\n  ({_harness.machine()})")
     print(
-        f"{'module':<32} {'import ms':>9} {'own code ms':>11} {'reference':>16} "
-        f"{'ref ms':>7} {'ratio':>6} {'<= 1.1x':>7}"
+        f"{'module':<32} {'min ms':>7} {'own ms':>7} {'reference':>16} {'ref ms':>7} "
+        f"{'min x':>6} {'med x':>6}"
     )
-    print(f"{'(bare interpreter)':<32} {bare * 1000:>9.1f}")
+    print(f"{'(bare interpreter)':<32} {results['pass'].min_ms:>7.1f}")
     for sdk, label in ((BOTO3, "(import boto3)"), (SIGV4, "(import botocore SigV4)")):
-        if sdk in walls:
-            print(f"{label:<32} {(walls[sdk] - bare) * 1000:>9.1f}")
+        if sdk in results:
+            print(f"{label:<32} {results[sdk].min_ms:>7.1f}")
     for h in handlers:
-        imported = walls[h.module] - bare
-        if h.sdk:
-            reference = "import boto3" if h.sdk == BOTO3 else "botocore SigV4"
-            ref_wall, case = walls[h.sdk], walls[h.module + "+sdk"]
-        else:
-            reference, ref_wall, case = "bare interpreter", bare, walls[h.module]
-        ratio = round(case / ref_wall, 2)  # judged as printed
+        r = results[h.module]
+        reference = {None: "bare interpreter", BOTO3: "import boto3"}.get(h.sdk, "botocore SigV4")
+        ref = results["pass" if h.sdk is None else h.sdk]
         print(
-            f"{h.module:<32} {imported * 1000:>9.1f} {own[h.module] * 1000:>11.1f} "
-            f"{reference:>16} {ref_wall * 1000:>7.1f} {ratio:>6.2f} "
-            f"{'yes' if ratio <= 1.1 else 'no':>7}"
+            f"{h.module:<32} {r.min_ms:>7.1f} {own[h.module] * 1000:>7.1f} {reference:>16} "
+            f"{ref.min_ms:>7.1f} {r.min_ratio:>6.2f} {r.median_ratio:>6.2f}"
+        )
+        print(
+            "SUMMARY "
+            + json.dumps(
+                {
+                    "key": f"{key}.{h.module.rsplit('.', 1)[1]}",
+                    "case": h.module,
+                    "reference": reference,
+                    "load": _harness.load_average(),
+                    "gc_n/a": {
+                        "min_ms": round(r.min_ms, 1),
+                        "median_ms": round(r.median_ms, 1),
+                        "reference_min_ms": round(ref.min_ms, 1),
+                        "min_ratio": round(r.min_ratio, 3),
+                        "median_ratio": round(r.median_ratio, 3),
+                    },
+                }
+            ),
+            flush=True,
         )
 
 
@@ -217,20 +250,21 @@ def main() -> None:
 
     if importlib.util.find_spec("boto3") is None:
         raise SystemExit("boto3 is not installed in this interpreter")
-    handlers, missing = [], []
+    handlers = []
     for h in HANDLERS:
         why = present(h.module)
         if why:
-            missing.append((h.module, why))
-        else:
-            handlers.append(h)
+            _harness.fail(f"{h.module}: {why}")
+        handlers.append(h)
 
     print(
-        f"best of {args.repeat} fresh interpreters; Python {sys.version.split()[0]}; "
-        "times are wall clock, 'import ms' is over the bare interpreter"
+        f"{args.repeat} interleaved rounds of fresh interpreters; wall clock, interpreter "
+        "start included; ratio = case / its reference within a round"
     )
-    walls, own = measure([sys.executable], _env(SOURCES), handlers, args.repeat)
-    table("\nbytecode cached (__pycache__ written on first run)", walls, own, handlers)
+    results, own = measure([sys.executable], _env(SOURCES), handlers, args.repeat)
+    table(
+        "bytecode cached (__pycache__ written on first run)", results, own, handlers, "cold.cached"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(
@@ -238,16 +272,15 @@ def main() -> None:
             Path(tmp) / PACKAGE,
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
-        walls, own = measure([sys.executable, "-B"], _env(Path(tmp)), handlers, args.repeat)
+        results, own = measure([sys.executable, "-B"], _env(Path(tmp)), handlers, args.repeat)
     table(
-        "\nas deployed: no *.pyc in the asset, our sources compiled on every cold start",
-        walls,
+        "as deployed: no *.pyc in the asset, our sources compiled on every cold start",
+        results,
         own,
         handlers,
+        "cold.deployed",
     )
 
-    for module, why in missing:
-        print(f"{module:<32} {why}")
     heaviest = stdlib_direct_imports(f"{PACKAGE}.batch", max(5, args.repeat // 3))
     print(
         f"\nstandard-library modules {PACKAGE} imports that a bare interpreter has not loaded "
@@ -257,7 +290,7 @@ def main() -> None:
     costs = client_cost(args.repeat)
     print(
         "\nclient creation after import boto3 (paid on the first invocation, with or without "
-        "our code): " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in costs.items())
+        "our code): " + ", ".join(f"{k} {v:.0f} ms" for k, v in costs.items())
     )
 
 

@@ -2,8 +2,8 @@
 
 Builds a 1,000-record MODIFY batch with NEW_AND_OLD_IMAGES (~1.9 MB of JSON,
 ~15 attributes per item: strings, integers, decimals, a nested map, a list of
-maps, a string set, a number set, a boolean, a null), then times in one run,
-best of ``--repeat`` rounds:
+maps, a string set, a number set, a boolean, a null), then times, in
+interleaved rounds through ``_harness.py`` (GC off and on):
 
 * ``json.loads`` of the event: the floor every Python stream Lambda pays;
 * + boto3's ``TypeDeserializer`` on both images of every record;
@@ -12,21 +12,25 @@ best of ``--repeat`` rounds:
 * + Powertools' ``DynamoDBStreamEvent`` reading both images (if installed).
 
 Run: ``python benchmarks/bench_deserialize.py [--records 1000] [--repeat 15]``.
-Prints ms per batch and the ratio to the floor; asserts nothing.
+The same again on a "rich" event (binary, sets, nested maps and lists, ``-0``).
+Prints ms per batch and the ratio to the floor; exits non-zero if ours and boto3 disagree.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import json
 import sys
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda_src"))
+
+import _harness  # noqa: E402
 
 from ddb_stream_runtime import StreamRecord, deserialize_image  # noqa: E402
 
@@ -147,48 +151,88 @@ def _check_same_result(image: dict[str, Any]) -> None:
         return
     from boto3.dynamodb.types import TypeDeserializer
 
-    theirs = {k: TypeDeserializer().deserialize(v) for k, v in image.items()}
+    from ddb_stream_runtime._aws import client_image
+
+    # boto3 deserializes what the client returns: binary already decoded to bytes.
+    theirs = {k: TypeDeserializer().deserialize(v) for k, v in client_image(image).items()}
     if deserialize_image(image) != theirs:
         raise SystemExit("ddb_stream_runtime and boto3 disagree on the benchmark item")
+
+
+def make_rich_item(i: int, version: int) -> dict[str, Any]:
+    """An item heavy in the rarer tags: sets, binary, nested maps and lists."""
+    blob = base64.b64encode(bytes((i + k) % 256 for k in range(24))).decode()
+    return {
+        "pk": {"S": f"DEVICE#{i:08d}"},
+        "version": {"N": str(version + 1)},
+        "firmware": {"B": blob},
+        "keys": {"BS": [blob, base64.b64encode(f"k{i}".encode()).decode()]},
+        "labels": {"SS": ["edge", f"zone-{i % 9}", "beta" if version else "ga"]},
+        "ports": {"NS": [str(8000 + i % 50), "443", "-0", "1e3"]},
+        "online": {"BOOL": bool(version)},
+        "retired": {"NULL": True},
+        "readings": {
+            "L": [
+                {"M": {"t": {"N": str(1718049976 + n)}, "v": {"N": f"{n * 0.5:.1f}"}}}
+                for n in range(4)
+            ]
+        },
+        "config": {
+            "M": {
+                "mode": {"S": "auto"},
+                "limits": {"L": [{"N": "10"}, {"N": "20.5"}, {"L": [{"S": "x"}, {"NULL": True}]}]},
+                "owner": {"M": {"team": {"S": "iot"}, "oncall": {"SS": ["a", "b"]}}},
+                "checksum": {"B": blob},
+            }
+        },
+    }
+
+
+def make_rich_event(records: int) -> dict[str, Any]:
+    event = make_event(records)
+    for i, record in enumerate(event["Records"]):
+        record["dynamodb"]["Keys"] = {"pk": {"S": f"DEVICE#{i:08d}"}}
+        record["dynamodb"]["NewImage"] = make_rich_item(i, 1)
+        record["dynamodb"]["OldImage"] = make_rich_item(i, 0)
+    return event
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=15, help="interleaved rounds")
     args = parser.parse_args()
 
-    payload = json.dumps(make_event(args.records), separators=(",", ":"))  # as Lambda sends it
-    _check_same_result(json.loads(payload)["Records"][0]["dynamodb"]["NewImage"])
-
-    cases: list[tuple[str, Callable[[str], None] | None]] = [
-        ("json.loads (floor)", floor),
-        (
-            "+ boto3 TypeDeserializer",
-            with_boto3 if _importable("boto3.dynamodb.types") else None,
-        ),
-        ("+ ddb_stream_runtime.deserialize_image", with_ours),
-        ("+ ddb_stream_runtime.StreamRecord", with_stream_record),
-        (
-            "+ Powertools DynamoDBStreamEvent",
-            with_powertools if _importable("aws_lambda_powertools") else None,
-        ),
-    ]
-
-    print(
-        f"{args.records} MODIFY records, NEW_AND_OLD_IMAGES, {len(payload) / 1e6:.2f} MB JSON; "
-        f"best of {args.repeat}; Python {sys.version.split()[0]}"
-    )
-    print(f"{'case':<42} {'ms/batch':>9} {'x floor':>8}")
-    base = None
-    for name, fn in cases:
-        if fn is None:
-            print(f"{name:<42} {'skipped (not installed)':>18}")
-            continue
-        fn(payload)  # warm up: imports and caches are not what we measure
-        best = min(timeit.repeat(functools.partial(fn, payload), number=1, repeat=args.repeat))
-        base = base or best
-        print(f"{name:<42} {best * 1000:>9.1f} {best / base:>8.2f}")
+    for label, maker in (("orders", make_event), ("rich", make_rich_event)):
+        payload = json.dumps(maker(args.records), separators=(",", ":"))  # as Lambda sends it
+        for record in json.loads(payload)["Records"][:50]:
+            _check_same_result(record["dynamodb"]["NewImage"])
+            _check_same_result(record["dynamodb"]["OldImage"])
+        cases: dict[str, Callable[[], None]] = {
+            "json.loads (floor)": functools.partial(floor, payload),
+            "+ ddb_stream_runtime.deserialize_image": functools.partial(with_ours, payload),
+            "+ ddb_stream_runtime.StreamRecord": functools.partial(with_stream_record, payload),
+        }
+        # boto3 and Powertools only on the orders event: boto3's TypeDeserializer takes
+        # bytes for B (what the client returns), not the stream's base64 text.
+        if label == "orders" and _importable("boto3.dynamodb.types"):
+            cases["+ boto3 TypeDeserializer"] = functools.partial(with_boto3, payload)
+        if label == "orders" and _importable("aws_lambda_powertools"):
+            cases["+ Powertools DynamoDBStreamEvent"] = functools.partial(with_powertools, payload)
+        results = _harness.measure(cases, "json.loads (floor)", rounds=args.repeat)
+        _harness.print_results(
+            f"{label}: {args.records} MODIFY records, NEW_AND_OLD_IMAGES, "
+            f"{len(payload) / 1e6:.2f} MB JSON",
+            results,
+            "json.loads (floor)",
+        )
+        for key, case in (
+            ("deserialize", "+ ddb_stream_runtime.deserialize_image"),
+            ("boto3", "+ boto3 TypeDeserializer"),
+            ("powertools", "+ Powertools DynamoDBStreamEvent"),
+        ):
+            if case in cases:
+                _harness.summary(f"{key}.{label}", results, case, mb=round(len(payload) / 1e6, 2))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Processor unwrap (the ComplexController's processor side): an SQS event of
 ``--records`` raw-delivery messages whose bodies are the MODIFY stream records of
-``bench_deserialize.py`` (NEW_AND_OLD_IMAGES, ~1.9 KB each), times, best of
-``--repeat`` rounds:
+``bench_deserialize.py`` (NEW_AND_OLD_IMAGES, ~1.9 KB each), times, in
+interleaved rounds through ``_harness.py`` (GC off and on):
 
 * ``json.loads`` of every message body: the floor every SQS consumer pays;
 * + ``ddb_stream_runtime.process_sqs_batch`` with a record handler that does nothing
@@ -15,11 +15,12 @@ Then each of ``ddb_stream_runtime.archiver``, ``.counter``, ``.indexer`` and
 REMOVEs for the archiver, MODIFYs for the others), configured through the
 environment variables its construct sets, with fake AWS clients that answer
 every call with success and make no network request; the floor is ``json.loads``
-of that event. A module that is missing prints "not present"; one that cannot be
-driven this way prints why, and the script goes on.
+of that event. A module that is missing, or that cannot be driven this way (an
+exception, a reported failure, no AWS call made), stops the script with a non-zero exit:
+no figure is printed for what was not measured.
 
 Run: ``python benchmarks/bench_handlers.py [--records 1000] [--repeat 15]``.
-Prints ms per batch and the ratio to the floor; asserts nothing.
+Prints ms per batch and the ratio to the floor, min and median over the rounds.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import io
 import json
 import os
 import sys
-import timeit
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +43,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda_src"))
 
+import _harness  # noqa: E402
 from bench_deserialize import make_event  # noqa: E402
 
 from ddb_stream_runtime import StreamRecord, process_sqs_batch  # noqa: E402
@@ -186,9 +187,9 @@ def fake_aws() -> Iterator[list[Any]]:
     def session_client(self: Any, *args: Any, **kwargs: Any) -> FakeClient:
         return client(*args, **kwargs)
 
-    from ddb_stream_runtime import router
+    from ddb_stream_runtime import _aws
 
-    router._aws_client.cache_clear()
+    _aws.aws_client.cache_clear()
     with (
         mock.patch.object(boto3, "client", client),
         mock.patch.object(boto3.session.Session, "client", session_client),
@@ -198,7 +199,7 @@ def fake_aws() -> Iterator[list[Any]]:
         try:
             yield made
         finally:
-            router._aws_client.cache_clear()
+            _aws.aws_client.cache_clear()
 
 
 # --- the optional handlers -------------------------------------------------------------
@@ -267,11 +268,6 @@ def _reset_cached_config(module: types.ModuleType) -> None:
 # --- timing ----------------------------------------------------------------------------
 
 
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    fn()  # warm up: imports and caches are not what we measure
-    return min(timeit.repeat(fn, number=1, repeat=repeat))
-
-
 def body_floor(event: dict[str, Any]) -> None:
     for message in event["Records"]:
         json.loads(message["body"])
@@ -289,86 +285,83 @@ def _read_images(record: StreamRecord) -> None:
 def with_processor(handler: Callable[[StreamRecord], None], event: dict[str, Any]) -> None:
     response = process_sqs_batch(event, handler)
     if response["batchItemFailures"]:
-        raise SystemExit(f"processor reported failures: {response['batchItemFailures'][:3]}")
+        _harness.fail(f"processor reported failures: {response['batchItemFailures'][:3]}")
 
 
 def run_handler(module: types.ModuleType, payload: str) -> None:
     response = module.handler(json.loads(payload), None)
     failures = (response or {}).get("batchItemFailures") if isinstance(response, dict) else None
     if failures:
-        raise RuntimeError(f"handler reported failures: {failures[:3]}")
-
-
-Row = tuple[str, "float | str", float]  # case, seconds (or a note), its floor in seconds
-
-
-def print_table(title: str, rows: list[Row]) -> None:
-    print(title)
-    print(f"{'case':<52} {'ms/batch':>9} {'x floor':>8}")
-    for name, best, floor in rows:
-        if isinstance(best, str):
-            print(f"{name:<52} {best}".rstrip())
-        else:
-            print(f"{name:<52} {best * 1000:>9.1f} {best / floor:>8.2f}")
+        _harness.fail(f"{module.__name__}.handler reported failures: {failures[:3]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=15, help="interleaved rounds")
     args = parser.parse_args()
-    n, repeat = args.records, args.repeat
-    print(f"best of {repeat}; Python {sys.version.split()[0]}")
+    n, rounds = args.records, args.repeat
 
     sqs_event = make_sqs_event(n)
     size = sum(len(m["body"]) for m in sqs_event["Records"])
-    floor = best_of(repeat, functools.partial(body_floor, sqs_event))
-    rows: list[Row] = [
-        ("json.loads of each body (floor)", floor, floor),
-        (
-            "+ process_sqs_batch, no-op record handler",
-            best_of(repeat, functools.partial(with_processor, _noop, sqs_event)),
-            floor,
-        ),
-        (
-            "+ process_sqs_batch, handler reads both images",
-            best_of(repeat, functools.partial(with_processor, _read_images, sqs_event)),
-            floor,
-        ),
-    ]
-    print_table(
-        f"\nprocessor: {n} SQS messages (raw delivery), bodies {size / 1e6:.2f} MB of "
-        "MODIFY stream records",
-        rows,
+    floor = "json.loads of each body (floor)"
+    results = _harness.measure(
+        {
+            floor: functools.partial(body_floor, sqs_event),
+            "+ process_sqs_batch, no-op record handler": functools.partial(
+                with_processor, _noop, sqs_event
+            ),
+            "+ process_sqs_batch, handler reads both images": functools.partial(
+                with_processor, _read_images, sqs_event
+            ),
+        },
+        floor,
+        rounds=rounds,
     )
+    _harness.print_results(
+        f"processor: {n} SQS messages (raw delivery), bodies {size / 1e6:.2f} MB of "
+        "MODIFY stream records",
+        results,
+        floor,
+    )
+    _harness.summary("processor", results, "+ process_sqs_batch, no-op record handler")
 
-    rows = []
     for name, (environment, make) in OPTIONAL.items():
-        label = f"ddb_stream_runtime.{name}.handler"
         module = optional_module(name)
         if isinstance(module, str):
-            rows.append((label, module, 0.0))
-            continue
+            _harness.fail(f"ddb_stream_runtime.{name}: {module}")
         payload = json.dumps(make(n), separators=(",", ":"))
-        floor = best_of(repeat, functools.partial(json.loads, payload))
-        try:
-            with mock.patch.dict(os.environ, environment), fake_aws() as clients:
-                _reset_cached_config(module)
-                best = best_of(repeat, functools.partial(run_handler, module, payload))
-                calls = {
-                    f"{c.service}.{op}": count // (repeat + 1)
-                    for c in clients
-                    for op, count in c.calls.items()
-                }
-        except Exception as exc:  # a handler whose API we guessed wrong: say so, go on
-            rows.append((label, f"present, not driven: {type(exc).__name__}: {exc!s:.120}", 0.0))
-            continue
-        finally:
+        label = f"+ {name}.handler"
+        floor = f"json.loads of the {name} event (floor)"
+        with mock.patch.dict(os.environ, environment), fake_aws() as clients:
             _reset_cached_config(module)
-        rows.append((f"json.loads of the {name} event (floor)", floor, floor))
-        rows.append((label, best, floor))
-        rows.append((f"  fake AWS calls per batch: {calls or 'none'}", "", 0.0))
-    print_table(f"\nother handlers: {n}-record stream events, fake AWS clients", rows)
+            try:
+                results = _harness.measure(
+                    {
+                        floor: functools.partial(json.loads, payload),
+                        label: functools.partial(run_handler, module, payload),
+                    },
+                    floor,
+                    rounds=rounds,
+                )
+            except SystemExit:
+                raise
+            except Exception as exc:  # cannot drive it: no figure, and say so loudly
+                _harness.fail(f"{name}.handler not driven: {type(exc).__name__}: {exc!s:.200}")
+            finally:
+                _reset_cached_config(module)
+            runs = 1 + 2 * rounds  # warm-up, then once per round per GC mode
+            calls = {
+                f"{c.service}.{op}": count / runs for c in clients for op, count in c.calls.items()
+            }
+        if not calls:
+            _harness.fail(f"{name}.handler made no AWS call: it was not driven")
+        _harness.print_results(
+            f"{name}: {n}-record stream event, fake AWS clients; calls per batch: {calls}",
+            results,
+            floor,
+        )
+        _harness.summary(f"handler.{name}", results, label, calls=calls)
 
 
 if __name__ == "__main__":

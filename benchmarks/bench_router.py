@@ -1,7 +1,8 @@
 """What does the ComplexController's router cost on top of ``json.loads``?
 
 Uses the 1,000-record MODIFY batch of ``bench_deserialize.py`` (NEW_AND_OLD_IMAGES,
-~1.9 MB of JSON) and times, best of ``--repeat`` rounds:
+~1.9 MB of JSON) and times, in interleaved rounds through
+``_harness.py`` (GC off and on):
 
 * ``json.loads`` of the event: the floor every Python stream Lambda pays;
 * + ``json.dumps`` of every record: the serialization any router must do, since
@@ -14,7 +15,8 @@ botocore's own work (query-protocol encoding, signing, HTTP) is not measured: it
 is the same for every router.
 
 Run: ``python benchmarks/bench_router.py [--records 1000] [--repeat 15]``.
-Prints ms per batch and the ratio to the floor; asserts nothing.
+Prints ms per batch and the ratio to the floor; exits non-zero if the PublishBatch count
+is not one per 10 records.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import argparse
 import functools
 import json
 import sys
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambda_src"))
 
+import _harness  # noqa: E402
 from bench_deserialize import make_event  # noqa: E402
 
 from ddb_stream_runtime import Router, RouterConfig  # noqa: E402
@@ -63,7 +65,7 @@ def with_dumps(payload: str) -> None:
 def with_router(router: Router, payload: str) -> None:
     response = router.route(json.loads(payload))
     if response["batchItemFailures"]:
-        raise SystemExit(f"router reported failures: {response}")
+        _harness.fail(f"router reported failures: {response}")
 
 
 def main() -> None:
@@ -88,22 +90,33 @@ def main() -> None:
         *((name, functools.partial(with_router, router)) for name, router in routers.items()),
     ]
 
-    print(
-        f"{args.records} MODIFY records, NEW_AND_OLD_IMAGES, {len(payload) / 1e6:.2f} MB JSON; "
-        f"best of {args.repeat}; Python {sys.version.split()[0]}"
+    loads, serial = "json.loads (floor)", "+ json.dumps of each record"
+    results = _harness.measure(
+        {name: functools.partial(fn, payload) for name, fn in cases}, loads, rounds=args.repeat
     )
-    print(f"{'case':<42} {'ms/batch':>9} {'x floor':>8} {'x loads+dumps':>14}")
-    times: dict[str, float] = {}
-    for name, fn in cases:
-        fn(payload)  # warm up: imports and caches are not what we measure
-        timer = functools.partial(fn, payload)
-        times[name] = min(timeit.repeat(timer, number=1, repeat=args.repeat))
-    base, serial = times["json.loads (floor)"], times["+ json.dumps of each record"]
-    for name, best in times.items():
-        print(f"{name:<42} {best * 1000:>9.1f} {best / base:>8.2f} {best / serial:>14.2f}")
-    calls = {name: router._sns.calls for name, router in routers.items()}
-    per_round = {name: n // (args.repeat + 1) for name, n in calls.items()}
-    print(f"PublishBatch calls per batch: {sorted(set(per_round.values()))}")
+    _harness.print_results(
+        f"{args.records} MODIFY records, NEW_AND_OLD_IMAGES, {len(payload) / 1e6:.2f} MB JSON",
+        results,
+        loads,
+    )
+    routed = f"+ router, {len(ATTRIBUTES)} routing attributes"
+    _harness.summary("router", results, routed)
+    runs = 1 + 2 * args.repeat
+    per_batch = {name: router._sns.calls / runs for name, router in routers.items()}
+    print(f"PublishBatch calls per batch: {sorted(set(per_batch.values()))}")
+    if set(per_batch.values()) != {args.records / 10}:
+        _harness.fail(f"expected {args.records // 10} PublishBatch calls per batch: {per_batch}")
+    # The router re-serializes every record: loads + dumps is its true floor.
+    results = _harness.measure(
+        {
+            serial: functools.partial(with_dumps, payload),
+            routed: functools.partial(with_router, routers[routed], payload),
+        },
+        serial,
+        rounds=args.repeat,
+    )
+    _harness.print_results("the same, against json.loads + json.dumps", results, serial)
+    _harness.summary("router.dumps", results, routed)
 
 
 if __name__ == "__main__":

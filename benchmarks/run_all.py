@@ -4,7 +4,9 @@ Run from anywhere: ``.venv/bin/python benchmarks/run_all.py`` (or ``bash benchma
 Makes ``benchmarks/.venv-solutions`` first if it is missing (needs PyPI; without it
 ``bench_synth.py`` skips the Solutions Constructs side and says so). ``--quick``
 runs fewer rounds (a smoke test, not figures to quote). ``--only NAME`` (repeatable)
-picks benchmarks by script stem, e.g. ``--only bench_synth``. Every benchmark is a
+picks benchmarks by script stem, e.g. ``--only bench_synth``. ``--write-readme``
+replaces the README's Performance table (between its markers) with this run's figures,
+collected from the ``SUMMARY`` lines the ``_harness``-based benchmarks print. Every benchmark is a
 separate process, one after the other (the machine has 2 cores: nothing runs in
 parallel). Exits non-zero if any of them failed.
 """
@@ -12,8 +14,10 @@ parallel). Exits non-zero if any of them failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -83,10 +87,86 @@ def ensure_solutions_venv() -> None:
         print("setup.sh failed: bench_synth.py will skip the Solutions Constructs side", flush=True)
 
 
+# README rows: (summary key, what, goal as text, goal as a ratio ceiling or None)
+ROWS: list[tuple[str, str, str, float | None]] = [
+    ("deserialize.orders", "deserialize both images, 1,000 MODIFY records", "≤ 1.5×", 1.5),
+    ("deserialize.rich", "the same, items with sets, binary, nested maps and lists", "≤ 1.5×", 1.5),
+    ("boto3.orders", "(boto3 `TypeDeserializer`, same event, for comparison)", "", None),
+    ("powertools.orders", "(Powertools `DynamoDBStreamEvent`, for comparison)", "", None),
+    ("router", "router, 1,000 records → 100 `PublishBatch`, 3 routing attributes", "", None),
+    ("router.dumps", "the same ÷ (`json.loads` + `json.dumps` of each record)", "", None),
+    ("processor", "SQS processor unwrap, 1,000 messages (÷ `json.loads` of each body)", "", None),
+    ("handler.archiver", "archiver, 1,000 TTL REMOVEs, fake S3", "", None),
+    ("handler.counter", "counter, 1,000 MODIFYs, fake DynamoDB", "", None),
+    ("handler.indexer", "indexer, 1,000 MODIFYs, fake OpenSearch", "≤ 1.5×", 1.5),
+    ("handler.replicator", "replicator, 1,000 MODIFYs, fake DynamoDB (CPU only)", "", None),
+    (
+        "replicator.parallel",
+        "replicator, 1,000 records, 5 ms per call: parallel ÷ sequential",
+        "≤ 0.125× (8× faster)",
+        0.125,
+    ),
+    ("cold.deployed.batch", "cold start `batch`, as deployed (÷ bare interpreter)", "≤ 2.5×", 2.5),
+    ("cold.deployed.processor", "cold start `processor`, as deployed (÷ bare)", "≤ 2.5×", 2.5),
+    *(
+        (f"cold.deployed.{h}", f"cold start `{h}`, as deployed (÷ `import boto3`)", "≤ 1.05×", 1.05)
+        for h in ("router", "archiver", "counter", "replicator")
+    ),
+    (
+        "cold.deployed.indexer",
+        "cold start `indexer`, as deployed (÷ botocore SigV4 imports)",
+        "≤ 1.05×",
+        1.05,
+    ),
+]
+
+START, END = "<!-- performance-table: start -->", "<!-- performance-table: end -->"
+
+
+def performance_table(summaries: dict[str, dict]) -> str:
+    """The README's Performance table from the benchmarks' SUMMARY lines."""
+    lines = [
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+        "",
+        "| what | ours, min ms | ratio GC off, min / median | ratio GC on, median | goal |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, what, goal, ceiling in ROWS:
+        found = summaries.get(key)
+        if found is None:
+            lines.append(f"| {what} | not run | | | {goal} |")
+            continue
+        off = found.get("gc_off") or found.get("gc_n/a")
+        on = found.get("gc_on")
+        verdict = ""
+        if ceiling is not None:
+            verdict = " ✓" if off["median_ratio"] <= ceiling else " ✗ (not met)"
+        gc_on = f"{on['median_ratio']:.2f}×" if on else "n/a (processes)"
+        lines.append(
+            f"| {what} | {off['min_ms']:.1f} | {off['min_ratio']:.2f}× / "
+            f"{off['median_ratio']:.2f}× | {gc_on} | {goal}{verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(table: str) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} markers")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{START}\n{table}\n{END}", text, count=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME")
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="replace the README's Performance table with this run's figures",
+    )
     args = parser.parse_args()
     unknown = set(args.only) - {name for name, _, _ in BENCHMARKS}
     if unknown:
@@ -97,7 +177,9 @@ def main() -> None:
 
     print(f"== machine: {machine()}", flush=True)
     env = dict(os.environ, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "constructs"), str(REPO / "lambda_src")])
     failed = []
+    summaries: dict[str, dict] = {}
     for name, command, quick in BENCHMARKS:
         if args.only and name not in args.only:
             continue
@@ -108,12 +190,25 @@ def main() -> None:
             f"\n== {name}: {' '.join(Path(c).name if c == PYTHON else c for c in full)}", flush=True
         )
         start = time.perf_counter()
-        done = subprocess.run(full, cwd=REPO, env=env)
-        print(f"-- {name}: {time.perf_counter() - start:.0f} s, exit {done.returncode}", flush=True)
-        if done.returncode:
+        with subprocess.Popen(full, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                if line.startswith("SUMMARY "):
+                    found = json.loads(line[len("SUMMARY ") :])
+                    summaries[found["key"]] = found
+        print(f"-- {name}: {time.perf_counter() - start:.0f} s, exit {proc.returncode}", flush=True)
+        if proc.returncode:
             failed.append(name)
+    table = performance_table(summaries)
+    print(f"\n== Performance table (README)\n{table}", flush=True)
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
+    if args.write_readme:
+        if args.quick or args.only:
+            raise SystemExit("--write-readme needs a full run: no --quick, no --only")
+        write_readme(table)
+        print("README.md: Performance table replaced", flush=True)
 
 
 if __name__ == "__main__":
