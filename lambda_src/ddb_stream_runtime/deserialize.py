@@ -14,8 +14,9 @@ Type mapping
 tag    Python value
 =====  ==========================================================
 S      ``str``
-N      ``int`` if the text has no ``.``, ``e`` or ``E``, else an
-       exact ``decimal.Decimal`` (never ``float``)
+N      ``int`` for an integer, else an exact ``decimal.Decimal``
+       (never ``float``); ``-0`` is ``Decimal('-0')``, keeping its
+       sign as boto3's ``TypeDeserializer`` does
 B      ``bytes`` (base64-decoded)
 BOOL   ``bool``
 NULL   ``None``
@@ -100,13 +101,24 @@ def _string(value: Any) -> str:
 
 def _number(value: Any) -> int | Decimal:
     try:
-        if "." in value or "e" in value or "E" in value:
-            return Decimal(value)  # exact: Decimal(str) never rounds
-        return int(value)
+        return int(value) if value.isdigit() else _other_number(value)
     except _SHAPE_ERRORS:
         raise DeserializationError(
             f"type tag 'N' needs a number string, got {_short(value)}"
         ) from None
+
+
+def _other_number(text: str) -> int | Decimal:
+    # Not plain digits: a negative integer, or a fraction / exponent (exact Decimal: never
+    # rounds). A negative zero keeps its sign as Decimal('-0'), as boto3's
+    # TypeDeserializer gives it: an int cannot hold it.
+    if text[:1] == "-" and text[1:].isdigit():
+        number = int(text)
+        return number if number else Decimal(text)
+    number = Decimal(text)
+    if number.is_finite():
+        return number
+    raise ValueError(text)  # NaN, Infinity: DynamoDB has no such numbers
 
 
 def _binary(value: Any) -> bytes:
@@ -155,7 +167,7 @@ def _list(value: Any) -> list[Any]:
             if tag == "S" and v.__class__ is str:
                 append(v)
             elif tag == "N":
-                append(Decimal(v) if ("." in v or "e" in v or "E" in v) else int(v))
+                append(int(v) if v.isdigit() else _other_number(v))
             else:
                 append(_DISPATCH[tag](v))
     except DeserializationError as exc:
@@ -176,7 +188,7 @@ def _map(value: Any) -> dict[str, Any]:
             if tag == "S" and v.__class__ is str:
                 out[name] = v
             elif tag == "N":
-                out[name] = Decimal(v) if ("." in v or "e" in v or "E" in v) else int(v)
+                out[name] = int(v) if v.isdigit() else _other_number(v)
             else:
                 out[name] = _DISPATCH[tag](v)
     except DeserializationError as exc:

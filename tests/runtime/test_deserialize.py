@@ -64,7 +64,7 @@ def _types(value: Any) -> Any:
         ({"S": "New item!"}, "New item!", str),
         ({"S": ""}, "", str),
         ({"N": "101"}, 101, int),
-        ({"N": "-0"}, 0, int),
+        ({"N": "-0"}, Decimal("-0"), Decimal),  # the sign kept, as boto3 keeps it
         ({"N": "0.1"}, Decimal("0.1"), Decimal),
         ({"N": "1E+2"}, Decimal("100"), Decimal),
         ({"N": "2.5e-3"}, Decimal("0.0025"), Decimal),
@@ -247,3 +247,96 @@ def test_parity_with_boto3_type_deserializer(rich_image: dict[str, Any]) -> None
     ours = deserialize_image(rich_image)
     assert _normalise(ours) == _normalise(theirs)
     assert len(ours or {}) == len(rich_image) == len(theirs)
+
+
+# --- property: parity with boto3 on generated items, signs and exponents included --------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _strict(value: Any) -> Any:
+    """Like _normalise, but numbers by their text: -0 and 0, 1.50 and 1.5 differ."""
+    from boto3.dynamodb.types import Binary
+
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, Decimal)):
+        return ("number", str(Decimal(value)))
+    if isinstance(value, Binary):
+        return bytes(value.value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_strict(v) for v in value)
+    return value
+
+
+_NUMBER_TEXT = st.one_of(
+    st.sampled_from(["-0", "0", "-0.0", "0.0", "-0.5", "1e3", "-1E-3", "1.50", "-00"]),
+    st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, max_value=10**30).map(str),
+    st.builds(
+        lambda digits, exp, neg: f"{'-' if neg else ''}{digits}e{exp}",
+        st.integers(min_value=0, max_value=10**20),
+        st.integers(min_value=-100, max_value=100),
+        st.booleans(),
+    ),
+)
+_B64 = st.binary(max_size=12).map(lambda b: __import__("base64").b64encode(b).decode())
+_SCALAR = st.one_of(
+    st.builds(lambda s: {"S": s}, st.text(max_size=8)),
+    st.builds(lambda n: {"N": n}, _NUMBER_TEXT),
+    st.builds(lambda b: {"B": b}, _B64),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(lambda s: {"SS": s}, st.lists(st.text(max_size=5), min_size=1, unique=True)),
+    st.builds(
+        lambda s: {"NS": s},
+        st.lists(_NUMBER_TEXT, min_size=1, max_size=5, unique_by=lambda t: Decimal(t)),
+    ),
+    st.builds(
+        lambda s: {"BS": s},
+        st.lists(st.binary(max_size=6), min_size=1, max_size=4, unique=True).map(
+            lambda bs: [__import__("base64").b64encode(b).decode() for b in bs]
+        ),
+    ),
+)
+_VALUE = st.recursive(
+    _SCALAR,
+    lambda inner: st.one_of(
+        st.builds(lambda xs: {"L": xs}, st.lists(inner, max_size=4)),
+        st.builds(lambda m: {"M": m}, st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    ),
+    max_leaves=12,
+)
+_ITEM = st.dictionaries(st.text(min_size=1, max_size=6), _VALUE, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ITEM)
+def test_parity_with_boto3_on_generated_items(item: dict[str, Any]) -> None:
+    from boto3.dynamodb import types
+
+    from ddb_stream_runtime._aws import client_image  # B/BS decoded, as the client gives them
+
+    boto = types.TypeDeserializer()
+    theirs = {k: boto.deserialize(v) for k, v in client_image(item).items()}
+    ours = deserialize_image(item)
+    assert len(ours or {}) == len(item) == len(theirs)
+    assert _strict(ours) == _strict(theirs)
+
+
+def test_negative_zero_keeps_its_sign() -> None:
+    from boto3.dynamodb import types
+
+    theirs = types.TypeDeserializer().deserialize({"N": "-0"})
+    ours = deserialize_value({"N": "-0"})
+    assert str(theirs) == "-0" and ours == theirs
+    assert isinstance(ours, Decimal) and ours.is_signed()
+    negative, positive = deserialize_value({"L": [{"N": "-0"}, {"N": "0"}]})
+    assert negative.is_signed() and str(negative) == "-0"
+    assert positive == 0 and not isinstance(positive, Decimal)
+    assert deserialize_image({"z": {"N": "-0"}})["z"].is_signed()  # type: ignore[index]
