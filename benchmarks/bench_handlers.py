@@ -33,6 +33,7 @@ import io
 import json
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -113,13 +114,15 @@ class FakeClient:
         self.calls: dict[str, int] = {}
         self.exceptions = _Exceptions()
         self.meta = types.SimpleNamespace(region_name="us-east-2", service_model=None)
+        self._lock = threading.Lock()  # the replicator calls from several threads
 
     def __getattr__(self, operation: str) -> Callable[..., dict[str, Any]]:
         if operation.startswith("_"):
             raise AttributeError(operation)
 
         def call(**params: Any) -> dict[str, Any]:
-            self.calls[operation] = self.calls.get(operation, 0) + 1
+            with self._lock:
+                self.calls[operation] = self.calls.get(operation, 0) + 1
             return _success(operation, params)
 
         return call

@@ -33,6 +33,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_deserialize", [PYTHON, "benchmarks/bench_deserialize.py"], ["--repeat", "3"]),
     ("bench_router", [PYTHON, "benchmarks/bench_router.py"], ["--repeat", "3"]),
     ("bench_handlers", [PYTHON, "benchmarks/bench_handlers.py"], ["--repeat", "3"]),
+    ("bench_replicator", [PYTHON, "benchmarks/bench_replicator.py"], ["--repeat", "1"]),
     ("bench_cold_start", [PYTHON, "benchmarks/bench_cold_start.py"], ["--repeat", "3"]),
     (
         "test_request_counts",
@@ -141,10 +142,10 @@ def performance_table(summaries: dict[str, dict]) -> str:
         verdict = ""
         if ceiling is not None:
             verdict = " ✓" if off["median_ratio"] <= ceiling else " ✗ (not met)"
-        gc_on = f"{on['median_ratio']:.2f}×" if on else "n/a (processes)"
+        gc_on = f"{on['median_ratio']:.3g}×" if on else "n/a (processes)"
         lines.append(
-            f"| {what} | {off['min_ms']:.1f} | {off['min_ratio']:.2f}× / "
-            f"{off['median_ratio']:.2f}× | {gc_on} | {goal}{verdict} |"
+            f"| {what} | {off['min_ms']:.1f} | {off['min_ratio']:.3g}× / "
+            f"{off['median_ratio']:.3g}× | {gc_on} | {goal}{verdict} |"
         )
     return "\n".join(lines)
 

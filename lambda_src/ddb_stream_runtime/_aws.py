@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from base64 import b64decode
-from collections.abc import Callable
 from typing import Any
 
 from .deserialize import DeserializationError, _short
@@ -17,15 +16,21 @@ __all__ = ["aws_client", "check_retry_settings", "client_image"]
 
 
 @functools.cache
-def aws_client(service: str) -> Any:
-    """A boto3 client, created once per service and process.
+def aws_client(service: str, *, max_pool_connections: int | None = None) -> Any:
+    """A boto3 client, created once per service (and pool size) and process.
 
     boto3 is imported here, not at module level: it costs ~150-230 ms of cold start,
     and functions that never need a client (or get one injected) never pay it.
+    ``max_pool_connections``: for clients shared by threads (botocore keeps 10
+    connections unless told otherwise). Default: botocore's.
     """
     import boto3
 
-    return boto3.client(service)
+    if max_pool_connections is None:
+        return boto3.client(service)
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(max_pool_connections=max_pool_connections))
 
 
 def check_retry_settings(max_attempts: object, backoff_seconds: float) -> None:
@@ -79,21 +84,20 @@ def _client_list(av: dict[str, Any], value: Any) -> dict[str, Any]:
     return av if out is None else {"L": out}
 
 
-# Only the tags that can hold binary data are looked into; the rest pass as they are.
-_TO_CLIENT: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
-    "B": _client_binary,
-    "BS": _client_binary_set,
-    "M": _client_map,
-    "L": _client_list,
-}
-
-
 def _client_value(av: Any) -> Any:
     if av.__class__ is not dict or len(av) != 1:
         return av  # not valid DynamoDB JSON: botocore's validation rejects it by name
-    [(tag, value)] = av.items()
-    convert = _TO_CLIENT.get(tag)
-    return av if convert is None else convert(av, value)
+    # S, N, BOOL, NULL, SS, NS (nearly every value) hold no binary: two membership
+    # tests, no unpacking, no call. Only B / BS are converted, only M / L looked into.
+    if "M" in av:
+        return _client_map(av, av["M"])
+    if "L" in av:
+        return _client_list(av, av["L"])
+    if "B" in av:
+        return _client_binary(av, av["B"])
+    if "BS" in av:
+        return _client_binary_set(av, av["BS"])
+    return av
 
 
 def client_image(image: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +112,8 @@ def client_image(image: dict[str, Any]) -> dict[str, Any]:
     """
     out = None
     for name, av in image.items():
+        if av.__class__ is dict and ("S" in av or "N" in av):  # the common case, no call
+            continue
         converted = _client_value(av)
         if converted is not av:
             if out is None:

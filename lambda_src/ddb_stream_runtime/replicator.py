@@ -19,6 +19,10 @@ Configuration (environment variables, read on the first invocation)
 ``VERSION_ATTRIBUTE``
     Name of the version attribute. Default: ``_streamSequence``. An attribute
     of that name in the image (or the transform's result) is overwritten.
+``WRITE_CONCURRENCY``
+    How many conditional writes are in flight at once (threads sharing one client).
+    Default: 16; at least 1 (one write at a time), at most 64. Records of the
+    same item are always written one after the other, in stream order.
 ``TRANSFORM``
     Optional ``module:function`` (importable from the function's code),
     resolved once, on the first invocation. It receives an image as plain
@@ -66,11 +70,22 @@ applied key move heals the same way).
 
 Delivery semantics
 ------------------
-Records are applied one at a time, in order. A stale record is skipped; any
-other error stops the batch and reports that record's ``SequenceNumber`` (see
-:func:`~ddb_stream_runtime.batch.process_stream_batch`). The version attribute
-must stay a string: a target item whose version has another type never
-compares lower, so it is never overwritten.
+The writes of a batch go out concurrently (``WRITE_CONCURRENCY`` at a time), but
+the records of one item (the same ``Keys``) are written one after the other, in
+stream order: DynamoDB Streams orders records per item, and so does the target.
+Records of different items have no order between them in the stream either.
+The batch is prepared in the caller's thread first (images, transforms), in
+order; a record that cannot be prepared ends the preparation there.
+
+A stale record is skipped; any other error fails its record, and the batch
+reports the *earliest* failed record's ``SequenceNumber``, as a one-at-a-time
+replicator would (see :func:`~ddb_stream_runtime.batch.process_stream_batch`):
+every record before it has been applied. The records of that item after it are
+not written; records of other items after it may have been, and Lambda sends
+them again: a replayed put is stale, a replayed delete finds nothing, and a
+replayed INSERT of a deleted item is followed by its replayed REMOVE (see
+above). The version attribute must stay a string: a target item whose version
+has another type never compares lower, so it is never overwritten.
 """
 
 from __future__ import annotations
@@ -81,18 +96,21 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from ._aws import aws_client, client_image
-from .batch import PartialBatchResponse, process_stream_batch
+from .batch import PartialBatchResponse, _records_of, _report
 from .deserialize import ItemPathError, _short
 from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
     "DEFAULT_VERSION_ATTRIBUTE",
+    "DEFAULT_WRITE_CONCURRENCY",
+    "MAX_WRITE_CONCURRENCY",
     "SEQUENCE_DIGITS",
     "Replicator",
     "ReplicatorConfig",
@@ -111,6 +129,10 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_VERSION_ATTRIBUTE = "_streamSequence"
 #: Sequence numbers have at most 40 digits; versions are padded to this width.
 SEQUENCE_DIGITS = 40
+#: Conditional writes in flight at once unless ``WRITE_CONCURRENCY`` says otherwise.
+DEFAULT_WRITE_CONCURRENCY = 16
+#: The most ``WRITE_CONCURRENCY`` may be (threads in one Lambda process).
+MAX_WRITE_CONCURRENCY = 64
 
 #: ``transform(image) -> item or None``, on plain Python values.
 Transform = Callable[[dict[str, Any]], Mapping[str, Any] | None]
@@ -140,6 +162,8 @@ class ReplicatorConfig:
     transform : str, optional
         A ``module:function`` spec, resolved by :func:`load_transform` when
         the :class:`Replicator` is created. Default: None (an exact copy).
+    write_concurrency : int, optional
+        Conditional writes in flight at once, 1 to 64. Default: 16.
 
     Raises
     ------
@@ -151,7 +175,7 @@ class ReplicatorConfig:
     >>> ReplicatorConfig.from_env({"TARGET_TABLE": "AppUsers", "TRANSFORM": "views:app_user"})
     ... # doctest: +NORMALIZE_WHITESPACE
     ReplicatorConfig(target_table='AppUsers', version_attribute='_streamSequence',
-                     transform='views:app_user')
+                     transform='views:app_user', write_concurrency=16)
     >>> ReplicatorConfig("AppUsers", transform="views.app_user")
     Traceback (most recent call last):
     ...
@@ -161,8 +185,19 @@ class ReplicatorConfig:
     target_table: str
     version_attribute: str = DEFAULT_VERSION_ATTRIBUTE
     transform: str | None = None
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
 
     def __post_init__(self) -> None:
+        concurrency = self.write_concurrency
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= MAX_WRITE_CONCURRENCY
+        ):
+            raise ValueError(
+                f"write_concurrency must be an integer from 1 to {MAX_WRITE_CONCURRENCY}, "
+                f"got {concurrency!r}"
+            )
         if not isinstance(self.target_table, str) or not self.target_table:
             raise ValueError(f"target_table must be a non-empty string, got {self.target_table!r}")
         if not isinstance(self.version_attribute, str) or not self.version_attribute:
@@ -179,7 +214,7 @@ class ReplicatorConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReplicatorConfig:
-        """Read ``TARGET_TABLE``, ``VERSION_ATTRIBUTE`` and ``TRANSFORM``.
+        """Read ``TARGET_TABLE``, ``VERSION_ATTRIBUTE``, ``WRITE_CONCURRENCY`` and ``TRANSFORM``.
 
         Parameters
         ----------
@@ -199,10 +234,19 @@ class ReplicatorConfig:
         target = env.get("TARGET_TABLE", "")
         if not target:
             raise ValueError("environment variable TARGET_TABLE is required")
+        concurrency_text = env.get("WRITE_CONCURRENCY", "").strip()
+        try:
+            concurrency = int(concurrency_text) if concurrency_text else DEFAULT_WRITE_CONCURRENCY
+        except ValueError:
+            raise ValueError(
+                f"WRITE_CONCURRENCY must be an integer from 1 to {MAX_WRITE_CONCURRENCY}, "
+                f"got {concurrency_text!r}"
+            ) from None
         return cls(
             target_table=target,
             version_attribute=env.get("VERSION_ATTRIBUTE") or DEFAULT_VERSION_ATTRIBUTE,
             transform=env.get("TRANSFORM", "").strip() or None,
+            write_concurrency=concurrency,
         )
 
 
@@ -566,10 +610,11 @@ class Replicator:
         self._dynamodb = dynamodb_client
         self._key_names: tuple[str, ...] | None = None
         self._names = {"#v": config.version_attribute}  # the same for every write
+        self._pool: Any = None  # a ThreadPoolExecutor, made when writes first overlap
         self._log = logger or _LOGGER
 
     def replicate(self, event: dict[str, Any]) -> PartialBatchResponse:
-        """Write every record of ``event``; report the first one that fails.
+        """Write every record of ``event``; report the earliest one that fails.
 
         Parameters
         ----------
@@ -579,7 +624,7 @@ class Replicator:
         Returns
         -------
         PartialBatchResponse
-            No failures, or exactly one: the first record that could not be
+            No failures, or exactly one: the earliest record that could not be
             applied (stale records are not failures).
 
         Raises
@@ -587,38 +632,59 @@ class Replicator:
         TypeError
             If ``event`` is not a stream event.
         """
+        records = _records_of(event)
+        # 1. Prepare, in order, in this thread: what each record writes, and its item.
+        prepare = self._reshape if self.transform is not None else self._copy
+        groups: dict[Any, list[_Planned]] = {}
+        failed: tuple[int, BaseException] | None = None
+        for index, raw in enumerate(records):
+            try:
+                record = StreamRecord.from_lambda(raw)
+                writes = prepare(record)
+                # One writer: every record in one group, the stream's own order.
+                item = _item_of(record) if self.config.write_concurrency > 1 else None
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: one record fails, never the batch
+                failed = (index, exc)
+                break
+            groups.setdefault(item, []).append((index, writes))
+        # 2. Write: items concurrently, each item's records in stream order.
         counts = {"put": 0, "delete": 0, "stale": 0}
-        apply = self._reshape if self.transform is not None else self._copy
-        response = process_stream_batch(
-            event, functools.partial(apply, counts=counts), logger=self._log
-        )
+        limit = failed[0] if failed is not None else len(records)
+        written = self._write_groups(list(groups.values()), counts, limit)
+        if written is not None and (failed is None or written[0] < failed[0]):
+            failed = written
         self._log.debug(
             "replicator: %d puts, %d deletes, %d stale records skipped",
             counts["put"],
             counts["delete"],
             counts["stale"],
         )
-        return response
+        if failed is None:
+            return {"batchItemFailures": []}
+        index, exc = failed
+        return {"batchItemFailures": [_report(records[index], exc, index, len(records), self._log)]}
 
-    # -- per record
+    # -- per record: what to write (no AWS call but describe_table, once)
 
-    def _copy(self, record: StreamRecord, *, counts: dict[str, int]) -> None:
+    def _copy(self, record: StreamRecord) -> list[_Write]:
         version = sequence_version(record.sequence_number)
         if record.event_name == "REMOVE":
             keys = record.raw_keys
             if not keys:
                 raise MalformedRecordError(f"REMOVE record {record.sequence_number} has no Keys")
-            self._write("delete", version, counts, Key=client_image(keys))
-            return
+            return [("delete", version, {"Key": client_image(keys)})]
         image = self._require(record, record.raw_new_image, "NewImage")
         item = dict(client_image(image))  # a copy: the event is not ours to change
         item[self.config.version_attribute] = {"S": version}
-        self._write("put", version, counts, Item=item)
+        return [("put", version, {"Item": item})]
 
-    def _reshape(self, record: StreamRecord, *, counts: dict[str, int]) -> None:
+    def _reshape(self, record: StreamRecord) -> list[_Write]:
         version = sequence_version(record.sequence_number)
         event_name = record.event_name
         new_item = old_item = None
+        writes: list[_Write] = []
         if event_name != "REMOVE":
             self._require(record, record.raw_new_image, "NewImage")
             new_item = self._call_transform(record, record.new_image, "new")
@@ -629,11 +695,12 @@ class Replicator:
             old_key = self._target_key(record, old_item, "old")
             # Transformed away, or moved to another key: what the old image put there goes.
             if new_item is None or self._target_key(record, new_item, "new") != old_key:
-                self._write("delete", version, counts, Key=serialize_item(old_key))
+                writes.append(("delete", version, {"Key": serialize_item(old_key)}))
         if new_item is not None:
             item = serialize_item(new_item)
             item[self.config.version_attribute] = {"S": version}
-            self._write("put", version, counts, Item=item)
+            writes.append(("put", version, {"Item": item}))
+        return writes
 
     def _require(self, record: StreamRecord, image: Any, name: str) -> dict[str, Any]:
         if image is None:
@@ -681,8 +748,66 @@ class Replicator:
             self._dynamodb = aws_client("dynamodb")
         return self._dynamodb
 
-    def _write(self, kind: str, version: str, counts: dict[str, int], **target: Any) -> None:
-        method = self._client().put_item if kind == "put" else self._client().delete_item
+    def _write_groups(
+        self,
+        groups: list[list[_Planned]],
+        counts: dict[str, int],
+        limit: int,
+    ) -> tuple[int, BaseException] | None:
+        """Apply each group's records in order, groups concurrently; the earliest failure."""
+        if not groups:
+            return None
+        client = self._client()  # created here, once: clients are thread-safe, sessions not
+        # Records at or after this index need not be written: one before them failed.
+        stop = [limit]
+        lock = threading.Lock()
+
+        def run(group: list[_Planned]) -> tuple[int, BaseException] | None:
+            mine = {"put": 0, "delete": 0, "stale": 0}
+            try:
+                for index, writes in group:
+                    if index >= stop[0]:
+                        return None
+                    try:
+                        for kind, version, target in writes:
+                            mine[self._write(client, kind, version, target)] += 1
+                    except Exception as exc:  # botocore has already retried throttling, 5xx
+                        with lock:
+                            stop[0] = min(stop[0], index)
+                        return index, exc
+                return None
+            finally:
+                with lock:
+                    for kind, n in mine.items():
+                        counts[kind] += n
+
+        workers = min(self.config.write_concurrency, len(groups))
+        if workers == 1:
+            outcomes = [run(group) for group in groups]
+        else:
+            outcomes = list(self._executor().map(run, groups))
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        return min(failures, key=lambda f: f[0]) if failures else None
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # only when writes overlap
+
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.config.write_concurrency, thread_name_prefix="replicator"
+            )
+        return self._pool
+
+    def _client(self) -> Any:
+        if self._dynamodb is None:
+            # One connection per thread: botocore keeps 10 by default.
+            self._dynamodb = aws_client(
+                "dynamodb", max_pool_connections=max(10, self.config.write_concurrency)
+            )
+        return self._dynamodb
+
+    def _write(self, client: Any, kind: str, version: str, target: dict[str, Any]) -> str:
+        method = client.put_item if kind == "put" else client.delete_item
         try:
             method(
                 TableName=self.config.target_table,
@@ -691,12 +816,27 @@ class Replicator:
                 ExpressionAttributeValues={":seq": {"S": version}},
                 **target,
             )
-        except Exception as exc:  # botocore has already retried throttling and 5xx
+        except Exception as exc:
             if not _is_stale(exc):
-                raise  # process_stream_batch reports this record and stops
-            counts["stale"] += 1  # the target holds this item at a later sequence number
-            return
-        counts[kind] += 1
+                raise  # this record fails; its item's later records are not written
+            return "stale"  # the target holds this item at a later sequence number
+        return kind
+
+
+# (kind, version, Item= or Key=) of one conditional write; (record index, its writes).
+_Write = tuple[str, str, dict[str, Any]]
+_Planned = tuple[int, list[_Write]]
+
+
+def _item_of(record: StreamRecord) -> Any:
+    """Which item a record changes (its ``Keys``), hashable; records without Keys share one."""
+    keys = record.raw_keys
+    if not keys:
+        return None
+    try:
+        return tuple(sorted((name, *av.items()) for name, av in keys.items()))
+    except (AttributeError, TypeError):  # not DynamoDB JSON: one group, still in order
+        return repr(keys)
 
 
 @functools.lru_cache(maxsize=1)

@@ -221,7 +221,7 @@ def test_copy_mode_never_deserializes(
     monkeypatch.setattr("ddb_stream_runtime.records.deserialize_image", boom)
     client = FakeDynamoDB()
     assert Replicator(ReplicatorConfig("T"), dynamodb_client=client).replicate(users) == OK
-    assert [call[0] for call in client.calls] == ["put", "put", "put", "delete"]
+    assert sorted(call[0] for call in client.calls) == ["delete", "put", "put", "put"]
 
 
 # --- transforms ---------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_transform_imported_from_the_functions_code(
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(replicator_module, "aws_client", lambda service: aws)
+    monkeypatch.setattr(replicator_module, "aws_client", lambda service, **config: aws)
     monkeypatch.setenv("TARGET_TABLE", "AppUsers")
     monkeypatch.setenv("TRANSFORM", f"{module}:app_user")
     monkeypatch.delenv("VERSION_ATTRIBUTE", raising=False)
@@ -406,21 +406,26 @@ class FakeDynamoDB:
         return {"Table": {"KeySchema": [{"AttributeName": n} for n in self.key_schema]}}
 
 
+@pytest.mark.parametrize("concurrency", [1, 16])
 def test_other_error_reports_that_record_and_stops(
-    users: dict[str, Any], caplog: pytest.LogCaptureFixture
+    users: dict[str, Any], caplog: pytest.LogCaptureFixture, concurrency: int
 ) -> None:
-    third = seq_of(users["Records"][2])
+    third = seq_of(users["Records"][2])  # INSERT u-2; the REMOVE after it is u-1's
 
     def fail(kind: str, params: dict[str, Any]) -> Exception | None:
         version = params["ExpressionAttributeValues"][":seq"]["S"]
         return ClientError("ValidationException") if version.endswith(third) else None
 
     client = FakeDynamoDB(fail)
+    config = ReplicatorConfig("T", write_concurrency=concurrency)
     with caplog.at_level(logging.ERROR):
-        assert Replicator(ReplicatorConfig("T"), dynamodb_client=client).replicate(users) == (
-            failed(third)
-        )
-    assert len(client.calls) == 3  # the REMOVE after it was not attempted
+        assert Replicator(config, dynamodb_client=client).replicate(users) == failed(third)
+    versions = [params["ExpressionAttributeValues"][":seq"]["S"] for _, params in client.calls]
+    assert sum(v.endswith(third) for v in versions) == 1
+    if concurrency == 1:
+        assert len(client.calls) == 3  # one writer: the REMOVE after it was not attempted
+    else:  # u-1's records may all be written: another item, replayed harmlessly
+        assert 3 <= len(client.calls) <= 4
     assert "ValidationException" in caplog.text and "Ada" not in caplog.text
 
 
@@ -602,7 +607,7 @@ def test_handler_reads_env_once(
 ) -> None:
     client = FakeDynamoDB()
     created: list[str] = []
-    monkeypatch.setattr(replicator_module, "aws_client", lambda s: created.append(s) or client)
+    monkeypatch.setattr(replicator_module, "aws_client", lambda s, **config: created.append(s) or client)
     monkeypatch.setenv("TARGET_TABLE", "T")
     monkeypatch.delenv("VERSION_ATTRIBUTE", raising=False)
     monkeypatch.delenv("TRANSFORM", raising=False)
@@ -640,3 +645,156 @@ def test_import_loads_neither_boto3_nor_cdk() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(replicator_module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+# --- concurrent writes: order per item, earliest failure, same table as one writer ------
+
+import random  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+def shard(n_items: int, n_records: int, seed: int) -> list[dict[str, Any]]:
+    """A stream of INSERT / MODIFY / REMOVE records over a few items, sequence numbers rising."""
+    rng = random.Random(seed)
+    alive: dict[str, int] = {}
+    records = []
+    for i in range(n_records):
+        key = f"k{rng.randrange(n_items)}"
+        seq = str(10**20 + i * 7)
+        keys = {"id": {"S": key}}
+        if key in alive and rng.random() < 0.25:
+            name, new = "REMOVE", None
+            del alive[key]
+        else:
+            name = "MODIFY" if key in alive else "INSERT"
+            alive[key] = alive.get(key, 0) + 1
+            new = {"id": {"S": key}, "n": {"N": str(alive[key])}, "at": {"N": seq}}
+        dynamodb: dict[str, Any] = {"Keys": keys, "SequenceNumber": seq}
+        if new is not None:
+            dynamodb["NewImage"] = new
+        records.append({"eventName": name, "eventID": f"e{i}", "dynamodb": dynamodb})
+    return records
+
+
+class SlowDynamoDB(FakeDynamoDB):
+    """Random delays per call: without ordering per item, writes would overtake each other."""
+
+    def __init__(self, seed: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
+
+    def _call(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            delay = self.rng.random() * 0.002
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(delay)
+        try:
+            with self.lock:
+                return super()._call(kind, params)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_records_of_one_item_are_written_in_stream_order() -> None:
+    records = shard(n_items=12, n_records=300, seed=1)
+    client = SlowDynamoDB(seed=2)
+    replicator = Replicator(ReplicatorConfig("T", write_concurrency=8), dynamodb_client=client)
+    assert replicator.replicate({"Records": records}) == OK
+    assert len(client.calls) == 300  # every record written, once
+    assert client.most_in_flight > 1  # they did overlap
+    by_item: dict[str, list[str]] = {}
+    for _kind, params in client.calls:
+        key = (params.get("Item") or params.get("Key"))["id"]["S"]
+        by_item.setdefault(key, []).append(params["ExpressionAttributeValues"][":seq"]["S"])
+    assert len(by_item) == 12
+    for versions in by_item.values():
+        assert versions == sorted(versions)  # each item's writes in stream order
+
+
+def test_concurrency_is_bounded_by_write_concurrency() -> None:
+    client = SlowDynamoDB(seed=3)
+    replicator = Replicator(ReplicatorConfig("T", write_concurrency=4), dynamodb_client=client)
+    assert replicator.replicate({"Records": shard(64, 200, seed=4)}) == OK
+    assert len(client.calls) == 200
+    assert 1 < client.most_in_flight <= 4
+
+
+def test_the_earliest_failed_record_is_reported_when_a_later_one_fails_first() -> None:
+    records = shard(n_items=40, n_records=120, seed=5)
+    early, late = seq_of(records[30]), seq_of(records[100])
+
+    def fail(kind: str, params: dict[str, Any]) -> Exception | None:
+        version = params["ExpressionAttributeValues"][":seq"]["S"]
+        if version.endswith(early):
+            time.sleep(0.05)  # the later failure is seen first
+            return ClientError("ValidationException")
+        return ClientError("InternalServerError") if version.endswith(late) else None
+
+    client = FakeDynamoDB(fail)
+    replicator = Replicator(ReplicatorConfig("T", write_concurrency=16), dynamodb_client=client)
+    assert replicator.replicate({"Records": records}) == failed(early)
+    written = {p["ExpressionAttributeValues"][":seq"]["S"] for _, p in client.calls}
+    # Everything before the reported record was written; its item's later records were not.
+    assert {sequence_version(seq_of(r)) for r in records[:31]} <= written
+    early_item = records[30]["dynamodb"]["Keys"]["id"]["S"]
+    later_same_item = [
+        sequence_version(seq_of(r))
+        for r in records[31:]
+        if r["dynamodb"]["Keys"]["id"]["S"] == early_item
+    ]
+    assert later_same_item and not set(later_same_item) & written
+
+
+def _deliveries(records: list[dict[str, Any]], seed: int) -> list[list[dict[str, Any]]]:
+    """How Lambda may deliver a shard: batches, retried suffixes, a whole batch again late."""
+    rng = random.Random(seed)
+    batches = [records[i : i + 50] for i in range(0, len(records), 50)]
+    out: list[list[dict[str, Any]]] = []
+    for n, batch in enumerate(batches):
+        out.append(batch)
+        cut = rng.randrange(len(batch))
+        out.append(batch[cut:])  # a retried suffix: duplicates
+        if n:
+            out.append(batches[n - 1])  # an older batch delivered again, out of order
+            out.append(batch)
+    return out
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_target_table_is_the_same_as_one_writers(aws: Any, seed: int) -> None:
+    records = shard(n_items=25, n_records=300, seed=seed)
+    create_table(aws, "One", ("id", "S"))
+    create_table(aws, "Many", ("id", "S"))
+    one = Replicator(ReplicatorConfig("One", write_concurrency=1), dynamodb_client=aws)
+    many = Replicator(ReplicatorConfig("Many", write_concurrency=16), dynamodb_client=aws)
+    for batch in _deliveries(records, seed):
+        assert one.replicate({"Records": batch}) == OK
+        assert many.replicate({"Records": batch}) == OK
+    expected = items(aws, "One", "id")
+    assert expected  # the shard leaves items behind
+    assert items(aws, "Many", "id") == expected
+    # ... and both hold each surviving item's last image.
+    last: dict[str, Any] = {}
+    for record in records:
+        key = record["dynamodb"]["Keys"]["id"]["S"]
+        last[key] = record["dynamodb"].get("NewImage")
+    assert set(expected) == {k for k, image in last.items() if image is not None}
+
+
+@pytest.mark.parametrize("bad", [0, 65, "8", True, 1.5])
+def test_write_concurrency_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match=f"write_concurrency must be an integer from 1 to 64, got {bad!r}"):
+        ReplicatorConfig("T", write_concurrency=bad)
+
+
+def test_write_concurrency_from_the_environment() -> None:
+    assert ReplicatorConfig.from_env({"TARGET_TABLE": "T"}).write_concurrency == 16
+    config = ReplicatorConfig.from_env({"TARGET_TABLE": "T", "WRITE_CONCURRENCY": " 4 "})
+    assert config.write_concurrency == 4
+    with pytest.raises(ValueError, match="WRITE_CONCURRENCY must be an integer from 1 to 64"):
+        ReplicatorConfig.from_env({"TARGET_TABLE": "T", "WRITE_CONCURRENCY": "many"})
