@@ -733,3 +733,75 @@ def test_importing_loads_neither_boto3_nor_botocore(module: str) -> None:
         [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
     )
     assert json.loads(out.stdout) == []
+
+
+# --- one walk: the same documents, byte for byte, as deserialize + _jsonable ---------------
+
+from hypothesis import given, settings  # noqa: E402
+
+from tests.runtime.test_deserialize import _ITEM  # noqa: E402
+
+
+def _two_step_document(image: dict[str, Any]) -> str:
+    """The document as the indexer made it before the one-walk path: deserialize, then
+    make JSON-safe, then encode."""
+    from ddb_stream_runtime.deserialize import deserialize_image as deserialize
+
+    return indexer_module._encode(indexer_module._jsonable(deserialize(image)))
+
+
+EDGE_ITEMS: list[dict[str, Any]] = [
+    {
+        "big": {"N": "9223372036854775807"},
+        "bigger": {"N": "9223372036854775808"},
+        "small": {"N": "-9223372036854775808"},
+        "smaller": {"N": "-9223372036854775809"},
+        "neg_zero": {"N": "-0"},
+        "neg_zero_frac": {"N": "-0.0"},
+        "integral": {"N": "2.000"},
+        "exp": {"N": "1E+2"},
+        "huge": {"N": "9.9999999999999999999999999999999999999E+125"},
+        "tiny": {"N": "1e-130"},
+        "third": {"N": "0.333333333333333333333333333333333333"},
+        "almost_one": {"N": "1.0000000000000000001"},
+        "frac_exp": {"N": "1.5e3"},
+        "frac_neg_exp": {"N": "-1.5E-3"},
+        "tenth": {"N": "0.1"},
+        "text": {"S": "Grüße \u2028 \"q\" \\ 🚀"},
+        "b": {"B": "AAH+/w=="},
+        "bs": {"BS": ["d29ybGQ=", "aGVsbG8="]},
+        "ns": {"NS": ["10", "-0.5", "3", "1e3"]},
+        "ss": {"SS": ["b", "a"]},
+        "nested": {
+            "M": {
+                "l": {"L": [{"N": "1"}, {"S": "x"}, {"NULL": True}, {"M": {"z": {"BOOL": False}}}]},
+                "m": {"M": {}},
+            }
+        },
+    },
+    {"S": {"N": "1"}, "N": {"S": "x"}, "M": {"L": []}, "L": {"M": {"B": {"B": ""}}}},
+]
+
+
+@pytest.mark.parametrize("image", EDGE_ITEMS)
+def test_one_walk_documents_equal_the_two_step_ones(image: dict[str, Any]) -> None:
+    document = indexer_module.image_to_document(image)
+    assert document  # converted
+    assert indexer_module._encode(document) == _two_step_document(image)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ITEM)
+def test_one_walk_documents_equal_the_two_step_ones_on_generated_items(
+    image: dict[str, Any],
+) -> None:
+    assert indexer_module._encode(indexer_module.image_to_document(image)) == (
+        _two_step_document(image)
+    )
+
+
+def test_one_walk_still_names_a_bad_value() -> None:
+    from ddb_stream_runtime import DeserializationError
+
+    with pytest.raises(DeserializationError, match=r"a\.b\[1\]: type tag 'N' needs a number"):
+        indexer_module.image_to_document({"a": {"M": {"b": {"L": [{"N": "1"}, {"N": "x"}]}}}})
