@@ -4,11 +4,12 @@ Run from anywhere: ``.venv/bin/python benchmarks/run_all.py`` (or ``bash benchma
 Makes ``benchmarks/.venv-solutions`` first if it is missing (needs PyPI; without it
 ``bench_synth.py`` skips the Solutions Constructs side and says so). ``--quick``
 runs fewer rounds (a smoke test, not figures to quote). ``--only NAME`` (repeatable)
-picks benchmarks by script stem, e.g. ``--only bench_synth``. ``--write-readme``
-replaces the README's Performance table (between its markers) with this run's figures,
-collected from the ``SUMMARY`` lines the ``_harness``-based benchmarks print. Every benchmark is a
-separate process, one after the other (the machine has 2 cores: nothing runs in
-parallel). Exits non-zero if any of them failed.
+picks benchmarks by script stem, e.g. ``--only bench_synth``. ``--table`` runs only
+what feeds the README's Performance table. ``--write-readme`` replaces that table
+(between its markers) with this run's figures, collected from the ``SUMMARY`` lines
+the ``_harness``-based benchmarks print. Every benchmark is a separate process, one
+after the other (the machine has 2 cores: nothing runs in parallel). Exits non-zero
+if any of them failed.
 """
 
 from __future__ import annotations
@@ -121,6 +122,15 @@ ROWS: list[tuple[str, str, str, float | None]] = [
     ),
 ]
 
+# The benchmarks whose SUMMARY lines make the table (and the asserted request counts).
+TABLE_SOURCES = (
+    "bench_deserialize",
+    "bench_router",
+    "bench_handlers",
+    "bench_replicator",
+    "bench_cold_start",
+    "test_request_counts",
+)
 START, END = "<!-- performance-table: start -->", "<!-- performance-table: end -->"
 
 
@@ -164,11 +174,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds: a smoke test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME")
     parser.add_argument(
+        "--table",
+        action="store_true",
+        help=f"only what feeds the README's Performance table: {', '.join(TABLE_SOURCES)}",
+    )
+    parser.add_argument(
         "--write-readme",
         action="store_true",
         help="replace the README's Performance table with this run's figures",
     )
     args = parser.parse_args()
+    if args.table:
+        args.only = [*args.only, *TABLE_SOURCES]
     unknown = set(args.only) - {name for name, _, _ in BENCHMARKS}
     if unknown:
         raise SystemExit(
@@ -206,8 +223,11 @@ def main() -> None:
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
     if args.write_readme:
-        if args.quick or args.only:
-            raise SystemExit("--write-readme needs a full run: no --quick, no --only")
+        missing = [name for name in TABLE_SOURCES if args.only and name not in args.only]
+        if args.quick or missing:
+            raise SystemExit(
+                f"--write-readme needs full rounds (no --quick) of {', '.join(TABLE_SOURCES)}"
+            )
         write_readme(table)
         print("README.md: Performance table replaced", flush=True)
 
