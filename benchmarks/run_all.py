@@ -59,7 +59,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
 ]
 
 
-def machine() -> str:
+def machine(*, short: bool = False) -> str:
     model = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -74,9 +74,10 @@ def machine() -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    where = "" if short else f" ({PYTHON})"
     return (
         f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
-        f"Python {version} ({PYTHON}), load average {load}"
+        f"Python {version}{where}, load average {load}"
     )
 
 
@@ -137,7 +138,7 @@ START, END = "<!-- performance-table: start -->", "<!-- performance-table: end -
 def performance_table(summaries: dict[str, dict]) -> str:
     """The README's Performance table from the benchmarks' SUMMARY lines."""
     lines = [
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine(short=True)}.",
         "",
         "| what | ours, min ms | ratio GC off, min / median | ratio GC on, median | goal |",
         "|---|---:|---:|---:|---|",
@@ -145,7 +146,7 @@ def performance_table(summaries: dict[str, dict]) -> str:
     for key, what, goal, ceiling in ROWS:
         found = summaries.get(key)
         if found is None:
-            lines.append(f"| {what} | not run | | | {goal} |")
+            lines.append(f"| {what} | not measured in this run | | | {goal} |")
             continue
         off = found.get("gc_off") or found.get("gc_n/a")
         on = found.get("gc_on")
