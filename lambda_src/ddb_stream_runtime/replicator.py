@@ -1,7 +1,8 @@
 """The TableReplicator's Lambda: keep a target table in step with the source, order-safe.
 
 Every INSERT and MODIFY becomes a conditional ``PutItem`` of the new image,
-every REMOVE a conditional ``DeleteItem``, one call per record in stream order.
+every REMOVE a conditional ``DeleteItem``: one call per record, several items'
+calls in flight at once, each item's calls in stream order.
 Each written item carries a *version attribute*: the record's sequence number,
 left-padded with zeros to 40 digits so that string order is numeric order. A
 write only happens if the target holds no version yet or an older one::
@@ -551,15 +552,17 @@ def _is_stale(exc: Exception) -> bool:
 
 
 class Replicator:
-    """Apply the records of a stream event to the target table, in order.
+    """Apply the records of a stream event to the target table, in order per item.
 
     Parameters
     ----------
     config : ReplicatorConfig
     dynamodb_client : object, optional
         Anything with boto3's ``put_item``, ``delete_item`` and (with a
-        transform) ``describe_table``. Default: a boto3 DynamoDB client,
-        created on first use.
+        transform) ``describe_table``, callable from several threads at once
+        unless ``config.write_concurrency`` is 1 (boto3 clients are). Default: a
+        boto3 DynamoDB client, created on first use, its connection pool as large
+        as ``write_concurrency``.
     transform : callable, optional
         Use this function instead of importing ``config.transform``.
         Default: the function ``config.transform`` names, if any.
