@@ -774,7 +774,10 @@ class Replicator:
                     try:
                         for kind, version, target in writes:
                             mine[self._write(client, kind, version, target)] += 1
-                    except Exception as exc:  # botocore has already retried throttling, 5xx
+                    except KeyboardInterrupt:
+                        raise
+                    except BaseException as exc:  # botocore has already retried throttling, 5xx
+                        # (SystemExit too, as in process_stream_batch: the record fails)
                         with lock:
                             stop[0] = min(stop[0], index)
                         return index, exc

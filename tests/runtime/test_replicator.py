@@ -798,3 +798,20 @@ def test_write_concurrency_from_the_environment() -> None:
     assert config.write_concurrency == 4
     with pytest.raises(ValueError, match="WRITE_CONCURRENCY must be an integer from 1 to 64"):
         ReplicatorConfig.from_env({"TARGET_TABLE": "T", "WRITE_CONCURRENCY": "many"})
+
+
+@pytest.mark.parametrize("concurrency", [1, 16])
+def test_a_system_exit_in_a_write_fails_the_record_not_the_invocation(
+    users: dict[str, Any], concurrency: int
+) -> None:
+    second = seq_of(users["Records"][1])
+
+    def fail(kind: str, params: dict[str, Any]) -> Exception | None:
+        if params["ExpressionAttributeValues"][":seq"]["S"].endswith(second):
+            raise SystemExit(3)
+        return None
+
+    client = FakeDynamoDB(fail)
+    config = ReplicatorConfig("T", write_concurrency=concurrency)
+    assert Replicator(config, dynamodb_client=client).replicate(users) == failed(second)
+    assert client.calls  # the writes were attempted
