@@ -1,0 +1,225 @@
+"""IAM identity-policy evaluation for the local cloud, built on moto's evaluator.
+
+>>> policy = {"Version": "2012-10-17", "Statement": [
+...     {"Effect": "Allow", "Action": "sns:Publish", "Resource": "arn:aws:sns:*:*:t"}]}
+>>> evaluate([policy], "sns:Publish", "arn:aws:sns:us-east-1:123456789012:t").decision
+'allow'
+
+A request is allowed when some statement allows it and none denies it; an explicit
+deny beats any allow; nothing matching is an implicit deny (IAM's evaluation logic
+within one account, identity-based policies only).
+
+Each statement's ``Action`` / ``NotAction`` / ``Resource`` matching is moto's
+(:class:`moto.iam.access_control.IAMPolicyStatement`), with two corrections made here
+because moto's, checked in its source (``moto/iam/access_control.py``), gets them wrong:
+
+* moto turns a pattern into a regular expression without escaping it (``.`` in an ARN
+  matches any character) and matches actions case-sensitively; here only ``*`` and
+  ``?`` are wildcards and actions match case-insensitively, as IAM does;
+* moto does not know ``NotResource`` (a statement with only ``NotResource`` applies to
+  every resource there) and evaluates only ``StringEquals`` conditions, turning an
+  unmet condition of an *Allow* statement into an explicit deny. Conditions are
+  evaluated here instead (:data:`SUPPORTED_CONDITION_KEYS`, :data:`OPERATORS`), and a
+  statement whose condition does not hold does not apply (neither allows nor denies).
+
+A condition on a key or with an operator not supported here makes its statement fail
+closed, with a warning logged: an *Allow* statement does not apply, a *Deny* statement
+applies. Never open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+_LOGGER = logging.getLogger(__name__)
+
+__all__ = [
+    "OPERATORS",
+    "SUPPORTED_CONDITION_KEYS",
+    "Decision",
+    "Evaluation",
+    "evaluate",
+]
+
+#: Condition keys evaluated (lower case: IAM's key names are case-insensitive).
+SUPPORTED_CONDITION_KEYS = (
+    "aws:securetransport",
+    "aws:sourcearn",
+    "aws:sourceaccount",
+    "kms:viaservice",
+)
+
+Decision = Literal["allow", "explicit-deny", "implicit-deny"]
+
+
+def _glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("^" + "".join(parts) + "$", re.IGNORECASE if ignore_case else 0)
+
+
+def _string_equals(expected: str, actual: str) -> bool:
+    return expected == actual
+
+
+def _string_like(expected: str, actual: str) -> bool:
+    return _glob(expected).match(actual) is not None
+
+
+def _ignore_case(expected: str, actual: str) -> bool:
+    return expected.lower() == actual.lower()
+
+
+def _bool(expected: str, actual: str) -> bool:
+    return str(expected).lower() == str(actual).lower()
+
+
+#: Operator → (value test, negated). ``...IfExists`` variants and ``Null`` are handled too.
+OPERATORS: dict[str, tuple[Any, bool]] = {
+    "StringEquals": (_string_equals, False),
+    "StringNotEquals": (_string_equals, True),
+    "StringEqualsIgnoreCase": (_ignore_case, False),
+    "StringNotEqualsIgnoreCase": (_ignore_case, True),
+    "StringLike": (_string_like, False),
+    "StringNotLike": (_string_like, True),
+    "ArnEquals": (_string_like, False),
+    "ArnLike": (_string_like, False),
+    "ArnNotEquals": (_string_like, True),
+    "ArnNotLike": (_string_like, True),
+    "Bool": (_bool, False),
+}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    """Whether a statement's ``Condition`` block holds (every operator, every key).
+
+    Raises :class:`_Unsupported` for an operator or key this module does not evaluate.
+    """
+    keyed = {k.lower(): str(v) for k, v in context.items()}
+    for operator, tests in condition.items():
+        if not isinstance(tests, Mapping):
+            raise _Unsupported(f"condition operator {operator!r} with {tests!r}")
+        if_exists = operator.endswith("IfExists")
+        base = operator[: -len("IfExists")] if if_exists else operator
+        for key, expected in tests.items():
+            key_l = key.lower()
+            if key_l not in SUPPORTED_CONDITION_KEYS:
+                raise _Unsupported(f"condition key {key!r}")
+            values = expected if isinstance(expected, list) else [expected]
+            present = key_l in keyed
+            if base == "Null" and not if_exists:
+                # Null: true → the key must be absent; false → present.
+                if any(_bool(v, "true") for v in values) == present:
+                    return False
+                continue
+            if base not in OPERATORS:
+                raise _Unsupported(f"condition operator {operator!r}")
+            test, negated = OPERATORS[base]
+            if not present:
+                # Absent key: false, except negated operators (true) and IfExists (true).
+                if if_exists or negated:
+                    continue
+                return False
+            matched = any(test(str(v), keyed[key_l]) for v in values)
+            if matched == negated:
+                return False
+    return True
+
+
+class _Statement(IAMPolicyStatement):
+    """moto's statement, with IAM's wildcard matching (see the module notes)."""
+
+    @staticmethod
+    def _match(pattern: str, string: str) -> re.Match[str] | None:
+        # Actions (service:Name) match case-insensitively; ARNs case-sensitively.
+        is_action = not string.startswith("arn:") and string != "*"
+        return _glob(pattern, ignore_case=is_action).match(string)
+
+    def _check_conditions(self, incoming_condition_values: Any) -> bool:
+        return True  # evaluated in `_statement_effect`, before moto sees the statement
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of :func:`evaluate`: the decision and the statement that made it."""
+
+    decision: Decision
+    statement: Mapping[str, Any] | None = None  # the deny, or the first allow
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "allow"
+
+
+def _statement_effect(
+    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]
+) -> PermissionResult:
+    effect = statement.get("Effect")
+    if effect not in ("Allow", "Deny"):
+        return PermissionResult.NEUTRAL
+    stripped = {k: v for k, v in statement.items() if k not in ("Condition", "NotResource")}
+    if "NotResource" in statement:
+        # moto does not know NotResource: match it here, let moto match the actions.
+        if _Statement(statement)._check_element_matches("NotResource", resource):
+            return PermissionResult.NEUTRAL
+        stripped["Resource"] = "*"
+    elif "Resource" not in statement:
+        return PermissionResult.NEUTRAL  # an identity policy statement needs a resource
+    result = _Statement(stripped).is_action_permitted(action, resource)
+    if result is PermissionResult.NEUTRAL:
+        return result
+    condition = statement.get("Condition")
+    if condition:
+        try:
+            holds = _condition_holds(condition, context)
+        except _Unsupported as exc:
+            _LOGGER.warning(
+                "IAM statement %s fails closed (%s): %s is not evaluated locally",
+                json.dumps(statement.get("Sid") or statement, default=str),
+                "denies" if effect == "Deny" else "does not allow", exc,
+            )
+            return PermissionResult.DENIED if effect == "Deny" else PermissionResult.NEUTRAL
+        if not holds:
+            return PermissionResult.NEUTRAL
+    return PermissionResult.PERMITTED if effect == "Allow" else PermissionResult.DENIED
+
+
+def _statements(policy: Mapping[str, Any] | str) -> Sequence[Mapping[str, Any]]:
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    statements = document.get("Statement", [])
+    return [statements] if isinstance(statements, Mapping) else list(statements)
+
+
+def evaluate(
+    policies: Iterable[Mapping[str, Any] | str],
+    action: str,
+    resource: str,
+    context: Mapping[str, str] | None = None,
+) -> Evaluation:
+    """Decide ``action`` on ``resource`` (an ARN) under identity policy documents.
+
+    ``context`` holds the request's condition keys (e.g. ``{"aws:SecureTransport":
+    "true"}``); a key absent from it is absent from the request.
+    """
+    context = context or {}
+    first_allow: Mapping[str, Any] | None = None
+    for policy in policies:
+        for statement in _statements(policy):
+            result = _statement_effect(statement, action, resource, context)
+            if result is PermissionResult.DENIED:
+                return Evaluation("explicit-deny", statement)
+            if result is PermissionResult.PERMITTED and first_allow is None:
+                first_allow = statement
+    if first_allow is not None:
+        return Evaluation("allow", first_allow)
+    return Evaluation("implicit-deny")
