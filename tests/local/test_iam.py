@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from ddb_stream_patterns.local.iam import evaluate
+from ddb_stream_patterns.local.iam import RoleAuthorizer, evaluate, request_resources
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:Topic"
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/Counts"
@@ -207,3 +207,61 @@ def test_moto_alone_gets_these_wrong():
         "s3:GetObject", "arn:aws:s3:::axb/k") is PermissionResult.PERMITTED
     assert evaluate([not_resource], "sns:Publish", TOPIC).decision == "implicit-deny"
     assert evaluate([dotted], "s3:GetObject", "arn:aws:s3:::axb/k").decision == "implicit-deny"
+
+
+# ------------------------------------------------------------------ RoleAuthorizer
+
+
+ACCOUNT = "123456789012"
+
+
+def _authorizer(*statements):
+    return RoleAuthorizer(f"arn:aws:iam::{ACCOUNT}:role/CounterRole", "counter-fn",
+                          lambda: [_policy(*statements)], "us-east-1", ACCOUNT)
+
+
+def test_counter_without_transact_permissions_is_denied_per_item():
+    """TransactWriteItems is authorized item by item (PutItem, UpdateItem, ...)."""
+    params = {"TransactItems": [["Update", "Counts"], ["Put", "Counts"]]}
+    assert request_resources("dynamodb", "TransactWriteItems", params, "us-east-1", ACCOUNT) == [
+        ("dynamodb:UpdateItem", TABLE), ("dynamodb:PutItem", TABLE)]
+    read_only = _authorizer(_allow(["dynamodb:GetItem", "dynamodb:Query"], TABLE))
+    denied = read_only.check("dynamodb", "TransactWriteItems", params)
+    assert denied == {
+        "code": "AccessDeniedException", "status": 400,
+        "message": f"User: arn:aws:sts::{ACCOUNT}:assumed-role/CounterRole/counter-fn is not "
+                   f"authorized to perform: dynamodb:UpdateItem on resource: {TABLE} because no "
+                   "identity-based policy allows the dynamodb:UpdateItem action"}
+    writer = _authorizer(_allow(["dynamodb:UpdateItem", "dynamodb:PutItem"], TABLE))
+    assert writer.check("dynamodb", "TransactWriteItems", params) is None
+
+
+def test_error_shapes_per_service():
+    nothing = _authorizer()
+    sns_denied = nothing.check("sns", "Publish", {"TopicArn": TOPIC})
+    assert (sns_denied["code"], sns_denied["status"]) == ("AuthorizationError", 403)
+    assert f"sns:Publish on resource: {TOPIC}" in sns_denied["message"]
+    sqs_denied = nothing.check("sqs", "SendMessage", {"QueueUrl": "http://x/123456789012/q"})
+    assert (sqs_denied["code"], sqs_denied["status"]) == ("AccessDenied", 403)
+    assert f"sqs:SendMessage on resource: {QUEUE}" in sqs_denied["message"]
+    s3_denied = nothing.check("s3", "HeadObject", {"Bucket": "b", "Key": "k"})
+    assert (s3_denied["code"], s3_denied["status"]) == ("AccessDenied", 403)
+    assert "s3:GetObject on resource: arn:aws:s3:::b/k" in s3_denied["message"]
+    assert nothing.check("sts", "GetCallerIdentity", {}) is None
+
+
+def test_explicit_deny_message_and_publish_batch():
+    auth = _authorizer(_allow("sns:*", "*"), _deny("sns:Publish", TOPIC))
+    denied = auth.check("sns", "PublishBatch", {"TopicArn": TOPIC})
+    assert denied["message"].endswith(
+        f"sns:Publish on resource: {TOPIC} with an explicit deny in an identity-based policy")
+
+
+def test_table_arns_as_deployed():
+    local_arn = "arn:aws:dynamodb:ddblocal:000000000000:table/Counts"
+    auth = RoleAuthorizer(f"arn:aws:iam::{ACCOUNT}:role/R", "fn",
+                          lambda: [_policy(_allow("dynamodb:PutItem", local_arn))],
+                          "us-east-1", ACCOUNT, table_arn={"Counts": local_arn}.get)
+    assert auth.check("dynamodb", "PutItem", {"TableNames": ["Counts"]}) is None
+    assert auth.check("dynamodb", "PutItem", {"TableNames": ["Other"]})["code"] == (
+        "AccessDeniedException")

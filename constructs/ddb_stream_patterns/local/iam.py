@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -223,3 +223,144 @@ def evaluate(
     if first_allow is not None:
         return Evaluation("allow", first_allow)
     return Evaluation("implicit-deny")
+
+
+# ------------------------------------------------------------------ requests → (action, resources)
+
+#: The error each service returns for a denied call: (code, HTTP status).
+ERROR_SHAPES: dict[str, tuple[str, int]] = {
+    "dynamodb": ("AccessDeniedException", 400),
+    "sns": ("AuthorizationError", 403),
+    "sqs": ("AccessDenied", 403),
+    "s3": ("AccessDenied", 403),
+}
+_DEFAULT_ERROR = ("AccessDeniedException", 400)
+
+#: Operations whose IAM action is not ``prefix:OperationName``.
+_ACTION_NAMES: dict[tuple[str, str], str] = {
+    ("s3", "ListObjects"): "ListBucket",
+    ("s3", "ListObjectsV2"): "ListBucket",
+    ("s3", "HeadObject"): "GetObject",
+    ("s3", "HeadBucket"): "ListBucket",
+    ("s3", "DeleteObjects"): "DeleteObject",
+    ("s3", "CopyObject"): "PutObject",
+    ("s3", "CreateMultipartUpload"): "PutObject",
+    ("s3", "UploadPart"): "PutObject",
+    ("s3", "CompleteMultipartUpload"): "PutObject",
+    # SNS authorizes PublishBatch as sns:Publish.
+    ("sns", "PublishBatch"): "Publish",
+}
+
+#: Calls IAM does not authorize (every principal may make them).
+UNCHECKED = {("sts", "GetCallerIdentity")}
+
+
+#: TransactWriteItems / TransactGetItems: each item is authorized as its own action.
+_TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+
+def request_resources(
+    prefix: str,
+    operation: str,
+    params: Mapping[str, Any],
+    region: str,
+    account: str,
+    table_arn: Callable[[str], str | None] | None = None,
+) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs a call is authorized on.
+
+    ``params`` is the subset the function worker sends (see ``functions._iam_params``).
+    ``table_arn`` maps a table name to its ARN as deployed (DynamoDB Local writes its
+    own region and account into ARNs); default: this region and account.
+    A call whose resource is not derived here is authorized on ``*`` (a policy naming
+    specific resources then does not allow it: fail closed).
+    """
+    action = f"{prefix}:{_ACTION_NAMES.get((prefix, operation), operation)}"
+
+    def table(name: str) -> str:
+        if name.startswith("arn:"):
+            return name
+        known = table_arn(name) if table_arn is not None else None
+        return known or f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+    pairs: list[tuple[str, str]] = []
+    if prefix == "dynamodb":
+        if params.get("StreamArn"):
+            pairs.append((action, str(params["StreamArn"])))
+        index = params.get("IndexName")
+        for name in params.get("TableNames", []):
+            arn = table(str(name))
+            pairs.append((action, f"{arn}/index/{index}" if index else arn))
+        for kind, name in params.get("TransactItems", []):
+            item_action = _TRANSACT_ACTIONS.get(kind, kind)
+            pairs.append((f"dynamodb:{item_action}", table(str(name))))
+        if operation in ("TransactWriteItems", "TransactGetItems") and not pairs:
+            pairs.append((action, "*"))
+    elif prefix == "sns":
+        arn = params.get("TopicArn") or params.get("TargetArn")
+        if arn:
+            pairs.append((action, str(arn)))
+    elif prefix == "sqs":
+        url = params.get("QueueUrl")
+        if url:
+            name = str(url).rstrip("/").rsplit("/", 1)[-1]
+            pairs.append((action, f"arn:aws:sqs:{region}:{account}:{name}"))
+    elif prefix == "s3":
+        bucket = params.get("Bucket")
+        if bucket:
+            key = params.get("Key")
+            object_level = key is not None or operation == "DeleteObjects"
+            pairs.append((action, f"arn:aws:s3:::{bucket}/{key if key is not None else '*'}"
+                          if object_level else f"arn:aws:s3:::{bucket}"))
+    return pairs or [(action, "*")]
+
+
+@dataclass
+class RoleAuthorizer:
+    """Decides a function's calls under its role's identity policies (AWS's error shapes).
+
+    ``policies`` is read at each call (the deployer fills it once every stack is
+    deployed). Calling the authorizer with a request (``{"prefix", "operation",
+    "params"}``) returns ``None`` when allowed, else the error the service returns.
+    """
+
+    role_arn: str
+    session_name: str
+    policies: Any  # Callable[[], Sequence[policy documents]]
+    region: str
+    account: str
+    table_arn: Callable[[str], str | None] | None = None
+
+    @property
+    def principal(self) -> str:
+        role_name = self.role_arn.rsplit("/", 1)[-1]
+        return f"arn:aws:sts::{self.account}:assumed-role/{role_name}/{self.session_name}"
+
+    def check(self, prefix: str, operation: str, params: Mapping[str, Any],
+              context: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        if (prefix, operation) in UNCHECKED:
+            return None
+        pairs = request_resources(prefix, operation, params, self.region, self.account,
+                                  self.table_arn)
+        context = {"aws:SecureTransport": "true", **(context or {})}
+        policies = list(self.policies())
+        for action, resource in pairs:
+            result = evaluate(policies, action, resource, context)
+            if result.allowed:
+                continue
+            reason = ("with an explicit deny in an identity-based policy"
+                      if result.decision == "explicit-deny"
+                      else f"because no identity-based policy allows the {action} action")
+            code, status = ERROR_SHAPES.get(prefix, _DEFAULT_ERROR)
+            return {
+                "code": code,
+                "status": status,
+                "message": f"User: {self.principal} is not authorized to perform: {action} "
+                           f"on resource: {resource} {reason}",
+            }
+        return None
+
+    def __call__(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self.check(str(request.get("prefix")), str(request.get("operation")),
+                          request.get("params") or {})

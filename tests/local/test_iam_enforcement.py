@@ -1,0 +1,109 @@
+"""IAM enforced on the local cloud: a missing grant fails locally as it would in AWS."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import aws_cdk.aws_dynamodb as dynamodb
+import aws_cdk.aws_lambda as lambda_
+import aws_cdk.aws_sns as sns
+
+from ddb_stream_patterns import SimpleController, StreamTable
+from ddb_stream_patterns.local.pollers import Pollers
+from ddb_stream_patterns.local.runner import RunReport, _denied
+from tests.support import REPO
+
+
+class NoGrantStack(cdk.Stack):
+    """The simple example (orders -> status notifier -> SNS), optionally without its grant."""
+
+    def __init__(self, scope, id, *, grant: bool):
+        super().__init__(scope, id)
+        key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
+        self.table = StreamTable(self, "Orders", partition_key=key)
+        self.topic = sns.Topic(self, "StatusNotifications")
+        self.controller = SimpleController(
+            self, "StatusNotifier", table=self.table,
+            code=lambda_.Code.from_asset(str(REPO / "examples" / "handlers" / "status_notifier")),
+            handler="index.handler", retry_attempts=1,
+            function_options=lambda_.FunctionOptions(
+                environment={"TOPIC_ARN": self.topic.topic_arn}),
+        )
+        if grant:
+            self.topic.grant_publish(self.controller.function)
+
+
+def _change_status(cloud, deployment, stack):
+    ddb = cloud.client("dynamodb")
+    table = deployment.by_path(f"{stack}/Orders").physical_id
+    ddb.put_item(TableName=table, Item={"orderId": {"S": "o-1"}, "status": {"S": "new"}})
+    ddb.update_item(TableName=table, Key={"orderId": {"S": "o-1"}},
+                    UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":s": {"S": "shipped"}})
+    pollers = Pollers(deployment.mappings, cloud.client)
+    pollers.run_until_idle(timeout=60)
+    [mapping] = deployment.mappings
+    return mapping
+
+
+def test_missing_grant_publish_fails_with_access_denied(local_cloud, deploy_app):
+    stack = NoGrantStack(cdk.App(), "NoGrant", grant=False)
+    deployment = deploy_app(stack.node.root)
+    assert local_cloud.enforce_iam
+    roles = [r for r in deployment.resources if r.type == "AWS::IAM::Role"]
+    assert roles and all(r.status == "enforced" for r in roles)
+    assert " enforced, " in deployment.summary()
+    mapping = _change_status(local_cloud, deployment, "NoGrant")
+    topic = deployment.topics[next(iter(deployment.topics))]
+    assert mapping.function.last_denied.startswith("AuthorizationError: User: ")
+    # The run summary lists the denial (runner's report section).
+    [key] = [k for k, f in deployment.functions.items() if f is mapping.function]
+    report = RunReport("", [], {}, {}, denied={key: (mapping.function.denied,
+                                                     mapping.function.last_denied)})
+    section = _denied(report)
+    assert "Denied by IAM" in section and f"{key}: " in section
+    assert f"sns:Publish on resource: {topic}" in section
+
+    stats = mapping.stats
+    assert mapping.function.denied >= 2  # the first attempt and its retry
+    # The handler reports the record as a batch item failure; its log shows the error.
+    assert stats.failed_attempts >= 2
+    [message, *_] = [line for line in mapping.function.logs if "AuthorizationError" in line]
+    assert ("is not authorized to perform: sns:Publish on resource: " + topic
+            + " because no identity-based policy allows the sns:Publish action") in message
+    # After its retries the record went to the failure destination.
+    # After its retries each record (the insert and the status change, both notified)
+    # went to the failure destination.
+    assert stats.sent_to_failure_destination == 2
+    sqs = local_cloud.client("sqs")
+    dlq = deployment.queues[next(k for k in deployment.queues if "FailureQueue" in k)]
+    failed = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert len(failed) == 2
+    assert {json.loads(m["Body"])["requestContext"]["condition"] for m in failed} == {
+        "RetryAttemptsExhausted"}
+
+
+def test_with_the_grant_it_publishes(local_cloud, deploy_app):
+    stack = NoGrantStack(cdk.App(), "WithGrant", grant=True)
+    deployment = deploy_app(stack.node.root)
+    mapping = _change_status(local_cloud, deployment, "WithGrant")
+    assert mapping.stats.succeeded >= 1
+    assert (mapping.stats.errors, mapping.function.denied) == (0, 0)
+    assert mapping.stats.sent_to_failure_destination == 0
+
+
+def test_enforce_iam_false_is_the_old_behaviour(ddb_local, moto_server):
+    from ddb_stream_patterns.local import LocalCloud
+    from ddb_stream_patterns.local.deployer import deploy
+
+    stack = NoGrantStack(cdk.App(), "NoGrantOff", grant=False)
+    assembly = stack.node.root.synth()
+    with LocalCloud(dynamodb=ddb_local, moto=moto_server, enforce_iam=False) as cloud, \
+            deploy(cloud, assembly.directory, name_prefix="off-") as deployment:
+        roles = [r for r in deployment.resources if r.type == "AWS::IAM::Role"]
+        assert roles and all(r.status == "skipped" for r in roles)
+        assert "enforced" not in deployment.summary()
+        mapping = _change_status(cloud, deployment, "NoGrantOff")
+        assert mapping.stats.succeeded == 2  # published without the grant
+        assert (mapping.function.denied, mapping.stats.sent_to_failure_destination) == (0, 0)
