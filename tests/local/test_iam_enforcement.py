@@ -9,7 +9,7 @@ import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
 
-from ddb_stream_patterns import SimpleController, StreamTable
+from ddb_stream_patterns import AggregateCounter, SimpleController, StreamOptions, StreamTable
 from ddb_stream_patterns.local.pollers import Pollers
 from ddb_stream_patterns.local.runner import RunReport, _denied
 from tests.support import REPO
@@ -107,3 +107,40 @@ def test_enforce_iam_false_is_the_old_behaviour(ddb_local, moto_server):
         mapping = _change_status(cloud, deployment, "NoGrantOff")
         assert mapping.stats.succeeded == 2  # published without the grant
         assert (mapping.function.denied, mapping.stats.sent_to_failure_destination) == (0, 0)
+
+
+class CounterStack(cdk.Stack):
+    def __init__(self, scope, id):
+        super().__init__(scope, id)
+        key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
+        self.table = StreamTable(self, "Orders", partition_key=key)
+        self.counter = AggregateCounter(self, "PerList", table=self.table,
+                                        group_attribute="list",
+                                        stream_options=StreamOptions(retry_attempts=1))
+
+
+def test_counter_whose_role_cannot_write_its_table_is_denied(local_cloud, deploy_app):
+    """TransactWriteItems is authorized per item: UpdateItem/PutItem on the counter table."""
+    deployment = deploy_app(CounterStack(cdk.App(), "CounterNoWrite").node.root)
+    [function] = deployment.functions.values()
+    [role] = [r for r in deployment.resources if r.type == "AWS::IAM::Role"
+              and "PerList" in r.logical_id]
+    assert deployment.role_policies[role.physical_id]  # the construct's grants were read
+    # The role as if the construct had not granted writes to its counter table.
+    deployment.role_policies[role.physical_id] = [{"Statement": [{
+        "Effect": "Allow", "NotAction": ["dynamodb:UpdateItem", "dynamodb:PutItem"],
+        "Resource": "*"}]}]
+    ddb = local_cloud.client("dynamodb")
+    orders = deployment.by_path("CounterNoWrite/Orders").physical_id
+    ddb.put_item(TableName=orders, Item={"orderId": {"S": "o-1"}, "list": {"S": "l-1"}})
+    Pollers(deployment.mappings, local_cloud.client).run_until_idle(timeout=60)
+
+    counts = deployment.by_path("CounterNoWrite/PerList/CounterTable").physical_id
+    counts_arn = ddb.describe_table(TableName=counts)["Table"]["TableArn"]
+    assert function.denied >= 1
+    assert function.last_denied.startswith("AccessDeniedException: User: ")
+    assert f"on resource: {counts_arn} because no identity-based policy allows" in (
+        function.last_denied)
+    assert ddb.scan(TableName=counts)["Items"] == []  # nothing was counted
+    [mapping] = deployment.mappings
+    assert mapping.stats.sent_to_failure_destination == 1
