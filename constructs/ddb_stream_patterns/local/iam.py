@@ -29,6 +29,7 @@ applies. Never open.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -59,6 +60,7 @@ SUPPORTED_CONDITION_KEYS = (
 Decision = Literal["allow", "explicit-deny", "implicit-deny"]
 
 
+@functools.lru_cache(maxsize=4096)
 def _glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile("^" + "".join(parts) + "$", re.IGNORECASE if ignore_case else 0)
