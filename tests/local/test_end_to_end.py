@@ -56,7 +56,7 @@ def test_every_example_pattern_works(example_run):
     assert all(q["visible"] == 0 for q in report.queues.values())
     assert "What each pattern did" in text and "unsupported" in text
     # IAM is enforced and every example's roles allow what its functions do.
-    assert report.denied == {} and "Denied by IAM" not in text
+    assert report.denied == {} and report.sns_denied == {} and "Denied by IAM" not in text
     assert " enforced, " in report.deployment_summary
 
 

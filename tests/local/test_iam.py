@@ -265,3 +265,36 @@ def test_table_arns_as_deployed():
     assert auth.check("dynamodb", "PutItem", {"TableNames": ["Counts"]}) is None
     assert auth.check("dynamodb", "PutItem", {"TableNames": ["Other"]})["code"] == (
         "AccessDeniedException")
+
+
+SNS = ("Service", "sns.amazonaws.com")
+QUEUE_POLICY = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage", "Resource": QUEUE,
+                "Condition": {"ArnEquals": {"aws:SourceArn": TOPIC}}}
+
+RESOURCE_CASES = [
+    ("service principal allowed", [_policy(QUEUE_POLICY)], {"aws:SourceArn": TOPIC}, "allow"),
+    ("other topic", [_policy(QUEUE_POLICY)], {"aws:SourceArn": TOPIC + "2"}, "implicit-deny"),
+    ("no queue policy", [], {"aws:SourceArn": TOPIC}, "implicit-deny"),
+    ("other service", [_policy({**QUEUE_POLICY, "Principal": {"Service": "s3.amazonaws.com"}})],
+     {"aws:SourceArn": TOPIC}, "implicit-deny"),
+    ("principal list", [_policy({**QUEUE_POLICY, "Principal": {
+        "Service": ["s3.amazonaws.com", "sns.amazonaws.com"]}})],
+     {"aws:SourceArn": TOPIC}, "allow"),
+    ("star principal", [_policy({**QUEUE_POLICY, "Principal": "*"})],
+     {"aws:SourceArn": TOPIC}, "allow"),
+    ("statement without principal", [_policy({k: v for k, v in QUEUE_POLICY.items()
+                                               if k != "Principal"})],
+     {"aws:SourceArn": TOPIC}, "implicit-deny"),
+    ("NotPrincipal deny fails closed",
+     [_policy(QUEUE_POLICY, {"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::1:root"},
+                             "Action": "sqs:*", "Resource": QUEUE})],
+     {"aws:SourceArn": TOPIC}, "explicit-deny"),
+]
+
+
+@pytest.mark.parametrize(("policies", "context", "expected"), [c[1:] for c in RESOURCE_CASES],
+                         ids=[c[0] for c in RESOURCE_CASES])
+def test_resource_policy_principals(policies, context, expected):
+    result = evaluate(policies, "sqs:SendMessage", QUEUE, context, principal=SNS)
+    assert result.decision == expected

@@ -8,10 +8,13 @@ import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
+import aws_cdk.aws_sns_subscriptions as subscriptions
+import aws_cdk.aws_sqs as sqs
 
 from ddb_stream_patterns import AggregateCounter, SimpleController, StreamOptions, StreamTable
+from ddb_stream_patterns.local.deployer import QUEUE_DENIED_TAG, QUEUE_POLICY_TAG
 from ddb_stream_patterns.local.pollers import Pollers
-from ddb_stream_patterns.local.runner import RunReport, _denied
+from ddb_stream_patterns.local.runner import RunReport, _denied, _sns_denied
 from tests.support import REPO
 
 
@@ -144,3 +147,49 @@ def test_counter_whose_role_cannot_write_its_table_is_denied(local_cloud, deploy
     assert ddb.scan(TableName=counts)["Items"] == []  # nothing was counted
     [mapping] = deployment.mappings
     assert mapping.stats.sent_to_failure_destination == 1
+
+
+class FanOutStack(cdk.Stack):
+    """A topic delivering to a queue; ``queue_policy=False`` removes the queue policy."""
+
+    def __init__(self, scope, id, *, queue_policy: bool):
+        super().__init__(scope, id)
+        self.topic = sns.Topic(self, "Events")
+        self.queue = sqs.Queue(self, "Processor")
+        self.topic.add_subscription(subscriptions.SqsSubscription(self.queue,
+                                                                  raw_message_delivery=True))
+        if not queue_policy:
+            assert self.queue.node.try_remove_child("Policy")
+
+
+def _publish_and_receive(cloud, deployment, stack):
+    topic = deployment.by_path(f"{stack}/Events/Resource").physical_id
+    cloud.client("sns").publish(TopicArn=topic, Message="hello")
+    url = deployment.by_path(f"{stack}/Processor/Resource").physical_id
+    sqs_client = cloud.client("sqs")
+    received = sqs_client.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+    tags = sqs_client.list_queue_tags(QueueUrl=url).get("Tags", {})
+    return topic, [m["Body"] for m in received], tags
+
+
+def test_sns_delivers_to_a_queue_whose_policy_allows_it(local_cloud, deploy_app):
+    deployment = deploy_app(FanOutStack(cdk.App(), "FanOut", queue_policy=True).node.root)
+    [policy] = [r for r in deployment.resources if r.type == "AWS::SQS::QueuePolicy"]
+    assert policy.status == "enforced"
+    _, bodies, tags = _publish_and_receive(local_cloud, deployment, "FanOut")
+    assert bodies == ["hello"]
+    assert tags.get(QUEUE_POLICY_TAG) == "enforced" and QUEUE_DENIED_TAG not in tags
+    assert _sns_denied(local_cloud, deployment) == {}
+
+
+def test_sns_delivery_fails_without_the_queue_policy(local_cloud, deploy_app):
+    deployment = deploy_app(FanOutStack(cdk.App(), "FanOutNoPolicy", queue_policy=False).node.root)
+    assert not [r for r in deployment.resources if r.type == "AWS::SQS::QueuePolicy"]
+    topic, bodies, tags = _publish_and_receive(local_cloud, deployment, "FanOutNoPolicy")
+    assert bodies == []  # SNS dropped it: no queue policy allows sns.amazonaws.com
+    assert tags[QUEUE_DENIED_TAG] == f"1 {topic}"
+    # The run summary names the queue and the topic.
+    found = _sns_denied(local_cloud, deployment)
+    [key] = found
+    section = _denied(RunReport("", [], {}, {}, sns_denied=found))
+    assert f"{key}: 1 SNS delivery(ies) refused by the queue policy; last from {topic}" in section

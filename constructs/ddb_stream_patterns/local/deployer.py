@@ -732,11 +732,13 @@ class _StackDeployer:
             self._not_created(record, "skipped", f"condition {condition!r} is false")
             return
         creator = _CREATORS.get(resource_type)
-        if resource_type in IAM_TYPES and getattr(self.cloud, "enforce_iam", False):
+        if resource_type == "AWS::SQS::QueuePolicy" and getattr(self.cloud, "enforce_iam", False):
+            creator = _create_queue_policy
+        elif resource_type in IAM_TYPES and getattr(self.cloud, "enforce_iam", False):
             self._not_created(record, "enforced", _ENFORCED)
             self._iam_resources.append(logical_id)
             return
-        if resource_type in SKIPPED_TYPES:
+        if resource_type in SKIPPED_TYPES and creator is None:
             self._not_created(record, "skipped", SKIPPED_TYPES[resource_type])
             return
         if creator is None:
@@ -913,7 +915,28 @@ def _create_queue(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
     ]
     d.deployment.queues._set(d.stack.name, logical_id, url)
     d.deployment._queue_urls[arn] = url
+    if getattr(d.cloud, "enforce_iam", False):
+        # moto's SNS then delivers to it only if its queue policy allows (_moto_main.py).
+        sqs.tag_queue(QueueUrl=url, Tags={QUEUE_POLICY_TAG: "enforced"})
     return _Created(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+
+#: Tag marking a queue whose policy moto's SNS evaluates (see ``_moto_main.py``).
+QUEUE_POLICY_TAG = "ddb-stream-patterns:resource-policy"
+#: Tag where moto's SNS counts deliveries the queue policy refused.
+QUEUE_DENIED_TAG = "ddb-stream-patterns:sns-deliveries-denied"
+
+
+def _create_queue_policy(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
+    """Set the policy on its queues (enforced for SNS delivery, see ``_moto_main.py``)."""
+    document = props.get("PolicyDocument")
+    sqs = d.cloud.client("sqs")
+    for url in props.get("Queues") or []:
+        sqs.set_queue_attributes(QueueUrl=str(url),
+                                 Attributes={"Policy": json.dumps(document)})
+    name = d.name(logical_id)
+    return _Created(name, status="enforced",
+                    reason="queue policy enforced locally for SNS → SQS delivery")
 
 
 _TOPIC_ATTRIBUTES = (

@@ -163,13 +163,36 @@ class Evaluation:
         return self.decision == "allow"
 
 
+def _principal_matches(element: Any, principal: tuple[str, str]) -> bool:
+    """A statement's ``Principal`` against ``(kind, value)``: ("Service", "sns.amazonaws.com")."""
+    if element == "*":
+        return True
+    if not isinstance(element, Mapping):
+        return False
+    if element.get("AWS") == "*":
+        return True
+    values = element.get(principal[0])
+    values = values if isinstance(values, list) else [values]
+    return principal[1] in values
+
+
 def _statement_effect(
-    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]
+    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str],
+    principal: tuple[str, str] | None = None,
 ) -> PermissionResult:
     effect = statement.get("Effect")
     if effect not in ("Allow", "Deny"):
         return PermissionResult.NEUTRAL
-    stripped = {k: v for k, v in statement.items() if k not in ("Condition", "NotResource")}
+    if principal is not None:  # a resource policy: the statement must name the caller
+        if "NotPrincipal" in statement:
+            _LOGGER.warning("resource policy statement %s fails closed: NotPrincipal is not "
+                            "evaluated locally", json.dumps(statement.get("Sid") or statement,
+                                                            default=str))
+            return PermissionResult.DENIED if effect == "Deny" else PermissionResult.NEUTRAL
+        if not _principal_matches(statement.get("Principal"), principal):
+            return PermissionResult.NEUTRAL
+    stripped = {k: v for k, v in statement.items()
+                if k not in ("Condition", "NotResource", "Principal")}
     if "NotResource" in statement:
         # moto does not know NotResource: match it here, let moto match the actions.
         if _Statement(statement)._check_element_matches("NotResource", resource):
@@ -207,17 +230,21 @@ def evaluate(
     action: str,
     resource: str,
     context: Mapping[str, str] | None = None,
+    principal: tuple[str, str] | None = None,
 ) -> Evaluation:
     """Decide ``action`` on ``resource`` (an ARN) under identity policy documents.
 
     ``context`` holds the request's condition keys (e.g. ``{"aws:SecureTransport":
-    "true"}``); a key absent from it is absent from the request.
+    "true"}``); a key absent from it is absent from the request. With ``principal``
+    (``("Service", "sns.amazonaws.com")``, ``("AWS", role ARN)``) the documents are
+    resource policies: a statement applies only when its ``Principal`` names the caller
+    (``NotPrincipal`` is not evaluated: fails closed).
     """
     context = context or {}
     first_allow: Mapping[str, Any] | None = None
     for policy in policies:
         for statement in _statements(policy):
-            result = _statement_effect(statement, action, resource, context)
+            result = _statement_effect(statement, action, resource, context, principal)
             if result is PermissionResult.DENIED:
                 return Evaluation("explicit-deny", statement)
             if result is PermissionResult.PERMITTED and first_allow is None:

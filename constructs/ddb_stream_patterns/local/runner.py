@@ -63,6 +63,8 @@ class RunReport:
     outcomes: dict[str, Any] = field(default_factory=dict)  # per-pattern results
     #: function path -> (calls IAM denied, the latest denial), for functions denied any
     denied: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: queue path -> "<count> <last topic ARN>": SNS deliveries its queue policy refused
+    sns_denied: dict[str, str] = field(default_factory=dict)
     text: str = ""
 
 
@@ -211,6 +213,7 @@ def run(
                     outcomes=_outcomes(cloud, deployment, search),
                     denied={key: (fn.denied, fn.last_denied or "")
                             for key, fn in deployment.functions.items() if fn.denied},
+                    sns_denied=_sns_denied(cloud, deployment),
                 )
                 report.text = (_render(report) + _denied(report)
                                + _undeliverable(pollers, cloud))
@@ -220,12 +223,28 @@ def run(
 
 def _denied(report: RunReport) -> str:
     """The calls IAM denied (enforced locally), per function: the latest error each."""
-    if not report.denied:
+    if not report.denied and not report.sns_denied:
         return ""
-    lines = ["", "Denied by IAM (identity policies enforced locally):"]
+    lines = ["", "Denied by IAM (policies enforced locally):"]
     for key, (count, last) in report.denied.items():
         lines.append(f"  {key}: {count} call(s) denied; last: {last}")
+    for key, value in report.sns_denied.items():
+        count, _, topic = value.partition(" ")
+        lines.append(f"  {key}: {count} SNS delivery(ies) refused by the queue policy; "
+                     f"last from {topic}")
     return "\n".join(lines) + "\n"
+
+
+def _sns_denied(cloud: LocalCloud, deployment: Deployment) -> dict[str, str]:
+    from .deployer import QUEUE_DENIED_TAG
+
+    sqs = cloud.client("sqs")
+    found = {}
+    for key, url in deployment.queues.items():
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        if QUEUE_DENIED_TAG in tags:
+            found[key] = tags[QUEUE_DENIED_TAG]
+    return found
 
 
 def _point_at_stand_in(deployment: Deployment, host: str, endpoint: str) -> None:
