@@ -409,7 +409,9 @@ def test_every_resource_is_accounted_for(deployment: Deployment, example_assembl
         for logical_id, resource in template["Resources"].items():
             r = recorded[logical_id]
             assert r.type == resource["Type"]
-            assert r.status in ("deployed", "skipped", "unsupported")
+            assert r.status in ("deployed", "enforced", "skipped", "unsupported")
+            assert (r.status == "enforced") == (
+                r.type in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy"))
             assert r.physical_id
             if r.status != "deployed":
                 assert r.reason
@@ -556,7 +558,7 @@ def test_mappings_carry_every_property(deployment: Deployment) -> None:
     assert archiver.filter_patterns[0]["userIdentity"]["principalId"] == ["dynamodb.amazonaws.com"]
 
 
-def test_opensearch_is_unsupported_and_policies_are_skipped(deployment: Deployment) -> None:
+def test_opensearch_is_unsupported_policies_skipped_iam_enforced(deployment: Deployment) -> None:
     [domain] = [r for r in deployment.unsupported if r.type == "AWS::OpenSearchService::Domain"]
     assert domain.stack == DATA
     # Its fine-grained access control mappings (custom resources) are listed, not dropped.
@@ -566,9 +568,18 @@ def test_opensearch_is_unsupported_and_policies_are_skipped(deployment: Deployme
     assert "OpenSearch" in domain.reason
     assert domain.path == f"{DATA}/TaskSearch/Domain/Resource"
     skipped_types = {r.type for r in deployment.skipped}
-    assert {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy",
+    assert {"AWS::SNS::TopicPolicy",
             "AWS::S3::BucketPolicy", "AWS::Logs::LogGroup", "AWS::Logs::ResourcePolicy"} <= skipped_types
     assert all("not enforced locally" in r.reason for r in deployment.skipped)
+    # IAM is enforced (LocalCloud(enforce_iam=True), the default): identity policies.
+    enforced_types = {r.type for r in deployment.enforced}
+    assert enforced_types == {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy"}
+    assert all("enforced locally" in r.reason for r in deployment.enforced)
+    assert " enforced, " in deployment.summary()
+    # Every function's role has its policies, intrinsics resolved.
+    assert deployment.role_policies and all(
+        isinstance(doc["Statement"], list) for docs in deployment.role_policies.values()
+        for doc in docs)
     assert "unsupported" in deployment.summary() and "OpenSearch" in deployment.summary()
 
 

@@ -55,6 +55,9 @@ def test_every_example_pattern_works(example_run):
     assert all(s.sent_to_failure_destination == 0 for s in report.flows.values())
     assert all(q["visible"] == 0 for q in report.queues.values())
     assert "What each pattern did" in text and "unsupported" in text
+    # IAM is enforced and every example's roles allow what its functions do.
+    assert report.denied == {} and report.sns_denied == {} and "Denied by IAM" not in text
+    assert " enforced, " in report.deployment_summary
 
 
 class FaultStack(cdk.Stack):
@@ -70,6 +73,9 @@ class FaultStack(cdk.Stack):
             function_options=lambda_.FunctionOptions(
                 environment={"EFFECTS_TABLE": self.effects.table_name}),
         )
+        # The handler writes its side effects to this table: without the grant the
+        # local cloud denies it, as AWS would (IAM is enforced).
+        self.effects.grant_write_data(self.controller.function)
         self.counter = AggregateCounter(self, "PerList", table=self.table, group_attribute="list",
                                         stream_options=StreamOptions(batch_size=7))
 

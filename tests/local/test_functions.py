@@ -265,3 +265,32 @@ def test_a_memory_error_that_escapes_the_handler_is_out_of_memory(make_function)
     assert info.value.error_type == "Runtime.OutOfMemory"
     assert fn.out_of_memory == 1
     assert fn.invoke({})["calls"] == 1  # replaced
+
+
+def test_authorizer_denies_a_call_with_the_services_error(tmp_path):
+    """Each botocore call is checked before it is sent; a denial is the service's ClientError."""
+    (tmp_path / "index.py").write_text(
+        "import boto3\n"
+        "def handler(event, context):\n"
+        "    ddb = boto3.client('dynamodb')\n"
+        "    try:\n"
+        "        ddb.put_item(TableName='T', Item={'k': {'S': 'v'}})\n"
+        "    except ddb.exceptions.ClientError as exc:\n"
+        "        return [type(exc).__name__, exc.response['Error'], "
+        "exc.response['ResponseMetadata']['HTTPStatusCode']]\n"
+    )
+    asked = []
+
+    def authorizer(request):
+        asked.append(request)
+        return {"code": "AccessDeniedException", "status": 400, "message": "no"}
+
+    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    with LocalFunction("authz", "index.handler", tmp_path, environment=env, memory_mb=512,
+                       timeout_s=30, authorizer=authorizer) as fn:
+        result = fn.invoke({})
+    assert asked == [{"prefix": "dynamodb", "operation": "PutItem",
+                      "params": {"TableNames": ["T"]}}]
+    assert result == ["ClientError", {"Code": "AccessDeniedException", "Message": "no"}, 400]
+    assert fn.denied == 1

@@ -18,6 +18,13 @@ messages. The fixes, applied here only:
 
 Everything else (visibility, receive counts, redrive, delays, filter policies, raw
 delivery) is moto's own code.
+
+One addition, for IAM enforcement (``LocalCloud(enforce_iam=True)``): SNS delivers to an
+SQS queue the deployer tagged ``ENFORCE_TAG`` only if the queue's policy allows
+``sqs:SendMessage`` to ``sns.amazonaws.com`` (with ``aws:SourceArn`` the topic and
+``aws:SourceAccount`` its account), evaluated by ``iam.py``; a refused delivery is
+dropped, as SNS drops it, and counted on the queue's ``DENIED_TAG`` tag
+(``"<count> <last topic ARN>"``). Untagged queues are delivered to as before.
 """
 
 from __future__ import annotations
@@ -70,8 +77,60 @@ def patch_moto_sqs() -> None:
     models._ddb_stream_patterns_patched = True
 
 
+#: Queue tag the deployer sets when the queue's resource policy is enforced.
+ENFORCE_TAG = "ddb-stream-patterns:resource-policy"
+#: Queue tag counting SNS deliveries the queue policy refused: "<count> <topic ARN>".
+DENIED_TAG = "ddb-stream-patterns:sns-deliveries-denied"
+
+
+def _load_iam():  # noqa: ANN202
+    """``iam.py`` next to this file, by path (this runs as a script, not in the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_ddb_stream_patterns_iam", Path(__file__).with_name("iam.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def patch_moto_sns_to_sqs() -> None:
+    """SNS → SQS delivery checks the queue policy of tagged queues (idempotent)."""
+    from moto.sns import models
+    from moto.sqs import sqs_backends
+
+    if getattr(models, "_ddb_stream_patterns_policies", False):
+        return
+    iam = _load_iam()
+    original = models.Subscription.publish
+
+    def publish(self, message, message_id, *args, **kwargs):  # noqa: ANN001, ANN202
+        if self.protocol == "sqs":
+            parts = self.endpoint.split(":")
+            queue = sqs_backends[parts[4]][parts[3]].queues.get(parts[5])
+            if queue is not None and queue.tags.get(ENFORCE_TAG) == "enforced":
+                policy = queue.policy
+                topic_arn = self.topic.arn
+                result = iam.evaluate(
+                    [policy] if policy else [], "sqs:SendMessage", queue.queue_arn,
+                    {"aws:SourceArn": topic_arn, "aws:SourceAccount": topic_arn.split(":")[4],
+                     "aws:SecureTransport": "true"},
+                    principal=("Service", "sns.amazonaws.com"))
+                if not result.allowed:
+                    count = int(queue.tags.get(DENIED_TAG, "0").split(" ", 1)[0]) + 1
+                    queue.tags[DENIED_TAG] = f"{count} {topic_arn}"
+                    return None
+        return original(self, message, message_id, *args, **kwargs)
+
+    models.Subscription.publish = publish
+    models._ddb_stream_patterns_policies = True
+
+
 def main(argv: list[str] | None = None) -> None:
     patch_moto_sqs()
+    patch_moto_sns_to_sqs()
     from moto.server import main as moto_main
 
     moto_main(argv if argv is not None else sys.argv[1:])

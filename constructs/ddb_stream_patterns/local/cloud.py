@@ -61,6 +61,12 @@ class LocalCloud:
         to whole seconds, SQS's unit. ``0.01`` turns a 180 s visibility timeout into
         2 s and a 5 minute delay into 3 s, keeping the order in which AWS would deliver.
         Default: 1 (AWS's times).
+    enforce_iam
+        Check every AWS call a function makes against its role's identity policies
+        (from the templates' ``AWS::IAM::Role`` / ``Policy`` / ``ManagedPolicy``) before it
+        is served; a call the role does not allow fails in the function with the error
+        AWS returns (``AccessDeniedException``, ``AuthorizationError``, ``AccessDenied``).
+        ``False`` restores the old behaviour (IAM skipped). Default: ``True``.
 
     Undeliverable on-failure records go to :attr:`undeliverable_path` (JSON Lines:
     ``data_dir/undeliverable.jsonl``, or a file in the temporary directory).
@@ -75,6 +81,7 @@ class LocalCloud:
         region: str = "us-east-1",
         data_dir: str | Path | None = None,
         clock_scale: float = 1.0,
+        enforce_iam: bool = True,
     ) -> None:
         if not (isinstance(clock_scale, (int, float)) and 0 < clock_scale <= 1):
             raise ValueError(f"clock_scale must be in (0, 1], got {clock_scale!r}")
@@ -88,6 +95,7 @@ class LocalCloud:
             self.undeliverable_path = (Path(tempfile.gettempdir()) /
                                        f"ddb-stream-patterns-undeliverable-{os.getpid()}.jsonl")
         self.clock_scale = float(clock_scale)
+        self.enforce_iam = bool(enforce_iam)
         self.account_id = MOTO_ACCOUNT_ID
         self._dynamodb = dynamodb
         self._moto = moto

@@ -13,7 +13,10 @@ intrinsics resolved against what it already created.
   layers add their ``python/`` directory to the function's path.
 - Event source mappings → :class:`~.model.MappingSpec` objects for the pollers
   (never created in moto: that would empty the stream buffer).
-- IAM, resource policies, log groups, KMS, CDK metadata → recorded as *skipped*.
+- IAM roles and policies → *enforced* (with ``LocalCloud(enforce_iam=True)``, the
+  default): each function's AWS calls are checked against its role's identity
+  policies (``iam.RoleAuthorizer``); *skipped* with ``enforce_iam=False``.
+- Resource policies, log groups, KMS, CDK metadata → recorded as *skipped*.
 - Anything that cannot run here (OpenSearch domains, VPCs, unknown types) → recorded
   as *unsupported*, with placeholder attributes so dependants still deploy.
 
@@ -37,6 +40,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from .cloud import LocalCloud
 from .functions import LocalFunction
+from .iam import RoleAuthorizer
 from .intrinsics import NO_VALUE, Context, IntrinsicError, evaluate_condition, references, resolve
 from .model import MappingSpec
 
@@ -49,7 +53,7 @@ __all__ = [
     "physical_name",
 ]
 
-Status = Literal["deployed", "skipped", "unsupported"]
+Status = Literal["deployed", "enforced", "skipped", "unsupported"]
 V = TypeVar("V")
 
 
@@ -131,6 +135,12 @@ class Deployment:
         Every event source mapping, as :class:`MappingSpec` (for the pollers).
     unsupported, skipped
         Resources not deployed, each with its ``reason``.
+    enforced
+        IAM roles and policies not created in a service but enforced locally: their
+        identity policies decide each function's calls (``role_policies``).
+    role_policies
+        Role name → the identity policy documents attached to it in the templates
+        (inline, ``AWS::IAM::Policy``, customer-managed policies), intrinsics resolved.
     warnings
         Best-effort steps that failed (a lifecycle rule moto refused, a layer that is
         not in the assembly...).
@@ -156,6 +166,10 @@ class Deployment:
         self._layers: dict[str, Path] = {}  # layer version ARN → unpacked layer dir
         self._queue_urls: dict[str, str] = {}  # queue ARN → URL
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self.role_policies: dict[str, list[dict]] = {}
+        self._table_arns: dict[str, str] = {}  # table name → ARN as DynamoDB Local gives it
+        self._managed_policies: dict[str, dict] = {}  # customer-managed policy ARN → document
+        self._managed_links: list[tuple[str, str]] = []  # (role name, managed policy ARN)
 
     # ------------------------------------------------------------------ queries
 
@@ -170,6 +184,18 @@ class Deployment:
     @property
     def unsupported(self) -> list[DeployedResource]:
         return [r for r in self.resources if r.status == "unsupported"]
+
+    @property
+    def enforced(self) -> list[DeployedResource]:
+        return [r for r in self.resources if r.status == "enforced"]
+
+    def policies_of(self, role_name: str) -> list[dict] | None:
+        """The identity policies of a template's role, or None for a role not in them."""
+        if role_name not in self.role_policies:
+            return None
+        linked = [self._managed_policies[arn] for name, arn in self._managed_links
+                  if name == role_name and arn in self._managed_policies]
+        return self.role_policies[role_name] + linked
 
     @property
     def skipped(self) -> list[DeployedResource]:
@@ -263,10 +289,11 @@ class Deployment:
         for stack, resources in self.stacks.items():
             counts = {
                 s: sum(r.status == s for r in resources)
-                for s in ("deployed", "skipped", "unsupported")
+                for s in ("deployed", "enforced", "skipped", "unsupported")
             }
+            enforced = f"{counts['enforced']} enforced, " if counts["enforced"] else ""
             lines.append(
-                f"{stack}: {counts['deployed']} deployed, {counts['skipped']} skipped, "
+                f"{stack}: {counts['deployed']} deployed, {enforced}{counts['skipped']} skipped, "
                 f"{counts['unsupported']} unsupported"
             )
         for r in self.unsupported:
@@ -469,6 +496,10 @@ def _resource_order(resources: dict[str, dict]) -> list[str]:
 # ------------------------------------------------------------------------ skipped / unsupported
 
 _NOT_ENFORCED = "not enforced locally"
+_ENFORCED = "identity policies enforced locally: each function's AWS calls are checked"
+
+#: IAM types whose policies are enforced (``LocalCloud(enforce_iam=True)``).
+IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 
 #: Types accepted as no-ops, with the reason recorded.
 SKIPPED_TYPES: dict[str, str] = {
@@ -583,6 +614,7 @@ class _StackDeployer:
         self.refs: dict[str, Any] = {}
         self.attributes: dict[str, dict[str, Any]] = {}
         self.placeholders: dict[str, tuple[str, str]] = {}  # logical ID → (type, name)
+        self._iam_resources: list[str] = []  # enforced IAM resources, resolved at the end
         self.ctx = Context(
             refs=self.refs,
             attributes=self.attributes,
@@ -651,8 +683,47 @@ class _StackDeployer:
                 raise DeploymentError(
                     f"{self.stack.name}/{logical_id} ({resource_type}): {exc}"
                 ) from exc
+        self._collect_policies()
         self._outputs()
         return results
+
+    def _collect_policies(self) -> None:
+        """Record the identity policies of the template's roles (intrinsics resolved)."""
+        dep = self.deployment
+        for logical_id in self._iam_resources:
+            resource = self.resources[logical_id]
+            try:
+                props = resolve(resource.get("Properties", {}), self.ctx)
+            except IntrinsicError as exc:
+                dep.warnings.append(f"{self.stack.name}/{logical_id}: its policy cannot be "
+                                    f"resolved ({exc}): it allows nothing locally")
+                continue
+            props = props if isinstance(props, dict) else {}
+            kind = resource.get("Type")
+            if kind == "AWS::IAM::Role":
+                name = self.placeholders[logical_id][1]
+                docs = dep.role_policies.setdefault(name, [])
+                docs += [p["PolicyDocument"] for p in props.get("Policies") or []
+                         if isinstance(p, dict) and isinstance(p.get("PolicyDocument"), dict)]
+                for arn in props.get("ManagedPolicyArns") or []:
+                    if isinstance(arn, str) and ":iam::aws:policy/" in arn:
+                        if not arn.endswith("/AWSLambdaBasicExecutionRole"):
+                            dep.warnings.append(
+                                f"{self.stack.name}/{logical_id}: AWS managed policy {arn} "
+                                "is not known locally: it allows nothing")
+                        continue
+                    dep._managed_links.append((name, str(arn)))
+            else:
+                document = props.get("PolicyDocument")
+                if not isinstance(document, dict):
+                    continue
+                if kind == "AWS::IAM::ManagedPolicy":
+                    dep._managed_policies[str(self.refs[logical_id])] = document
+                    for role in props.get("Roles") or []:
+                        dep._managed_links.append((str(role), str(self.refs[logical_id])))
+                    continue
+                for role in props.get("Roles") or []:
+                    dep.role_policies.setdefault(str(role), []).append(document)
 
     def _deploy_one(self, logical_id: str, resource: dict, record: DeployedResource) -> None:
         resource_type = record.type
@@ -661,7 +732,13 @@ class _StackDeployer:
             self._not_created(record, "skipped", f"condition {condition!r} is false")
             return
         creator = _CREATORS.get(resource_type)
-        if resource_type in SKIPPED_TYPES:
+        if resource_type == "AWS::SQS::QueuePolicy" and getattr(self.cloud, "enforce_iam", False):
+            creator = _create_queue_policy
+        elif resource_type in IAM_TYPES and getattr(self.cloud, "enforce_iam", False):
+            self._not_created(record, "enforced", _ENFORCED)
+            self._iam_resources.append(logical_id)
+            return
+        if resource_type in SKIPPED_TYPES and creator is None:
             self._not_created(record, "skipped", SKIPPED_TYPES[resource_type])
             return
         if creator is None:
@@ -786,6 +863,7 @@ def _create_table(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
                 raise
     table = ddb.describe_table(TableName=name)["Table"]
     attributes = {"Arn": table["TableArn"], "TableId": table.get("TableId", name)}
+    d.deployment._table_arns[name] = table["TableArn"]
     if table.get("LatestStreamArn"):
         attributes["StreamArn"] = table["LatestStreamArn"]
         d.deployment.streams._set(d.stack.name, logical_id, table["LatestStreamArn"])
@@ -837,7 +915,28 @@ def _create_queue(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
     ]
     d.deployment.queues._set(d.stack.name, logical_id, url)
     d.deployment._queue_urls[arn] = url
+    if getattr(d.cloud, "enforce_iam", False):
+        # moto's SNS then delivers to it only if its queue policy allows (_moto_main.py).
+        sqs.tag_queue(QueueUrl=url, Tags={QUEUE_POLICY_TAG: "enforced"})
     return _Created(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+
+#: Tag marking a queue whose policy moto's SNS evaluates (see ``_moto_main.py``).
+QUEUE_POLICY_TAG = "ddb-stream-patterns:resource-policy"
+#: Tag where moto's SNS counts deliveries the queue policy refused.
+QUEUE_DENIED_TAG = "ddb-stream-patterns:sns-deliveries-denied"
+
+
+def _create_queue_policy(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
+    """Set the policy on its queues (enforced for SNS delivery, see ``_moto_main.py``)."""
+    document = props.get("PolicyDocument")
+    sqs = d.cloud.client("sqs")
+    for url in props.get("Queues") or []:
+        sqs.set_queue_attributes(QueueUrl=str(url),
+                                 Attributes={"Policy": json.dumps(document)})
+    name = d.name(logical_id)
+    return _Created(name, status="enforced",
+                    reason="queue policy enforced locally for SNS → SQS delivery")
 
 
 _TOPIC_ATTRIBUTES = (
@@ -1110,6 +1209,10 @@ def _create_function(d: _StackDeployer, logical_id: str, props: dict) -> _Create
         **d.cloud.function_environment(),
         **{k: _attr_string(v) for k, v in variables.items()},
     }
+    authorizer = None
+    role_arn = props.get("Role")
+    if getattr(d.cloud, "enforce_iam", False) and isinstance(role_arn, str):
+        authorizer = _role_authorizer(d, role_arn, name)
     function = LocalFunction(
         name,
         props["Handler"],
@@ -1120,6 +1223,7 @@ def _create_function(d: _StackDeployer, logical_id: str, props: dict) -> _Create
         memory_mb=int(props.get("MemorySize", 128)),
         runtime=runtime,
         function_arn=arn,
+        authorizer=authorizer,
     )
     notes = []
     local_python = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -1133,6 +1237,27 @@ def _create_function(d: _StackDeployer, logical_id: str, props: dict) -> _Create
     d.deployment._functions_by_id[name] = function
     d.deployment._functions_by_id[arn] = function
     return _Created(name, {"Arn": arn}, notes, local=function)
+
+
+def _role_authorizer(d: _StackDeployer, role_arn: str, function_name: str) -> RoleAuthorizer:
+    """Checks a function's calls against its role (read when called: after deploy)."""
+    deployment = d.deployment
+    role_name = role_arn.rsplit("/", 1)[-1]
+    warned: list[bool] = []
+
+    def policies() -> list[dict]:
+        found = deployment.policies_of(role_name)
+        if found is None:
+            if not warned:
+                warned.append(True)
+                deployment.warnings.append(
+                    f"function {function_name}: its role {role_arn} is not in the templates: "
+                    "its calls are not checked")
+            return [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
+        return found
+
+    return RoleAuthorizer(role_arn, function_name, policies, d.cloud.region, d.cloud.account_id,
+                          table_arn=deployment._table_arns.get)
 
 
 _UNEMULATED_MAPPING_PROPS = (

@@ -67,7 +67,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +189,13 @@ class LocalFunction:
         this interpreter's).
     hidden_modules
         Top-level packages importable only from ``code_dir`` and the layers.
+    authorizer
+        Decides each AWS call the handler makes through botocore, before it is sent:
+        called with ``{"prefix", "operation", "params"}`` (the IAM service prefix, the
+        operation name, the parameters that name resources), it returns ``None`` to
+        let the call through or ``{"code", "message", "status"}``, which the handler
+        sees raised as the service's ``ClientError`` (see ``iam.RoleAuthorizer``).
+        Default: ``None`` (calls are not checked).
 
     ``invoke`` is thread-safe; one worker runs one invocation at a time (invocations
     of the same function from several threads queue up).
@@ -211,6 +218,7 @@ class LocalFunction:
         python: str | None = None,
         site_packages: Sequence[str] | None = None,
         hidden_modules: Sequence[str] = HIDDEN_MODULES,
+        authorizer: Callable[[dict], dict | None] | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -227,6 +235,9 @@ class LocalFunction:
             _default_site_packages() if site_packages is None else site_packages
         )
         self.hidden_modules = list(hidden_modules)
+        self.authorizer = authorizer
+        self.denied = 0  # AWS calls the authorizer refused
+        self.last_denied: str | None = None  # "Code: message" of the latest refusal
         if not self.code_dir.is_dir():
             raise FileNotFoundError(f"{name}: code directory {self.code_dir} does not exist")
 
@@ -342,6 +353,7 @@ class LocalFunction:
             "function_arn": self.function_arn,
             "memory_mb": self.memory_mb,
             "address_space_mb": self.memory_mb + ADDRESS_SPACE_HEADROOM_MB,
+            "authorize": self.authorizer is not None,
         }
         from .lifecycle import popen  # dies with us (this file is also the worker's script)
 
@@ -357,7 +369,7 @@ class LocalFunction:
         threads = [
             threading.Thread(
                 target=self._read_responses,
-                args=(proc.stdout, responses),
+                args=(proc, responses),
                 name=f"{self.name}-responses",
                 daemon=True,
             ),
@@ -397,14 +409,37 @@ class LocalFunction:
             self._finalizer.detach()
         self._threads, self._responses, self._initialized = [], None, False
 
-    @staticmethod
-    def _read_responses(stream: Any, responses: queue.Queue) -> None:
-        for line in stream:
+    def _read_responses(self, proc: subprocess.Popen, responses: queue.Queue) -> None:
+        for line in proc.stdout:
             try:
-                responses.put(json.loads(line))
+                message = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(message, dict) and "authorize" in message:
+                self._answer_authorize(proc, message["authorize"])
+                continue
+            responses.put(message)
         responses.put(None)  # EOF: the worker is gone
+
+    def _answer_authorize(self, proc: subprocess.Popen, request: dict) -> None:
+        """Decide one AWS call of the handler (the worker waits for this line)."""
+        try:
+            denied = self.authorizer(request) if self.authorizer is not None else None
+        except Exception as exc:  # never leave the worker waiting
+            denied = {"code": "InternalFailure", "status": 500,
+                      "message": f"the local authorizer failed: {exc!r}"}
+        if denied is not None:
+            self.denied += 1
+            self.last_denied = f"{denied.get('code')}: {denied.get('message')}"
+            import logging
+
+            logging.getLogger(__name__).warning("%s: %s: %s", self.name, denied.get("code"),
+                                                denied.get("message"))
+        try:
+            proc.stdin.write(json.dumps({"denied": denied}).encode() + b"\n")
+            proc.stdin.flush()
+        except (OSError, ValueError):
+            pass  # the worker is gone
 
     def _read_logs(self, stream: Any) -> None:
         for raw in stream:
@@ -666,6 +701,72 @@ def _install_module_guard(hidden: Sequence[str], function_paths: list[str]) -> N
     sys.meta_path.insert(0, _FunctionOnly())
 
 
+#: Parameters that name the resources a call is authorized on (sent to the authorizer).
+_IAM_PARAMS = ("TableName", "IndexName", "StreamArn", "TopicArn", "TargetArn", "QueueUrl",
+               "Bucket", "Key")
+
+
+def _iam_params(params: Mapping[str, Any]) -> dict:
+    """The resource-naming subset of a call's parameters (tables of batches included)."""
+    found = {k: params[k] for k in _IAM_PARAMS if isinstance(params.get(k), str)}
+    tables = [found.pop("TableName")] if "TableName" in found else []
+    if isinstance(params.get("RequestItems"), Mapping):  # BatchGetItem / BatchWriteItem
+        tables += list(params["RequestItems"])
+    transact = []  # TransactWriteItems / TransactGetItems: [kind, table] per item
+    for item in params.get("TransactItems") or ():
+        for kind, op in (item.items() if isinstance(item, Mapping) else ()):
+            if isinstance(op, Mapping) and isinstance(op.get("TableName"), str):
+                transact.append([kind, op["TableName"]])
+    if transact:
+        found["TransactItems"] = transact
+    if tables:
+        found["TableNames"] = list(dict.fromkeys(tables))
+    return found
+
+
+def _install_iam_guard(ask: Callable[[dict], dict | None]) -> None:
+    """Check every botocore call with ``ask`` before it is sent (patched on import)."""
+    import importlib.machinery
+
+    def patch(client_module: Any) -> None:
+        base = client_module.BaseClient
+        original = base._make_api_call
+
+        def _make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
+            model = self.meta.service_model
+            prefix = model.signing_name or model.endpoint_prefix
+            denied = ask({"prefix": prefix, "operation": operation_name,
+                          "params": _iam_params(api_params or {})})
+            if denied:
+                response = {
+                    "Error": {"Code": denied["code"], "Message": denied["message"]},
+                    "ResponseMetadata": {"HTTPStatusCode": denied.get("status", 400)},
+                }
+                raise self.exceptions.from_code(denied["code"])(response, operation_name)
+            return original(self, operation_name, api_params)
+
+        base._make_api_call = _make_api_call
+
+    class _PatchBotocore:
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):  # noqa: ANN001
+            if fullname != "botocore.client":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module: Any) -> None:
+                exec_module(module)
+                patch(module)
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, _PatchBotocore())
+
+
 def _load_handler(handler: str) -> Any:
     import importlib
 
@@ -752,6 +853,15 @@ def _worker_main(argv: list[str]) -> int:
     sys.path[:0] = function_paths
     sys.path.extend(config["site_packages"])
     _install_module_guard(config["hidden_modules"], function_paths)
+    if config.get("authorize"):
+        ask_lock = threading.Lock()
+
+        def ask(request: dict) -> dict | None:
+            with ask_lock:  # one question on the wire at a time (handlers may use threads)
+                reply({"authorize": request})
+                return json.loads(requests.readline())["denied"]
+
+        _install_iam_guard(ask)
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(
         stream=sys.stdout,

@@ -61,6 +61,10 @@ class RunReport:
     flows: dict[str, MappingStats]  # mapping construct path -> what flowed through it
     queues: dict[str, dict[str, int]]  # queue path -> visible / delayed / in flight
     outcomes: dict[str, Any] = field(default_factory=dict)  # per-pattern results
+    #: function path -> (calls IAM denied, the latest denial), for functions denied any
+    denied: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: queue path -> "<count> <last topic ARN>": SNS deliveries its queue policy refused
+    sns_denied: dict[str, str] = field(default_factory=dict)
     text: str = ""
 
 
@@ -161,11 +165,14 @@ def run(
     out: TextIO | None = None,
     before_polling: Callable[[Deployment], None] | None = None,
     data_dir: str | Path | None = None,
+    enforce_iam: bool = True,
 ) -> RunReport:
     """Synthesize, deploy into a fresh local cloud, write samples, poll, report.
 
     ``before_polling`` gets the deployment after the writes (tests inject faults there).
     ``data_dir`` runs the cloud in persistent mode (see :class:`LocalCloud`).
+    ``enforce_iam`` checks each function's calls against its role (default ``True``;
+    see :class:`LocalCloud`); calls it denied are listed in the report.
     """
     out = out or sys.stdout
     project = Path(project).resolve()
@@ -174,7 +181,8 @@ def run(
         say(f"synthesizing {app or _app_command(project)!r}")
         assembly = synthesize(app or _app_command(project), Path(tmp) / "cdk.out", project)
         say("starting DynamoDB Local, moto's server and the OpenSearch stand-in")
-        with LocalCloud(data_dir=data_dir) as cloud, FakeOpenSearch() as search:
+        with LocalCloud(data_dir=data_dir, enforce_iam=enforce_iam) as cloud, \
+                FakeOpenSearch() as search:
             host = search.endpoint.split("://", 1)[1]
             with deploy(
                 cloud, assembly,
@@ -203,10 +211,40 @@ def run(
                     flows=_flows(deployment, pollers),
                     queues=_queues(cloud, deployment),
                     outcomes=_outcomes(cloud, deployment, search),
+                    denied={key: (fn.denied, fn.last_denied or "")
+                            for key, fn in deployment.functions.items() if fn.denied},
+                    sns_denied=_sns_denied(cloud, deployment),
                 )
-                report.text = _render(report) + _undeliverable(pollers, cloud)
+                report.text = (_render(report) + _denied(report)
+                               + _undeliverable(pollers, cloud))
                 print(report.text, file=out)
                 return report
+
+
+def _denied(report: RunReport) -> str:
+    """The calls IAM denied (enforced locally), per function: the latest error each."""
+    if not report.denied and not report.sns_denied:
+        return ""
+    lines = ["", "Denied by IAM (policies enforced locally):"]
+    for key, (count, last) in report.denied.items():
+        lines.append(f"  {key}: {count} call(s) denied; last: {last}")
+    for key, value in report.sns_denied.items():
+        count, _, topic = value.partition(" ")
+        lines.append(f"  {key}: {count} SNS delivery(ies) refused by the queue policy; "
+                     f"last from {topic}")
+    return "\n".join(lines) + "\n"
+
+
+def _sns_denied(cloud: LocalCloud, deployment: Deployment) -> dict[str, str]:
+    from .deployer import QUEUE_DENIED_TAG
+
+    sqs = cloud.client("sqs")
+    found = {}
+    for key, url in deployment.queues.items():
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        if QUEUE_DENIED_TAG in tags:
+            found[key] = tags[QUEUE_DENIED_TAG]
+    return found
 
 
 def _point_at_stand_in(deployment: Deployment, host: str, endpoint: str) -> None:
@@ -388,10 +426,15 @@ def main(argv: list[str] | None = None) -> int:
              "undeliverable on-failure records live here; a DynamoDB Local that dies is "
              "restarted (default: in memory)",
     )
+    parser.add_argument(
+        "--no-enforce-iam", dest="enforce_iam", action="store_false",
+        help="do not check functions' AWS calls against their roles' IAM policies "
+             "(default: enforced, a missing grant fails with AccessDenied as in AWS)",
+    )
     args = parser.parse_args(argv)
     exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 1:
         parser.error(f"--items must be at least 1, got {args.items}")
     run(args.app, project=args.project, items=args.items, timeout=args.timeout,
-        data_dir=args.data_dir)
+        data_dir=args.data_dir, enforce_iam=args.enforce_iam)
     return 0
