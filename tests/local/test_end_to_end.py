@@ -120,3 +120,11 @@ def test_poison_records_go_to_the_dlq_and_nothing_is_lost_or_duplicated(local_cl
             if not i["pk"]["S"].startswith("__applied__#")}
     assert rows == {"list-0": 10, "list-1": 10, "list-2": 10}  # exact despite redelivery
     assert counter.invocations >= 2 * 5  # 30 records in batches of 7, each delivered twice
+
+    # Each construct's stats, from the construct; keyed by construct path, not logical ID.
+    handler = deployment.stats_of(stack.controller)
+    assert handler.sent_to_failure_destination == len(poison)
+    assert deployment.stats_of("Faults/EffectsHandler") is handler
+    assert deployment.stats_of(stack.counter).succeeded == n
+    assert all(k.startswith(("Faults/EffectsHandler/", "Faults/PerList/"))
+               for k in deployment.mapping_stats())

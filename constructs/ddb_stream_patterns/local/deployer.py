@@ -42,7 +42,7 @@ from .cloud import LocalCloud
 from .functions import LocalFunction
 from .iam import RoleAuthorizer
 from .intrinsics import NO_VALUE, Context, IntrinsicError, evaluate_condition, references, resolve
-from .model import MappingSpec
+from .model import MappingSpec, MappingStats
 
 __all__ = [
     "DeployedResource",
@@ -247,6 +247,41 @@ class Deployment:
         path = path.strip("/")
         return [r for r in self.resources if r.path and (r.path + "/").startswith(path + "/")]
 
+    def path_of(self, mapping: MappingSpec) -> str:
+        """The construct path of an event source mapping, without its ``/Resource`` leaf
+        (``"Orders/ShippedNotifier/Function/DynamoDBEventSourceOrdersOrders1A2B3C4D"``);
+        ``"Stack/LogicalId"`` when the assembly has no path metadata."""
+        for r in self.resources:
+            if r.local is mapping:
+                return (r.path or r.key).removesuffix("/Resource")
+        return mapping.logical_id
+
+    def mapping_stats(self) -> dict[str, MappingStats]:
+        """Construct path of each event source mapping → its live :class:`MappingStats`."""
+        return {self.path_of(m): m.stats for m in self.mappings}
+
+    def stats_under(self, construct: Any) -> dict[str, MappingStats]:
+        """The stats of every mapping at or below ``construct`` (a construct, or its path
+        string), keyed by mapping construct path."""
+        path = _construct_path(construct)
+        return {p: s for p, s in self.mapping_stats().items()
+                if (p + "/").startswith(path + "/")}
+
+    def stats_of(self, construct: Any) -> MappingStats:
+        """The stats of the one event source mapping ``construct`` created (a construct
+        such as a ``SimpleController``, or its path string): ``stats_of(stack.notifier)``.
+
+        Raises ``LookupError`` naming the mappings found when there is not exactly one
+        (a ``ComplexController`` has a stream mapping and one per queue route: pass the
+        route's construct, or use :meth:`stats_under`).
+        """
+        found = self.stats_under(construct)
+        if len(found) != 1:
+            listed = ", ".join(found) or "none"
+            raise LookupError(f"no single event source mapping under {_construct_path(construct)!r}"
+                              f" (found: {listed}); use stats_under() for several")
+        return next(iter(found.values()))
+
     def function_for(self, name_or_arn: str) -> LocalFunction | None:
         """The local function a name or ARN (optionally qualified) designates."""
         return self._functions_by_id.get(_unqualified(name_or_arn))
@@ -301,6 +336,17 @@ class Deployment:
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
+
+
+def _construct_path(construct: Any) -> str:
+    """A construct's path (``construct.node.path``), or a path string as given."""
+    if isinstance(construct, str):
+        return construct.strip("/")
+    node = getattr(construct, "node", None)
+    if node is None:
+        raise TypeError(f"expected a construct or a construct path string, got "
+                        f"{type(construct).__name__} {construct!r}")
+    return str(node.path).strip("/")
 
 
 # ------------------------------------------------------------------------ names

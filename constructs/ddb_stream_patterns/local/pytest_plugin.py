@@ -8,12 +8,12 @@ Then::
 
     def test_orders_flow(local_cloud, deploy_app):
         app = cdk.App()
-        OrdersStack(app, "Orders")
+        stack = OrdersStack(app, "Orders")
         deployment = deploy_app(app)               # synthesized and deployed locally
         table = deployment.by_path("Orders/Table").physical_id
         local_cloud.client("dynamodb").put_item(TableName=table, Item={...})
-        stats = run_pollers(local_cloud, deployment)   # Lambda's event source semantics
-        assert stats[...].succeeded == 1
+        run_pollers(local_cloud, deployment)       # Lambda's event source semantics
+        assert deployment.stats_of(stack.notifier).succeeded == 1
 
 When such a test fails, its report gains a "local cloud errors" section: for each
 mapping of the deployments it made, how many invocations failed and the last error
@@ -79,10 +79,28 @@ def deploy_app(
 def run_pollers(
     cloud: LocalCloud, deployment: Deployment, *, timeout: float = 60, **kwargs: Any
 ) -> dict[str, MappingStats]:
-    """Run every event source mapping of ``deployment`` until idle; return their stats."""
+    """Run every event source mapping of ``deployment`` until idle; return their stats,
+    keyed by each mapping's construct path (see :meth:`Deployment.path_of`).
+
+    ``deployment.stats_of(construct)`` gives one construct's mapping stats. For backward
+    compatibility, the returned dict also answers a mapping's bare logical ID.
+    """
     pollers = Pollers(deployment.mappings, cloud.client, clock_scale=cloud.clock_scale)
     pollers.run_until_idle(timeout=timeout, **kwargs)
-    return pollers.stats()
+    return _StatsByPath(deployment)
+
+
+class _StatsByPath(dict):
+    """Construct path → stats; a missing key is tried as a mapping's logical ID (old keys)."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(deployment.mapping_stats())
+        self._by_id = {m.logical_id: m.stats for m in deployment.mappings}
+
+    def __missing__(self, key: str) -> MappingStats:
+        if key in self._by_id:
+            return self._by_id[key]
+        raise KeyError(key)
 
 
 def describe_errors(deployments: Iterable[Any]) -> str:
