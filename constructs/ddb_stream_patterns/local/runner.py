@@ -1,21 +1,26 @@
 """One command, end to end: synthesize an app, start the local cloud, deploy every stack,
-write sample items, run the pollers, and print what each pattern did.
+write items (yours, or samples), run the pollers, and print what each pattern did.
 
-``python -m ddb_stream_patterns.local`` runs it on ``cdk.json``'s app (the examples);
-:func:`run` is the same from Python and returns a :class:`RunReport` for tests.
+``python -m ddb_stream_patterns.local`` runs it on ``cdk.json``'s app (yours, or the
+examples in this repository); :func:`run` is the same from Python and returns a
+:class:`RunReport` for tests. ``--items-file TABLE=FILE.jsonl`` and ``--items-from
+module:function`` give your own items (see :func:`load_items_file`,
+:func:`load_items_function`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,12 +36,17 @@ from .opensearch import FakeOpenSearch
 from .pollers import Pollers
 
 __all__ = [
+    "ItemsError",
     "RunReport",
     "TableWrites",
+    "UserItem",
+    "load_items_file",
+    "load_items_function",
     "main",
     "render_errors",
     "run",
     "synthesize",
+    "write_items",
     "write_samples",
 ]
 
@@ -142,6 +152,196 @@ def write_samples(cloud: LocalCloud, table: str, items: int) -> TableWrites:
     return writes
 
 
+# -- your own items ---------------------------------------------------------------
+
+
+class ItemsError(ValueError):
+    """A user item that cannot be written: the message names its file and line (or the
+    function and index) and the problem."""
+
+
+@dataclass(frozen=True)
+class UserItem:
+    """One item to write, as plain Python values (``{"orderId": "o-1", "total": 12}``),
+    with where it came from (``"orders.jsonl line 3"``) for error messages."""
+
+    item: Mapping[str, Any]
+    origin: str
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number DynamoDB can store")
+
+
+def load_items_file(path: str | Path) -> list[UserItem]:
+    """The items of a JSON Lines file: one JSON object per line, in plain JSON
+    (``{"orderId": "o-1", "total": 12.5, "tags": ["a"]}``), not DynamoDB JSON.
+
+    Strings, numbers (kept exact, as ``Decimal``), booleans, null, lists and objects map to
+    DynamoDB's S, N, BOOL, NULL, L and M. Blank lines are skipped. Raises
+    :class:`ItemsError` naming the file, the line and the problem.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ItemsError(f"{path}: cannot read the items file: {exc.strerror or exc}") from exc
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        origin = f"{path} line {number}"
+        try:
+            value = json.loads(line, parse_float=Decimal, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise ItemsError(f"{origin}: not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ItemsError(f"{origin}: expected a JSON object (one item per line), got "
+                             f"{type(value).__name__} {line.strip()[:60]}")
+        if _looks_like_dynamodb_json(value):
+            raise ItemsError(f"{origin}: this looks like DynamoDB JSON ({line.strip()[:60]}); "
+                             f"write plain JSON, e.g. {{\"orderId\": \"o-1\"}} instead of "
+                             f"{{\"orderId\": {{\"S\": \"o-1\"}}}}")
+        items.append(UserItem(value, origin))
+    return items
+
+
+def _looks_like_dynamodb_json(item: Mapping[str, Any]) -> bool:
+    tags = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+    return bool(item) and all(
+        isinstance(v, dict) and len(v) == 1 and next(iter(v)) in tags for v in item.values()
+    )
+
+
+def load_items_function(spec: str, project: str | Path = ".") -> dict[str, list[UserItem]]:
+    """Call ``module:function`` (imported with ``project`` on ``sys.path``); it returns
+    ``{table: [item, ...]}``, each table a construct path (``"MyStack/Orders"``) or a
+    ``"Stack/LogicalId"``, each item a dict of Python values (``set``, ``bytes``, ``int``,
+    ``float``, ``Decimal``, ``str``, ``bool``, ``None``, lists and dicts)."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ItemsError(f"--items-from must be module:function, got {spec!r}")
+    project = str(Path(project).resolve())
+    added = project not in sys.path
+    if added:
+        sys.path.insert(0, project)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ItemsError(f"--items-from {spec}: {exc}") from exc
+    finally:
+        if added:
+            sys.path.remove(project)
+    result = function()
+    if not isinstance(result, Mapping):
+        raise ItemsError(f"{spec}() must return {{table path: [items]}}, got "
+                         f"{type(result).__name__}")
+    loaded: dict[str, list[UserItem]] = {}
+    for table, items in result.items():
+        if not isinstance(table, str) or isinstance(items, (str, bytes, Mapping)) or \
+                not isinstance(items, Iterable):
+            raise ItemsError(f"{spec}() must return {{table path: [items]}}: got "
+                             f"{table!r}: {type(items).__name__}")
+        loaded[table] = []
+        for index, item in enumerate(items):
+            origin = f"{spec}()[{table!r}][{index}]"
+            if not isinstance(item, Mapping):
+                raise ItemsError(f"{origin}: an item must be a dict, got {type(item).__name__}")
+            loaded[table].append(UserItem(item, origin))
+    return loaded
+
+
+def _to_dynamodb(value: Any) -> Any:
+    """Python values → what boto3's TypeSerializer takes (floats as exact decimals)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{value} is not a number DynamoDB can store")
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _to_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_dynamodb(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return {_to_dynamodb(v) for v in value}
+    return value
+
+
+_KEY_TYPE_NAMES = {"S": "a string", "N": "a number", "B": "binary (bytes)"}
+
+
+def write_items(cloud: LocalCloud, table: str, items: Iterable[UserItem | Mapping[str, Any]],
+                label: str | None = None) -> TableWrites:
+    """Put ``items`` into ``table`` in order (an item whose key was written before replaces
+    it: a MODIFY on the stream). Each item's key attributes are checked against the
+    table's key schema first; :class:`ItemsError` names the item's origin and the problem.
+    Items whose TTL attribute is already past count as ``expiring``."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    ddb = cloud.client("dynamodb")
+    description = ddb.describe_table(TableName=table)["Table"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]}
+    keys = [k["AttributeName"] for k in description["KeySchema"]]
+    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    ttl_attribute = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None
+    key_text = ", ".join(f"{k} ({types[k]})" for k in keys)
+    writes = TableWrites(table)
+    seen: set[tuple] = set()
+    for index, entry in enumerate(items):
+        user = entry if isinstance(entry, UserItem) else \
+            UserItem(entry, f"{label or table} item {index}")
+        try:
+            item = {k: serializer.serialize(_to_dynamodb(v)) for k, v in user.item.items()}
+        except (TypeError, ValueError) as exc:
+            raise ItemsError(f"{user.origin}: cannot be written to DynamoDB: {exc}") from exc
+        for name in keys:
+            if name not in item:
+                raise ItemsError(f"{user.origin}: no key attribute {name!r} (the key of "
+                                 f"{label or table} is {key_text})")
+            given = next(iter(item[name]))
+            if given != types[name]:
+                raise ItemsError(f"{user.origin}: key attribute {name!r} must be "
+                                 f"{_KEY_TYPE_NAMES.get(types[name], types[name])}, got "
+                                 f"{user.item[name]!r}")
+        try:
+            ddb.put_item(TableName=table, Item=item)
+        except Exception as exc:  # the service's own validation (sizes, empty keys...)
+            raise ItemsError(f"{user.origin}: DynamoDB refused the item: {exc}") from exc
+        key = tuple(json.dumps(item[k], sort_keys=True) for k in keys)
+        if key in seen:
+            writes.modified += 1
+        else:
+            seen.add(key)
+            writes.inserted += 1
+        if ttl_attribute and "N" in item.get(ttl_attribute, {}) and \
+                Decimal(item[ttl_attribute]["N"]) < int(time.time()):
+            writes.expiring += 1
+    return writes
+
+
+def _resolve_table(deployment: Deployment, table: str) -> str:
+    """The ``"Stack/LogicalId"`` of the table a user named by construct path, by
+    ``"Stack/LogicalId"`` or by a bare logical ID."""
+    try:
+        deployment.tables[table]
+    except KeyError:
+        pass
+    else:
+        return next(k for k in deployment.tables
+                    if k == table or k.split("/", 1)[1] == table)
+    path = table.strip("/")
+    candidates = [r for r in deployment.under(path) if r.key in deployment.tables]
+    exact = [r for r in candidates if r.path in (path, f"{path}/Resource")]
+    if len(exact) == 1 or len(candidates) == 1:
+        return (exact or candidates)[0].key
+    known = ", ".join(
+        (next((r.path for r in deployment.resources if r.key == k), None) or k)
+        .removesuffix("/Resource")
+        for k in deployment.tables
+    )
+    raise ItemsError(f"no single table {table!r} in the app (tables: {known or 'none'})")
+
+
 def _expired_left(cloud: LocalCloud, writes: TableWrites) -> int:
     if not writes.expiring:
         return 0
@@ -166,8 +366,14 @@ def run(
     before_polling: Callable[[Deployment], None] | None = None,
     data_dir: str | Path | None = None,
     enforce_iam: bool = True,
+    table_items: Mapping[str, Iterable[UserItem | Mapping[str, Any]]] | None = None,
 ) -> RunReport:
-    """Synthesize, deploy into a fresh local cloud, write samples, poll, report.
+    """Synthesize, deploy into a fresh local cloud, write items, poll, report.
+
+    ``table_items`` maps a table (its construct path, e.g. ``"MyStack/Orders"``, or
+    ``"Stack/LogicalId"``) to the items to write into it, in order (see
+    :func:`write_items`); every other table a mapping reads gets ``items`` sample items
+    (none when ``items`` is 0).
 
     ``before_polling`` gets the deployment after the writes (tests inject faults there).
     ``data_dir`` runs the cloud in persistent mode (see :class:`LocalCloud`).
@@ -192,13 +398,18 @@ def run(
                 say("deployed:\n" + _indent(deployment.summary()))
                 say("starting function workers")
                 deployment.start_functions()
-                sources = _stream_tables(deployment)
+                given = {_resolve_table(deployment, t): (t, v)
+                         for t, v in (table_items or {}).items()}
                 writes = []
-                for table in sources:
-                    writes.append(write_samples(cloud, table, items))
-                    w = writes[-1]
-                    say(f"wrote {table}: {w.inserted} inserted, {w.modified} modified, "
-                        f"{w.deleted} deleted, {w.expiring} set to expire")
+                for key, (label, user_items) in given.items():
+                    writes.append(write_items(cloud, deployment.tables[key], user_items,
+                                              label=label))
+                    say(_wrote(writes[-1], f"your items for {label}"))
+                for key in _stream_table_keys(deployment):
+                    if key in given or items < 1:
+                        continue
+                    writes.append(write_samples(cloud, deployment.tables[key], items))
+                    say(_wrote(writes[-1], "sample items"))
                 if before_polling is not None:
                     before_polling(deployment)
                 say("running the event source mappings until every stream and queue is idle")
@@ -254,10 +465,20 @@ def _point_at_stand_in(deployment: Deployment, host: str, endpoint: str) -> None
             function.environment["SEARCH_ENDPOINT"] = endpoint
 
 
+def _wrote(w: TableWrites, what: str) -> str:
+    return (f"wrote {what} to {w.table}: {w.inserted} inserted, {w.modified} modified, "
+            f"{w.deleted} deleted, {w.expiring} set to expire")
+
+
+def _stream_table_keys(deployment: Deployment) -> list[str]:
+    """``"Stack/LogicalId"`` of the tables that some mapping reads, in deployment order."""
+    streams = {m.source_arn for m in deployment.mappings if m.kind == "dynamodb"}
+    return [key for key in deployment.tables if deployment.streams.get(key) in streams]
+
+
 def _stream_tables(deployment: Deployment) -> list[str]:
     """Tables that some mapping reads, in deployment order."""
-    streams = {m.source_arn for m in deployment.mappings if m.kind == "dynamodb"}
-    return [t for key, t in deployment.tables.items() if deployment.streams.get(key) in streams]
+    return [deployment.tables[key] for key in _stream_table_keys(deployment)]
 
 
 def _poll(pollers: Pollers, cloud: LocalCloud, writes: list[TableWrites], timeout: float,
@@ -417,7 +638,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", help="the app command (default: cdk.json's app)")
     parser.add_argument("--project", default=".", help="directory with cdk.json (default: .)")
     parser.add_argument(
-        "--items", type=int, default=20, help="sample items per table (default: 20)"
+        "--items", type=int, default=20,
+        help="sample items per stream table that has none of yours; 0: none (default: 20)"
+    )
+    parser.add_argument(
+        "--items-file", action="append", default=[], metavar="TABLE=FILE.jsonl",
+        help="write FILE's items into TABLE (a construct path such as MyStack/Orders, or "
+             "Stack/LogicalId) instead of samples; one plain-JSON object per line, written "
+             "in order (a repeated key is a MODIFY). Repeatable",
+    )
+    parser.add_argument(
+        "--items-from", metavar="MODULE:FUNCTION",
+        help="call FUNCTION of MODULE (importable from --project) for items: it returns "
+             "{table path: [item dicts]}; combined with --items-file",
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for idle")
     parser.add_argument(
@@ -433,8 +666,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
-    if args.items < 1:
-        parser.error(f"--items must be at least 1, got {args.items}")
-    run(args.app, project=args.project, items=args.items, timeout=args.timeout,
-        data_dir=args.data_dir, enforce_iam=args.enforce_iam)
+    if args.items < 0:
+        parser.error(f"--items must be 0 or more, got {args.items}")
+    try:
+        table_items = _load_items(args.items_file, args.items_from, args.project)
+    except ItemsError as exc:
+        parser.error(str(exc))
+    try:
+        run(args.app, project=args.project, items=args.items, timeout=args.timeout,
+            data_dir=args.data_dir, enforce_iam=args.enforce_iam, table_items=table_items)
+    except ItemsError as exc:  # known only once deployed: a table name, a key attribute
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _load_items(files: list[str], function: str | None,
+                project: str) -> dict[str, list[UserItem]]:
+    """``--items-file TABLE=FILE`` options and ``--items-from`` → ``{table: items}``."""
+    loaded: dict[str, list[UserItem]] = {}
+    for option in files:
+        table, sep, path = option.partition("=")
+        if not sep or not table or not path:
+            raise ItemsError(f"--items-file must be TABLE=FILE.jsonl, got {option!r}")
+        loaded.setdefault(table, []).extend(load_items_file(path))
+    if function:
+        for table, items in load_items_function(function, project).items():
+            loaded.setdefault(table, []).extend(items)
+    return loaded
