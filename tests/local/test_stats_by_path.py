@@ -82,3 +82,12 @@ def test_run_pollers_keys_by_path_and_still_answers_logical_ids(deployment, monk
     assert stats[NOTIFIER_ID] is stats[NOTIFIER_PATH]  # old keys still work
     with pytest.raises(KeyError):
         stats["Nope"]
+
+
+def test_a_failing_tests_report_names_mappings_by_construct_path(deployment):
+    deployment.mappings[0].stats.errors = 2
+    deployment.mappings[0].stats.invocations = 2
+    deployment.mappings[0].stats.last_error_type = "ValueError"
+    deployment.mappings[0].stats.last_error_message = "bad"
+    assert pytest_plugin.describe_errors([deployment]) == (
+        f"mapping {NOTIFIER_PATH}: 2 failed invocation(s) of 2, last: ValueError: bad")

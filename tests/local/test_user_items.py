@@ -97,6 +97,10 @@ def test_the_cli_options_combine_and_refuse_a_malformed_option(tmp_path):
     path = _write(tmp_path, '{"orderId": "o-1"}\n')
     loaded = runner._load_items([f"MyStack/Orders={path}"], None, str(tmp_path))
     assert [i.item for i in loaded["MyStack/Orders"]] == [{"orderId": "o-1"}]
+    (tmp_path / "more_items.py").write_text(
+        "def items():\n    return {'MyStack/Orders': [{'orderId': 'o-2'}]}\n")
+    loaded = runner._load_items([f"MyStack/Orders={path}"], "more_items:items", str(tmp_path))
+    assert [i.item for i in loaded["MyStack/Orders"]] == [{"orderId": "o-1"}, {"orderId": "o-2"}]
     with pytest.raises(ItemsError, match=r"--items-file must be TABLE=FILE\.jsonl, got 'x\.jsonl'"):
         runner._load_items(["x.jsonl"], None, str(tmp_path))
 

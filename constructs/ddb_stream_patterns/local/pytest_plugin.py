@@ -107,10 +107,11 @@ def describe_errors(deployments: Iterable[Any]) -> str:
     """What failed in ``deployments``: mappings with failed invocations, failing functions."""
     lines: list[str] = []
     for deployment in deployments:
+        path_of = getattr(deployment, "path_of", lambda m: m.logical_id)
         for mapping in getattr(deployment, "mappings", ()):
             stats = mapping.stats
             if stats.errors:
-                lines.append(f"mapping {mapping.logical_id}: {stats.errors} failed "
+                lines.append(f"mapping {path_of(mapping)}: {stats.errors} failed "
                              f"invocation(s) of {stats.invocations}, last: {stats.last_error}")
         for key, function in getattr(deployment, "functions", {}).items():
             errors = getattr(function, "errors", 0)
