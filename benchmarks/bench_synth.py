@@ -33,7 +33,10 @@ ratio to the **empty-App floor**: an ``App`` with no stacks synthesized the same
 * cold: a fresh process per case and round (``_synth_worker.py --first-only``: jsii
   start-up + first synth, validation on, wall time including the interpreter), cases
   ``empty App``, ``examples`` and ``bare``: what a ``cdk synth`` costs above the floor
-  that any CDK app in Python pays;
+  that any CDK app in Python pays; and ``examples`` and the empty App with
+  ``CDK_VALIDATION=false``, to show how much of that is aws-cdk-lib's own template
+  validation (the examples/empty ratio with validation off on both sides is printed
+  below the table, per round);
 * warm: one process (jsii start-up and first synth paid before timing), each case
   building a new ``App`` and ``synth()``-ing it, GC off and on.
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +100,9 @@ def floor_ratios(rounds: int) -> None:
     env = dict(os.environ, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
     env.pop("CDK_VALIDATION", None)
 
-    def cold(app: str):
+    def cold(app: str, validation: bool = True):
+        case_env = env if validation else dict(env, CDK_VALIDATION="false")
+
         def run() -> None:
             done = subprocess.run(
                 [
@@ -106,7 +112,7 @@ def floor_ratios(rounds: int) -> None:
                     app,
                     "--first-only",
                 ],
-                env=env,
+                env=case_env,
                 cwd=REPO,
                 capture_output=True,
                 text=True,
@@ -116,15 +122,36 @@ def floor_ratios(rounds: int) -> None:
 
         return run
 
-    cases = {"empty App": cold("empty"), "examples": cold("examples"), "bare": cold("bare")}
+    cases = {
+        "empty App": cold("empty"),
+        "examples": cold("examples"),
+        "bare": cold("bare"),
+        "examples, CDK_VALIDATION=false": cold("examples", validation=False),
+        "empty App, CDK_VALIDATION=false": cold("empty", validation=False),
+    }
     results = _harness.measure(cases, "empty App", rounds=rounds, gc_modes=("n/a",))
     _harness.print_results(
-        "cold: a fresh process per case (jsii start-up + first synth, validation on)",
+        "cold: a fresh process per case (jsii start-up + first synth; validation on unless said)",
         results,
         "empty App",
     )
     for name in ("examples", "bare"):
         _harness.summary(f"synth_cold_{name}_vs_empty", results, name)
+    # Validation off on both sides: the per-round ratio to the empty App without it.
+    rows = {r.name: r for r in results["n/a"]}
+    off = [
+        a / b
+        for a, b in zip(
+            rows["examples, CDK_VALIDATION=false"].seconds,
+            rows["empty App, CDK_VALIDATION=false"].seconds,
+            strict=True,
+        )
+    ]
+    print(
+        "  examples / empty App, both with CDK_VALIDATION=false, same round: "
+        f"min {min(off):.2f}x, median {statistics.median(off):.2f}x",
+        flush=True,
+    )
     warm = subprocess.run(
         [str(python_for("examples")), str(HERE / "_synth_worker.py"), "--harness", str(rounds)],
         env=env,
