@@ -17,6 +17,9 @@ Phases, each timed with ``time.perf_counter``:
 * ``jsii_calls``: Python -> Node round trips of one more synth of each stack alone
   (construct code written in Python makes one per CDK call; a jsii library's own
   logic runs inside Node).
+
+``--app empty`` synthesizes an ``App`` with no stacks (the empty-App floor);
+``--first-only`` exits after the first synth (the cold cases of ``bench_synth.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ APPS = {  # --app -> (file defining build_app and STACKS-or-stack classes, sys.p
     "examples": (REPO / "examples" / "app.py", [REPO / "constructs", REPO / "lambda_src"]),
     "bare": (HERE / "bare_app.py", [REPO / "constructs", REPO / "lambda_src"]),
     "solutions": (HERE / "solutions_constructs" / "app.py", []),
+    "empty": (None, []),  # no file: an App with no stacks
 }
 
 
@@ -55,7 +59,13 @@ def load(path: Path, name: str) -> ModuleType:
     return module
 
 
+def empty_app(app: object) -> None:
+    """``--app empty``: an ``App`` with no stacks (the floor: jsii start + an empty synth)."""
+
+
 def stacks_of(module: ModuleType, app_name: str) -> dict[str, type]:
+    if app_name == "empty":
+        return {}
     if app_name == "examples":  # examples/app.py has no STACKS table: mirror its build_app
         return {
             "DdbStreamPatterns-SimpleController": module.SimpleControllerStack,
@@ -83,11 +93,57 @@ def count_jsii_calls():
         process._NodeProcess.send = real
 
 
+def in_process(rounds: int) -> None:
+    """``--harness ROUNDS``: the apps built and synthesized in this one process (jsii
+    start-up paid once, before timing), interleaved by ``_harness.measure``, each
+    ratio to an empty ``App``'s synth in the same round; GC off and on."""
+    import aws_cdk as cdk
+
+    sys.path.insert(0, str(HERE))
+    import _harness
+
+    outdirs = Path(tempfile.mkdtemp(prefix="synth-harness-"))
+    counter = iter(range(1_000_000))
+
+    def case(build):
+        def run() -> None:
+            app = cdk.App(outdir=str(outdirs / str(next(counter))))
+            build(app)
+            app.synth()
+
+        return run
+
+    sys.path[:0] = [str(p) for p in APPS["examples"][1]]
+    cases = {"empty App": case(empty_app)}
+    for name in ("examples", "bare"):
+        cases[name] = case(load(APPS[name][0], f"bench_{name}_app").build_app)
+    try:
+        results = _harness.measure(cases, "empty App", rounds=rounds)
+    finally:
+        shutil.rmtree(outdirs, ignore_errors=True)
+    _harness.print_results(
+        "in-process build + synth (warm; jsii start-up and first synth paid before timing)",
+        results,
+        "empty App",
+    )
+    for name in ("examples", "bare"):
+        _harness.summary(f"synth_warm_{name}_vs_empty", results, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--app", choices=sorted(APPS), required=True)
+    parser.add_argument("--app", choices=sorted(APPS))
     parser.add_argument("--warm", type=int, default=3)
+    parser.add_argument(
+        "--first-only", action="store_true", help="exit after the first synth (cold timing)"
+    )
+    parser.add_argument(
+        "--harness", type=int, metavar="ROUNDS", help="in-process interleaved timing instead"
+    )
     args = parser.parse_args()
+    if args.harness:
+        in_process(args.harness)
+        return
     path, roots = APPS[args.app]
     sys.path[:0] = [str(p) for p in roots]
     outdirs = Path(tempfile.mkdtemp(prefix=f"synth-{args.app}-"))
@@ -108,7 +164,11 @@ def main() -> None:
             t0 = time.perf_counter()
             import aws_cdk  # noqa: F401  (the jsii start-up)
 
-            module = load(path, f"bench_{args.app}_app")
+            if path is None:
+                module = ModuleType("empty")
+                module.build_app = empty_app  # type: ignore[attr-defined]
+            else:
+                module = load(path, f"bench_{args.app}_app")
             t_import = time.perf_counter() - t0
             stacks = stacks_of(module, args.app)
             t_first, assembly = synth(module.build_app)
@@ -117,9 +177,11 @@ def main() -> None:
                 template = assembly.get_stack_by_name(name).template
                 types = Counter(r["Type"] for r in template["Resources"].values())
                 resources[name] = {"total": sum(types.values()), "types": dict(types)}
-            warm_app = min(synth(module.build_app)[0] for _ in range(args.warm))
+            warm_app = 0.0
             warm_stack, jsii_calls = {}, {}
-            for name, stack in stacks.items():
+            if not args.first_only:
+                warm_app = min(synth(module.build_app)[0] for _ in range(args.warm))
+            for name, stack in stacks.items() if not args.first_only else ():
                 alone = lambda app, s=stack, n=name: s(app, n)  # noqa: E731
                 warm_stack[name] = min(synth(alone)[0] for _ in range(args.warm))
                 with count_jsii_calls() as calls:

@@ -27,7 +27,21 @@ processes:
 * resources per stack (CloudFormation resources in the synthesized template), and
   the jsii round trips (Python -> Node) that one warm synth of each stack makes.
 
-Run: ``python benchmarks/bench_synth.py [--processes 5] [--warm 3]``. Asserts nothing.
+Then, timed by ``_harness.measure`` (interleaved rounds, ratios within a round), each
+ratio to the **empty-App floor**: an ``App`` with no stacks synthesized the same way:
+
+* cold: a fresh process per case and round (``_synth_worker.py --first-only``: jsii
+  start-up + first synth, validation on, wall time including the interpreter), cases
+  ``empty App``, ``examples`` and ``bare``: what a ``cdk synth`` costs above the floor
+  that any CDK app in Python pays; and ``examples`` and the empty App with
+  ``CDK_VALIDATION=false``, to show how much of that is aws-cdk-lib's own template
+  validation (the examples/empty ratio with validation off on both sides is printed
+  below the table, per round);
+* warm: one process (jsii start-up and first synth paid before timing), each case
+  building a new ``App`` and ``synth()``-ing it, GC off and on.
+
+Run: ``python benchmarks/bench_synth.py [--processes 5] [--warm 3] [--rounds 7]``
+(``--floor-only``: only the harness tables). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +92,78 @@ def run_worker(app: str, validation: bool, warm: int) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def floor_ratios(rounds: int) -> None:
+    """The harness tables: cold (fresh processes) and warm (one process), to an empty App."""
+    sys.path.insert(0, str(HERE))
+    import _harness
+
+    env = dict(os.environ, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    env.pop("CDK_VALIDATION", None)
+
+    def cold(app: str, validation: bool = True):
+        case_env = env if validation else dict(env, CDK_VALIDATION="false")
+
+        def run() -> None:
+            done = subprocess.run(
+                [
+                    str(OURS if OURS.exists() else sys.executable),
+                    str(HERE / "_synth_worker.py"),
+                    "--app",
+                    app,
+                    "--first-only",
+                ],
+                env=case_env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode:
+                _harness.fail(f"synth worker for {app!r} failed:\n{done.stderr[-2000:]}")
+
+        return run
+
+    cases = {
+        "empty App": cold("empty"),
+        "examples": cold("examples"),
+        "bare": cold("bare"),
+        "examples, CDK_VALIDATION=false": cold("examples", validation=False),
+        "empty App, CDK_VALIDATION=false": cold("empty", validation=False),
+    }
+    results = _harness.measure(cases, "empty App", rounds=rounds, gc_modes=("n/a",))
+    _harness.print_results(
+        "cold: a fresh process per case (jsii start-up + first synth; validation on unless said)",
+        results,
+        "empty App",
+    )
+    for name in ("examples", "bare"):
+        _harness.summary(f"synth_cold_{name}_vs_empty", results, name)
+    # Validation off on both sides: the per-round ratio to the empty App without it.
+    rows = {r.name: r for r in results["n/a"]}
+    off = [
+        a / b
+        for a, b in zip(
+            rows["examples, CDK_VALIDATION=false"].seconds,
+            rows["empty App, CDK_VALIDATION=false"].seconds,
+            strict=True,
+        )
+    ]
+    print(
+        "  examples / empty App, both with CDK_VALIDATION=false, same round: "
+        f"min {min(off):.2f}x, median {statistics.median(off):.2f}x",
+        flush=True,
+    )
+    warm = subprocess.run(
+        [str(python_for("examples")), str(HERE / "_synth_worker.py"), "--harness", str(rounds)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if warm.returncode:
+        _harness.fail(f"in-process synth harness failed:\n{warm.stderr[-2000:]}")
+    print(warm.stdout, end="", flush=True)
+
+
 def best(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per metric, the best over processes (each metric is its own best-of-N)."""
     first = results[0]
@@ -97,7 +184,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--warm", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7, help="harness rounds (floor tables)")
+    parser.add_argument("--floor-only", action="store_true", help="only the harness tables")
     args = parser.parse_args()
+    floor_ratios(args.rounds)
+    if args.floor_only:
+        return
 
     apps = list(APPS)
     if not SOLUTIONS.exists():

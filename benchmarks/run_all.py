@@ -50,7 +50,11 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
         ],
         [],
     ),
-    ("bench_synth", [PYTHON, "benchmarks/bench_synth.py"], ["--processes", "1", "--warm", "1"]),
+    (
+        "bench_synth",
+        [PYTHON, "benchmarks/bench_synth.py"],
+        ["--processes", "1", "--warm", "1", "--rounds", "2"],
+    ),
     (
         "bench_local_cloud",
         [PYTHON, "benchmarks/bench_local_cloud.py"],

@@ -27,9 +27,20 @@ __all__ = [
 
 def is_token(value: Any) -> bool:
     """Whether ``value`` is a CDK token (unknown until deploy), which we must not validate."""
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, int) and abs(value) < 2**53:
+        return False  # CDK encodes number tokens as doubles near -1.9e289, never small ints
+    if isinstance(value, str) and _ANY_TOKEN_MARKER not in value:
+        return False  # what Token.isUnresolved checks first: saves a jsii round trip
     import aws_cdk as cdk
 
-    return value is not None and cdk.Token.is_unresolved(value)
+    return cdk.Token.is_unresolved(value)
+
+
+#: aws-cdk-lib's ANY_TOKEN_MARKER (core/lib/private/encoding.ts): ``Token.isUnresolved``
+#: of a string without it is false.
+_ANY_TOKEN_MARKER = "Token["
 
 
 def check_range(prop: str, value: int | float | None, low: int | float, high: int | float) -> None:

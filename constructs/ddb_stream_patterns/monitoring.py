@@ -178,6 +178,14 @@ class AlarmFactory:
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         #: Where the alarms notify (``None``: alarms off, or no action).
         self.alarm_topic: sns.ITopic | None = monitoring.action_topic(scope)
+        # Computed once per pattern, not per alarm: each is a jsii round trip.
+        self._path = scope.node.path if monitoring.alarms else ""
+        self._action = (
+            cw_actions.SnsAction(self.alarm_topic) if self.alarm_topic is not None else None
+        )
+        self._period_text = (
+            self.thresholds.period.to_human_string() if monitoring.alarms else ""
+        )
 
     def _add(
         self, key: str, metric: cloudwatch.IMetric, threshold: float, what: str, todo: str
@@ -192,16 +200,17 @@ class AlarmFactory:
             evaluation_periods=self.thresholds.evaluation_periods,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=f"{self.scope.node.path}: {what}. {todo}",
+            alarm_description=f"{self._path}: {what}. {todo}",
         )
-        if self.alarm_topic is not None:
-            action = cw_actions.SnsAction(self.alarm_topic)
-            alarm.add_alarm_action(action)
-            alarm.add_ok_action(action)
+        if self._action is not None:  # one action object serves every alarm (same ARN)
+            alarm.add_alarm_action(self._action)
+            alarm.add_ok_action(self._action)
         self.alarms[key] = alarm
 
     def stream_handler(self, key: str, function: lambda_.IFunction) -> None:
         """Iterator age, errors and throttles of a function reading a stream."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         self._add(
             f"{key}IteratorAge",
@@ -214,24 +223,28 @@ class AlarmFactory:
 
     def function(self, key: str, function: lambda_.IFunction) -> None:
         """Errors and throttles of any function."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         self._add(
             f"{key}Errors",
             function.metric_errors(period=t.period, statistic="Sum"),
             t.function_errors,
-            f"function errors >= {t.function_errors} in {t.period.to_human_string()}",
+            f"function errors >= {t.function_errors} in {self._period_text}",
             "Read the function's logs; failed records are retried, then sent to the DLQ.",
         )
         self._add(
             f"{key}Throttles",
             function.metric_throttles(period=t.period, statistic="Sum"),
             t.function_throttles,
-            f"function throttles >= {t.function_throttles} in {t.period.to_human_string()}",
+            f"function throttles >= {t.function_throttles} in {self._period_text}",
             "Raise reserved concurrency or lower max concurrency / parallelization.",
         )
 
     def dead_letters(self, key: str, queue: sqs.IQueue) -> None:
         """Messages waiting in a DLQ or failure queue."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         self._add(
             f"{key}Messages",
@@ -245,6 +258,8 @@ class AlarmFactory:
 
     def queue_age(self, key: str, queue: sqs.IQueue, delay: cdk.Duration | None) -> None:
         """Age of the oldest message in a processor queue, beyond its delay."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         limit = t.queue_oldest_message.to_seconds() + (delay.to_seconds() if delay else 0)
         self._add(
@@ -257,6 +272,8 @@ class AlarmFactory:
 
     def search_domain(self, key: str, domain: opensearch.IDomain) -> None:
         """OpenSearch cluster health: red, yellow, and index writes blocked (any is bad)."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         checks = [
             ("ClusterRed", domain.metric_cluster_status_red, "cluster status red",
@@ -271,13 +288,15 @@ class AlarmFactory:
 
     def topic(self, key: str, topic: sns.ITopic) -> None:
         """Failed SNS deliveries (to SQS, after SNS's own retries they go to the DLQ)."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
         t = self.thresholds
         self._add(
             f"{key}NotificationsFailed",
             topic.metric_number_of_notifications_failed(period=t.period, statistic="Sum"),
             t.notifications_failed,
             f"SNS notifications failed >= {t.notifications_failed} in "
-            f"{t.period.to_human_string()}",
+            f"{self._period_text}",
             "Check the subscription DLQ and the queues' policies and keys.",
         )
 
