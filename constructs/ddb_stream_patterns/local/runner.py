@@ -109,6 +109,16 @@ def _key_value(attribute_type: str, i: int, name: str) -> dict[str, str]:
     return {"S": f"{name.lower()}-{i:03d}"}
 
 
+def _table_shape(ddb: Any, table: str) -> tuple[dict[str, str], list[str], str | None]:
+    """A deployed table's attribute types, key attribute names and TTL attribute (if on)."""
+    description = ddb.describe_table(TableName=table)["Table"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]}
+    keys = [k["AttributeName"] for k in description["KeySchema"]]
+    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    ttl_attribute = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None
+    return types, keys, ttl_attribute
+
+
 def write_samples(cloud: LocalCloud, table: str, items: int) -> TableWrites:
     """Insert ``items`` items, modify half, delete a few, and let a few expire by TTL.
 
@@ -117,11 +127,7 @@ def write_samples(cloud: LocalCloud, table: str, items: int) -> TableWrites:
     attribute in the past for the expiring ones (the archiver).
     """
     ddb = cloud.client("dynamodb")
-    description = ddb.describe_table(TableName=table)["Table"]
-    types = {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]}
-    keys = [k["AttributeName"] for k in description["KeySchema"]]
-    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-    ttl_attribute = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None
+    types, keys, ttl_attribute = _table_shape(ddb, table)
     writes = TableWrites(table)
 
     def key(i: int) -> dict[str, dict[str, str]]:
@@ -279,11 +285,7 @@ def write_items(cloud: LocalCloud, table: str, items: Iterable[UserItem | Mappin
 
     serializer = TypeSerializer()
     ddb = cloud.client("dynamodb")
-    description = ddb.describe_table(TableName=table)["Table"]
-    types = {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]}
-    keys = [k["AttributeName"] for k in description["KeySchema"]]
-    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-    ttl_attribute = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None
+    types, keys, ttl_attribute = _table_shape(ddb, table)
     key_text = ", ".join(f"{k} ({types[k]})" for k in keys)
     writes = TableWrites(table)
     seen: set[tuple] = set()

@@ -77,6 +77,18 @@ class StandInDied(RuntimeError):
         self.name, self.status = name, status
 
 
+def _terminate(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Stop a stand-in's process: SIGTERM, then SIGKILL after ``timeout``; reap it."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def watch(server: Any, poll: Callable[[], object], interval: float = 0.2) -> None:
     """Report ``server``'s death within a second: a daemon thread calls ``poll()`` (an
     exit status, or ``None`` while it runs) until ``server.stop()`` or the death; then
@@ -202,12 +214,7 @@ class DynamoDBLocal:
 
     def stop(self) -> None:
         self._watch_token = None
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        _terminate(self._process)
         self._process = None
 
     def __enter__(self) -> DynamoDBLocal:
@@ -307,13 +314,7 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()
         self._server = None
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        _terminate(self._process)
         self._process = None
 
     def __enter__(self) -> MotoServer:
