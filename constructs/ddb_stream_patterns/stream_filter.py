@@ -569,7 +569,9 @@ class StreamFilter:
                 "old_image, keys, size_bytes, approximate_creation_time"
             )
         _validate_pattern(pattern)
-        if not _is_sqs_pattern(pattern):
+        if _is_kinesis_pattern(pattern):  # a raw Kinesis pattern (local cloud evaluation)
+            _check_fields(pattern["data"], KINESIS_RECORD_FIELDS, ("data",))
+        elif not _is_sqs_pattern(pattern):
             _check_fields(pattern)
         if len(_serialize(pattern)) > MAX_PATTERN_LENGTH:
             raise ValueError(
@@ -682,6 +684,11 @@ KINESIS_RECORD_FIELDS: dict[str, Any] = {
         "Keys": "item", "NewImage": "item", "OldImage": "item", "SizeBytes": None,
     },
 }
+
+
+def _is_kinesis_pattern(pattern: Mapping[str, Any]) -> bool:
+    """A pattern for a Kinesis source fed by a table: ``{"data": {...}}``."""
+    return set(pattern) == {"data"} and isinstance(pattern["data"], Mapping)
 
 
 def kinesis_pattern(stream_filter: StreamFilter) -> dict[str, Any]:
