@@ -248,3 +248,19 @@ def test_fails_table_without_kinesis_stream(stack):
 def test_fails_limits(stack, prop, value, message):
     with pytest.raises(ValueError, match=message):
         _controller(stack, **{prop: value})
+
+
+def test_cdk_nag_and_cfn_lint_have_no_finding():
+    from cdk_nag import AwsSolutionsChecks
+    from cfnlint.api import ManualArgs, lint
+
+    app = cdk.App()
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    stack = cdk.Stack(app, "Checked")
+    table = _table(stack)
+    _controller(stack, "Shared", table=table, filters=[StreamFilter(event_names=["MODIFY"])])
+    _controller(stack, "Fanned", table=table, efo=True, failure_destination=FailureDestination.s3())
+    template = app.synth().get_stack_by_name("Checked").template  # cdk-nag raises on findings
+    assert "AWS::Kinesis::StreamConsumer" in {r["Type"] for r in template["Resources"].values()}
+    matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    assert [f"{m.rule.id} {m.message}" for m in matches] == []
