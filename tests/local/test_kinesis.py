@@ -7,6 +7,7 @@ import base64
 import doctest
 import json
 import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -194,6 +195,53 @@ def test_poller_delivers_lambdas_kinesis_event_in_shard_order(client_factory, un
     assert record["eventSource"] == "aws:kinesis" and record["eventName"] == "aws:kinesis:record"
     assert record["eventID"] == f"shardId-000000000000:{record['kinesis']['sequenceNumber']}"
     assert record["eventSourceARN"] == arn
+
+
+def test_poller_keeps_order_per_shard_and_per_item_across_shards(client_factory, unique):
+    stream = unique("ks")
+    arn = _stream(client_factory, stream, shards=3)
+    writer = KinesisWriter(client_factory, stream_name=stream, table_name="T")
+    changes = [_stream_record("MODIFY", Keys={"pk": {"S": f"item-{i % 5}"}},
+                              NewImage={"pk": {"S": f"item-{i % 5}"}, "n": {"N": str(i)}})
+               for i in range(30)]
+    writer.invoke({"Records": changes})
+    fn = Recorder()
+    run(KinesisPoller(_spec(fn, arn, batch_size=4), client_factory))
+    shards_seen = set()
+    per_item: dict[str, list[int]] = {}
+    for batch in fn.batches:
+        shard_ids = {r["eventID"].split(":")[0] for r in batch}
+        assert len(shard_ids) == 1  # a batch holds one shard's records
+        shards_seen |= shard_ids
+        for r in batch:
+            change = json.loads(base64.b64decode(r["kinesis"]["data"]))
+            per_item.setdefault(change["dynamodb"]["Keys"]["pk"]["S"], []).append(
+                int(change["dynamodb"]["NewImage"]["n"]["N"]))
+    by_shard: dict[str, list[int]] = {}
+    for batch in fn.batches:
+        for r in batch:
+            by_shard.setdefault(r["eventID"].split(":")[0], []).append(
+                int(r["kinesis"]["sequenceNumber"]))
+    assert all(seqs == sorted(seqs) for seqs in by_shard.values())  # shard order kept
+    assert len(shards_seen) > 1  # the items spread over the shards
+    assert per_item == {f"item-{k}": [i for i in range(30) if i % 5 == k] for k in range(5)}
+
+
+def test_poller_gives_up_on_records_older_than_the_maximum_age(client_factory, unique):
+    stream = unique("ks")
+    arn = _stream(client_factory, stream)
+    url, queue_arn = make_queue(client_factory, unique("kq"))
+    _put(client_factory, stream, "old-1", "old-2")
+    time.sleep(1.2)
+    fn = Recorder()
+    poller = KinesisPoller(_spec(fn, arn, max_record_age_s=1, on_failure_arn=queue_arn),
+                           client_factory)
+    run(poller)
+    assert fn.events == [] and poller.stats.sent_to_failure_destination == 2
+    [message] = drain(client_factory, url)
+    body = json.loads(message["Body"])
+    assert body["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert body["KinesisBatchInfo"]["batchSize"] == 2
 
 
 def test_poller_filters_on_the_decoded_data(client_factory, unique):
