@@ -182,6 +182,13 @@ def _check_consumer_count(source: KinesisSource, consumer: kinesis.StreamConsume
         if isinstance(c, kinesis.CfnStreamConsumer)
         and _stream_key(stack, c.stream_arn) == mine
     ]
+    mine_name = stack.resolve(consumer.node.default_child.consumer_name)
+    same = [c.node.path for c in consumers if stack.resolve(c.consumer_name) == mine_name]
+    if len(same) > 1 and not is_token(mine_name):
+        raise ValueError(
+            f"consumer_name {mine_name!r} is already registered on kinesis stream "
+            f"{source.stream.node.path!r} ({same}): a stream's consumer names are unique"
+        )
     if len(consumers) > source.max_consumers:
         mode = ("in on-demand advantage mode" if source.on_demand_advantage
                 else "(on-demand standard or provisioned; 50 with on_demand_advantage=True)")

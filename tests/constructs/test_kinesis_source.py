@@ -209,6 +209,17 @@ def test_fails_more_enhanced_fan_out_consumers_than_the_stream_allows(stack):
         _controller(stack, "OneTooMany", table=table, efo=True)
 
 
+def test_fails_two_consumers_with_one_name_on_a_stream(stack):
+    stream = _table(stack).kinesis_stream
+    for id in ("A", "B"):
+        source = KinesisSource(stream=stream, enhanced_fan_out=True, consumer_name="search")
+        if id == "B":
+            with pytest.raises(ValueError, match="consumer_name 'search' is already registered"):
+                KinesisController(stack, id, source=source, code=CODE, handler="index.handler")
+        else:
+            KinesisController(stack, id, source=source, code=CODE, handler="index.handler")
+
+
 def test_fails_filter_on_a_field_the_kinesis_record_lacks():
     flt = StreamFilter.from_pattern({"dynamodb": {"SequenceNumber": ["111"]}})
     with pytest.raises(ValueError, match=r"cannot apply to a kinesis source: pattern field "
