@@ -346,6 +346,8 @@ class KinesisController(SimpleController):
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
+        if not source.enhanced_fan_out:
+            _warn_about_shared_readers(self)
 
         alarms = AlarmFactory(self, monitoring or Monitoring())
         alarms.stream_handler("handler", self.function)
@@ -353,6 +355,41 @@ class KinesisController(SimpleController):
             alarms.dead_letters("failureQueue", self.failure_queue)
         self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
         self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
+
+
+#: Read transactions (GetRecords) a shard serves per second, shared by every
+#: shared-throughput reader (Kinesis developer guide, "Quotas and limits"); Lambda polls each
+#: shard about once per second per mapping ("Using Lambda to process records from Amazon
+#: Kinesis Data Streams").
+MAX_SHARED_READERS = 5
+SHARED_READERS_WARNING = "ddb-stream-patterns:kinesis-shared-readers"
+
+
+def _warn_about_shared_readers(controller: KinesisController) -> None:
+    stack = cdk.Stack.of(controller)
+    mine = _stream_key(stack, controller.source.stream.stream_arn)
+    readers = [
+        c.node.path for c in stack.node.find_all()
+        if isinstance(c, KinesisController) and not c.source.enhanced_fan_out
+        and _stream_key(stack, c.source.stream.stream_arn) == mine
+    ]
+    if len(readers) <= MAX_SHARED_READERS:
+        return
+    message = (
+        f"kinesis stream {controller.source.stream.node.path!r} now has {len(readers)} "
+        f"shared-throughput readers ({readers}); a shard serves {MAX_SHARED_READERS} reads "
+        "a second and 2 MB/s to all of them: read through enhanced fan-out "
+        "(KinesisSource(enhanced_fan_out=True)), or accept throttling and latency"
+    )
+    # As SimpleController's readers warning: CDK decides on a throwaway child whether the
+    # warning is acknowledged; the entry is written without a Node stack trace.
+    probe = Construct(controller, "SharedReadersWarningProbe")
+    cdk.Annotations.of(probe).add_warning_v2(SHARED_READERS_WARNING, message)
+    acknowledged = not probe.node.metadata
+    controller.node.try_remove_child(probe.node.id)
+    if not acknowledged:
+        controller.node.add_metadata(
+            "aws:cdk:warning", f"{message} [ack: {SHARED_READERS_WARNING}]")
 
 
 _PROP_TYPES = _prop_types()

@@ -275,3 +275,32 @@ def test_cdk_nag_and_cfn_lint_have_no_finding():
     assert "AWS::Kinesis::StreamConsumer" in {r["Type"] for r in template["Resources"].values()}
     matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
     assert [f"{m.rule.id} {m.message}" for m in matches] == []
+
+
+def _warnings(stack: cdk.Stack) -> list[str]:
+    from aws_cdk.assertions import Annotations, Match
+
+    found = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp(
+        "shared-throughput readers"))
+    return [w.entry.data for w in found]
+
+
+def test_a_sixth_shared_reader_warns_and_fan_out_readers_do_not_count(stack):
+    table = _table(stack)
+    for index in range(5):
+        _controller(stack, f"R{index}", table=table)
+    _controller(stack, "Fanned", table=table, efo=True)
+    assert _warnings(stack) == []
+    _controller(stack, "Sixth", table=table)
+    [warning] = _warnings(stack)
+    assert "now has 6 shared-throughput readers" in warning
+    assert "ddb-stream-patterns:kinesis-shared-readers" in warning
+
+
+def test_the_shared_readers_warning_can_be_acknowledged(stack):
+    table = _table(stack)
+    cdk.Annotations.of(stack).acknowledge_warning(
+        "ddb-stream-patterns:kinesis-shared-readers", "low traffic")
+    for index in range(6):
+        _controller(stack, f"R{index}", table=table)
+    assert _warnings(stack) == []
