@@ -304,3 +304,14 @@ def test_the_shared_readers_warning_can_be_acknowledged(stack):
     for index in range(6):
         _controller(stack, f"R{index}", table=table)
     assert _warnings(stack) == []
+
+
+def test_wrong_types_fail_at_entry_naming_the_prop(stack):
+    table = _table(stack)
+    with pytest.raises(TypeError, match="KinesisSource: stream must be a kinesis.IStream, got str"):
+        KinesisSource(stream="arn:aws:kinesis:us-east-1:123456789012:stream/s")
+    with pytest.raises(TypeError, match="KinesisController: source must be a KinesisSource, "
+                                        "got StreamTable"):
+        KinesisController(stack, "C", source=table, code=CODE, handler="index.handler")
+    with pytest.raises(TypeError, match="KinesisController: batch_size must be an int, got str"):
+        _controller(stack, "D", table=table, batch_size="100")
