@@ -12,6 +12,7 @@ from .aggregate_counter import AggregateCounter
 from .alarm_topic import AlarmTopic
 from .checks import StreamPatternsChecks
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
+from .kinesis_source import KinesisController, KinesisSource
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .search_indexer import SearchIndexer
@@ -33,6 +34,8 @@ __all__ = [
     "Monitoring",
     "StreamDashboard",
     "ComplexController",
+    "KinesisController",
+    "KinesisSource",
     "PUBLISHED_ATTRIBUTES",
     "Processor",
     "Route",

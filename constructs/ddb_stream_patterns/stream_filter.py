@@ -46,7 +46,8 @@ from typing import Any, Literal
 
 from ._validation import check_list, check_type
 
-__all__ = ["EVENT_NAMES", "MAX_FILTERS", "MAX_PATTERN_LENGTH", "Rule", "StreamFilter"]
+__all__ = ["EVENT_NAMES", "KINESIS_RECORD_FIELDS", "MAX_FILTERS", "MAX_PATTERN_LENGTH", "Rule",
+           "StreamFilter", "kinesis_filters", "kinesis_pattern"]
 
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 MAX_PATTERN_LENGTH = 4096  # characters of one serialized filter pattern
@@ -568,7 +569,9 @@ class StreamFilter:
                 "old_image, keys, size_bytes, approximate_creation_time"
             )
         _validate_pattern(pattern)
-        if not _is_sqs_pattern(pattern):
+        if _is_kinesis_pattern(pattern):  # a raw Kinesis pattern (local cloud evaluation)
+            _check_fields(pattern["data"], KINESIS_RECORD_FIELDS, ("data",))
+        elif not _is_sqs_pattern(pattern):
             _check_fields(pattern)
         if len(_serialize(pattern)) > MAX_PATTERN_LENGTH:
             raise ValueError(
@@ -655,3 +658,85 @@ class StreamFilter:
         if not isinstance(record, Mapping):
             raise TypeError(f"record must be a dict, got {type(record).__name__}")
         return _match_object(self.to_pattern(), record)
+
+
+# --- Kinesis Data Streams for DynamoDB -----------------------------------------------------
+#
+# On a Kinesis event source Lambda filters only on the record's ``data`` key, decoded as
+# JSON (Lambda developer guide, "Using event filtering with a Kinesis event source":
+# "Kinesis event source mappings only support filtering on the data key"). There the data
+# is the change record DynamoDB writes to Kinesis, which is not the DynamoDB Streams record
+# Lambda delivers from a table's stream: it has ``tableName`` and ``recordFormat``, no
+# ``eventVersion``/``eventSourceARN``/``awsRegion`` of Lambda's making, no
+# ``dynamodb.SequenceNumber`` or ``StreamViewType``, and its
+# ``dynamodb.ApproximateCreationDateTime`` counts milliseconds or microseconds (the table's
+# ``ApproximateCreationDateTimePrecision``), not seconds. So a filter is wrapped under
+# ``data`` and refused when it names a field the Kinesis record never has, or compares the
+# creation time (its unit differs between the two sources).
+
+#: The fields of the change record DynamoDB writes to a Kinesis data stream.
+KINESIS_RECORD_FIELDS: dict[str, Any] = {
+    "awsRegion": None, "eventID": None, "eventName": None, "eventSource": None,
+    "recordFormat": None, "tableName": None,
+    "userIdentity": {"type": None, "principalId": None},
+    "dynamodb": {
+        "ApproximateCreationDateTime": None, "ApproximateCreationDateTimePrecision": None,
+        "Keys": "item", "NewImage": "item", "OldImage": "item", "SizeBytes": None,
+    },
+}
+
+
+def _is_kinesis_pattern(pattern: Mapping[str, Any]) -> bool:
+    """A pattern for a Kinesis source fed by a table: ``{"data": {...}}``."""
+    return set(pattern) == {"data"} and isinstance(pattern["data"], Mapping)
+
+
+def kinesis_pattern(stream_filter: StreamFilter) -> dict[str, Any]:
+    """The pattern of ``stream_filter`` for a Kinesis event source fed by a table.
+
+    Raises ``ValueError`` naming the field when the filter cannot apply to the DynamoDB
+    change records in a Kinesis stream (see the notes above).
+
+    >>> kinesis_pattern(StreamFilter(event_names=["INSERT"]))
+    {'data': {'eventName': ['INSERT']}}
+    """
+    check_type("kinesis_pattern", "stream_filter", stream_filter, StreamFilter, optional=False)
+    pattern = stream_filter.to_pattern()
+    if "ApproximateCreationDateTime" in pattern.get("dynamodb", {}):
+        raise ValueError(
+            "filter on dynamodb.ApproximateCreationDateTime "
+            f"{pattern['dynamodb']['ApproximateCreationDateTime']!r} cannot apply to a kinesis "
+            "source: there it counts milliseconds or microseconds, on a dynamodb stream "
+            "seconds; filter on it in code"
+        )
+    try:
+        _check_fields(pattern, KINESIS_RECORD_FIELDS)
+    except ValueError as exc:
+        raise ValueError(
+            f"filter {pattern!r} cannot apply to a kinesis source: "
+            + str(exc).replace("a dynamodb stream record", "the record dynamodb writes to "
+                               "kinesis")
+        ) from None
+    wrapped = {"data": pattern}
+    if len(_serialize(wrapped)) > MAX_PATTERN_LENGTH:
+        raise ValueError(
+            f"filter pattern wrapped under data is {len(_serialize(wrapped))} characters "
+            f"long; lambda allows at most {MAX_PATTERN_LENGTH}"
+        )
+    return wrapped
+
+
+def kinesis_filters(
+    filters: Sequence[StreamFilter], *, max_filters: int = MAX_FILTERS
+) -> list[dict[str, Any]]:
+    """``StreamFilter.to_filters`` for a Kinesis event source: each pattern under ``data``."""
+    check_list("kinesis_filters", "filters", filters, StreamFilter)
+    filters = list(filters)
+    if len(filters) > max_filters:
+        raise ValueError(
+            f"too many filters: {len(filters)} given, an event source mapping takes at "
+            f"most {max_filters}"
+        )
+    from aws_cdk import aws_lambda as lambda_  # here, so the module needs no jsii start-up
+
+    return [dict(lambda_.FilterCriteria.filter(kinesis_pattern(f))) for f in filters]

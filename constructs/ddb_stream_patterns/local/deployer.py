@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from . import kinesis
 from .cloud import LocalCloud
 from .functions import LocalFunction
 from .iam import RoleAuthorizer
@@ -574,7 +575,6 @@ UNSUPPORTED_TYPES: dict[str, str] = {
     "AWS::OpenSearchService::Domain": _OPENSEARCH,
     "AWS::Elasticsearch::Domain": _OPENSEARCH,
     "AWS::EC2::VPC": "VPC networking is not emulated locally",
-    "AWS::Kinesis::Stream": "Kinesis streams are not emulated locally",
     "AWS::CloudFormation::Stack": "nested stacks are not deployed locally",
     "AWS::CloudFormation::CustomResource": "custom resources (provider functions) are not run",
 }
@@ -889,8 +889,10 @@ def _create_table(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
         }
     if props.get("BillingMode") == "PROVISIONED" or "ProvisionedThroughput" in props:
         notes.append("created PAY_PER_REQUEST (capacity is not emulated)")
-    if props.get("KinesisStreamSpecification"):
-        notes.append("Kinesis streaming destination is not emulated")
+    if kinesis.streams_to_kinesis(props) and "StreamSpecification" not in request:
+        # Hook (local/kinesis.py): the feeder reads the table's DynamoDB Local stream.
+        request["StreamSpecification"] = {"StreamEnabled": True,
+                                          "StreamViewType": "NEW_AND_OLD_IMAGES"}
     try:
         ddb.create_table(**request)
     except Exception as exc:
@@ -914,6 +916,10 @@ def _create_table(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
         attributes["StreamArn"] = table["LatestStreamArn"]
         d.deployment.streams._set(d.stack.name, logical_id, table["LatestStreamArn"])
     d.deployment.tables._set(d.stack.name, logical_id, name)
+    feeder = kinesis.feeder_spec(d, logical_id, props, name, table.get("LatestStreamArn"))
+    if feeder is not None:  # hook (local/kinesis.py): DynamoDB -> Kinesis, as a stream mapping
+        d.deployment.mappings.append(feeder)
+        notes.append(f"changes fed to Kinesis stream {feeder.function.stream_name}")
     return _Created(name, attributes, notes)
 
 
@@ -1340,6 +1346,8 @@ def _create_mapping(d: _StackDeployer, logical_id: str, props: dict) -> _Created
         kind = "dynamodb"
     elif source.startswith("arn:") and ":sqs:" in source:
         kind = "sqs"
+    elif source.startswith("arn:") and ":kinesis:" in source:
+        kind = "kinesis"  # hook: local/kinesis.py polls it
     else:
         return _Created(
             mapping_id,
@@ -1364,7 +1372,7 @@ def _create_mapping(d: _StackDeployer, logical_id: str, props: dict) -> _Created
         function=function,
         kind=kind,
         source_arn=source,
-        batch_size=int(props.get("BatchSize", 100 if kind == "dynamodb" else 10)),
+        batch_size=int(props.get("BatchSize", 10 if kind == "sqs" else 100)),
         max_batching_window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
         starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
         filter_patterns=[
@@ -1402,6 +1410,7 @@ _CREATORS: dict[str, Callable[[_StackDeployer, str, dict], _Created]] = {
     "AWS::Lambda::LayerVersion": _create_layer,
     "AWS::Lambda::Function": _create_function,
     "AWS::Lambda::EventSourceMapping": _create_mapping,
+    **kinesis.CREATORS,  # AWS::Kinesis::Stream / StreamConsumer (local/kinesis.py)
 }
 
 #: The resource types :func:`deploy` creates.

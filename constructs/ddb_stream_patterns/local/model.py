@@ -54,8 +54,8 @@ class MappingSpec:
 
     logical_id: str
     function: Invocable
-    kind: Literal["dynamodb", "sqs"]
-    source_arn: str  # the stream ARN (DynamoDB Local) or the queue ARN (moto)
+    kind: Literal["dynamodb", "sqs", "kinesis"]
+    source_arn: str  # the stream ARN (DynamoDB Local), the queue or Kinesis stream ARN (moto)
     batch_size: int = 100
     max_batching_window_s: float = 0
     starting_position: str = "TRIM_HORIZON"

@@ -511,6 +511,8 @@ class StreamPoller(_Poller):
     >>> poller.stats.succeeded                          # doctest: +SKIP
     """
 
+    _KIND = "dynamodb"  # the mapping kind this poller reads (local/kinesis.py: "kinesis")
+
     def __init__(
         self,
         mapping: MappingSpec,
@@ -521,8 +523,9 @@ class StreamPoller(_Poller):
         checkpoint_dir: str | Path | None = None,
         undeliverable_path: str | Path | None = None,
     ) -> None:
-        if mapping.kind != "dynamodb":
-            raise ValueError(f"StreamPoller takes a 'dynamodb' mapping, got {mapping.kind!r}")
+        if mapping.kind != self._KIND:
+            raise ValueError(
+                f"{type(self).__name__} takes a {self._KIND!r} mapping, got {mapping.kind!r}")
         if mapping.starting_position not in _STARTING_POSITIONS:
             raise ValueError(
                 f"starting_position must be one of {_STARTING_POSITIONS}, "
@@ -1200,6 +1203,8 @@ class Pollers:
             if mapping.logical_id in self.pollers:
                 raise ValueError(f"duplicate mapping logical id {mapping.logical_id!r}")
             kind = _POLLER_KINDS.get(mapping.kind)
+            if kind is None and mapping.kind == "kinesis":  # hook: local/kinesis.py
+                from .kinesis import KinesisPoller as kind
             if kind is None:
                 raise ValueError(f"unsupported mapping kind {mapping.kind!r}")
             if kind is SqsPoller:
