@@ -307,9 +307,7 @@ def _records_of(
 ) -> list[Any]:
     """The ``Records`` of a Lambda event (stream or SQS): ``[]`` when absent."""
     if not isinstance(event, dict):
-        raise TypeError(
-            f"expected {kind} (an object with 'Records'), got {type(event).__name__}"
-        )
+        raise TypeError(f"expected {kind} (an object with 'Records'), got {type(event).__name__}")
     records = event.get("Records")
     if records is None:
         return []
