@@ -168,7 +168,7 @@ def process_stream_batch(
     ['111']
     """
     log = logger or _LOGGER
-    batch = read_batch(event, s3_client=s3_client)
+    batch = read_batch(event, s3_client=s3_client, lazy=True)
     return _run(batch, record_handler, log)
 
 
@@ -182,7 +182,7 @@ def _run(batch: Batch, record_handler: RecordHandler, log: logging.Logger) -> Pa
     done = 0
     for position, entry in enumerate(entries):
         try:
-            record_handler(entry.get())
+            record_handler(entry.unwrap())  # parsed now, dropped after: the batch stays small
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit too: one record fails, never the batch

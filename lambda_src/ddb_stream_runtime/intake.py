@@ -89,41 +89,60 @@ class Entry:
         Position in the event's ``Records``.
     identifier : str
         What a partial batch response reports for it (``""``: none usable).
-    record : StreamRecord or None
-        The unwrapped record, None if unwrapping failed.
-    error : Exception or None
-        Why the record could not be unwrapped.
     raw : object
         The element of ``Records`` as Lambda delivered it.
     """
 
-    __slots__ = ("index", "identifier", "record", "error", "raw")
+    __slots__ = ("index", "identifier", "raw", "_unwrap", "_record", "_error")
 
     def __init__(
-        self,
-        index: int,
-        identifier: str,
-        record: StreamRecord | None,
-        error: Exception | None,
-        raw: Any,
+        self, index: int, identifier: str, raw: Any, unwrap: Callable[[], StreamRecord]
     ) -> None:
         self.index = index
         self.identifier = identifier
-        self.record = record
-        self.error = error
         self.raw = raw
+        self._unwrap = unwrap
+        self._record: StreamRecord | None = None
+        self._error: Exception | None = None
+
+    def resolve(self) -> None:
+        """Unwrap now and keep the record (or the error)."""
+        if self._record is None and self._error is None:
+            try:
+                self._record = self._unwrap()
+            except Exception as exc:
+                self._error = exc
+
+    @property
+    def record(self) -> StreamRecord | None:
+        """The unwrapped record (unwrapping it now and keeping it), None if it cannot be."""
+        self.resolve()
+        return self._record
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the record cannot be unwrapped, or None."""
+        self.resolve()
+        return self._error
 
     def get(self) -> StreamRecord:
-        """The record; raises the unwrapping error if there is none."""
-        if self.record is None:
-            raise self.error or MalformedRecordError("record could not be unwrapped")
-        return self.record
+        """The record, kept for later calls; raises the unwrapping error if there is none."""
+        self.resolve()
+        if self._record is None:
+            raise self._error or MalformedRecordError("record could not be unwrapped")
+        return self._record
+
+    def unwrap(self) -> StreamRecord:
+        """The record, without keeping it (a batch handled one record at a time stays small)."""
+        if self._record is not None or self._error is not None:
+            return self.get()
+        return self._unwrap()
 
     @property
     def event_id(self) -> Any:
         """``eventID`` (of the record if unwrapped, else of what Lambda delivered), for logs."""
-        if self.record is not None:
-            return self.record.event_id
+        if self._record is not None:
+            return self._record.event_id
         return self.raw.get("eventID") if isinstance(self.raw, dict) else None
 
 
@@ -207,6 +226,7 @@ def read_batch(
     *,
     s3_client: Any = None,
     default_source: Source | None = None,
+    lazy: bool = False,
 ) -> Batch:
     """Unwrap every record of a Lambda event (DynamoDB Streams, SQS or Kinesis).
 
@@ -220,6 +240,13 @@ def read_batch(
     default_source : str, optional
         The source of records that name none (hand-made events). Default: guessed
         from the shape (``body`` -> SQS, ``kinesis`` -> Kinesis, else DynamoDB).
+    lazy : bool, optional
+        Unwrap each record only when asked (:meth:`Entry.unwrap`), for handlers that
+        take one record at a time: every record is then parsed just before it is
+        handled and dropped after, which keeps a large batch's memory (and time) down.
+        No message is set aside as :attr:`Batch.rejected`: a message that cannot be
+        unwrapped fails when its turn comes. Default: False (every record unwrapped
+        now, malformed standard-queue messages set aside).
 
     Returns
     -------
@@ -255,6 +282,10 @@ def read_batch(
             batch_source = source
             fifo = source == SQS and _is_fifo(raw)
         entry = _UNWRAP[source](index, raw, get_s3)
+        if lazy:
+            entries.append(entry)
+            continue
+        entry.resolve()
         if entry.record is None and source == SQS and not fifo:
             rejected.append(entry)  # a poison message never holds up the others
         else:
@@ -304,49 +335,42 @@ def _string(value: Any) -> str:
 def _from_dynamodb(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     dynamodb = raw.get("dynamodb") if isinstance(raw, dict) else None
     identifier = _string(dynamodb.get("SequenceNumber") if isinstance(dynamodb, dict) else None)
-    try:
-        return Entry(index, identifier, StreamRecord.from_lambda(raw), None, raw)
-    except Exception as exc:
-        return Entry(index, identifier, None, exc, raw)
+    return Entry(index, identifier, raw, functools.partial(StreamRecord.from_lambda, raw))
 
 
 def _from_sqs(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     identifier = _string(raw.get("messageId") if isinstance(raw, dict) else None)
-    try:
-        record = unwrap_sqs_message(raw, get_s3)
-    except Exception as exc:
-        return Entry(index, identifier, None, exc, raw)
-    return Entry(index, identifier, record, None, raw)
+    return Entry(index, identifier, raw, functools.partial(unwrap_sqs_message, raw, get_s3))
 
 
 def _from_kinesis(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     kinesis = raw.get("kinesis") if isinstance(raw, dict) else None
+    identifier = _string(kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None)
+    return Entry(index, identifier, raw, functools.partial(_unwrap_kinesis, raw, identifier))
+
+
+def _unwrap_kinesis(raw: Any, identifier: str) -> StreamRecord:
+    kinesis = raw.get("kinesis") if isinstance(raw, dict) else None
     if not isinstance(kinesis, dict):
-        error = MalformedRecordError("a kinesis record has a 'kinesis' object")
-        return Entry(index, _WHOLE_BATCH, None, error, raw)
-    identifier = _string(kinesis.get("sequenceNumber"))
-    try:
-        data = kinesis.get("data")
-        if not isinstance(data, str):
-            raise MalformedRecordError(
-                f"kinesis record {identifier} has no base64 'data', got {type(data).__name__}"
-            )
-        try:
-            change = json.loads(base64.b64decode(data, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise MalformedRecordError(
-                f"kinesis record {identifier}: 'data' is not base64 of a json change record "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-        record = StreamRecord.from_kinesis(
-            change,
-            sequence_number=identifier,
-            partition_key=kinesis.get("partitionKey"),
-            event_source_arn=raw.get("eventSourceARN"),
+        raise MalformedRecordError("a kinesis record has a 'kinesis' object")
+    data = kinesis.get("data")
+    if not isinstance(data, str):
+        raise MalformedRecordError(
+            f"kinesis record {identifier} has no base64 'data', got {type(data).__name__}"
         )
-    except Exception as exc:
-        return Entry(index, identifier, None, exc, raw)
-    return Entry(index, identifier, record, None, raw)
+    try:
+        change = json.loads(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedRecordError(
+            f"kinesis record {identifier}: 'data' is not base64 of a json change record "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    return StreamRecord.from_kinesis(
+        change,
+        sequence_number=identifier or None,
+        partition_key=kinesis.get("partitionKey"),
+        event_source_arn=raw.get("eventSourceARN"),
+    )
 
 
 _UNWRAP: dict[str, Callable[[int, Any, Callable[[], Any]], Entry]] = {

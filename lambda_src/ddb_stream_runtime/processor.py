@@ -105,7 +105,7 @@ def process_sqs_batch(
     >>> seen
     ['111', '333']
     """
-    batch = read_batch(event, s3_client=s3_client, default_source=SQS)
+    batch = read_batch(event, s3_client=s3_client, default_source=SQS, lazy=True)
     return _run(batch, record_handler, logger or _LOGGER)
 
 
