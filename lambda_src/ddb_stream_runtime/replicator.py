@@ -72,10 +72,13 @@ Versions per source
   so that string order is numeric order. DynamoDB documents that "for each item
   that is modified in a DynamoDB table, the stream records appear in the same
   sequence as the actual modifications to the item" (*Streams*), and the
-  replicator compares sequence numbers of one item only; that they are comparable
-  across a shard split (parent and child shards) is relied on, not documented
-  (Lambda reads a parent shard before its children, so on the stream path the
-  order holds either way; behind a standard SQS queue it is the version alone).
+  replicator compares sequence numbers of one item only. On the stream path that
+  per-item order of delivery is what keeps the target right. Behind a standard SQS
+  queue the version alone decides, and that the sequence numbers of one item stay
+  increasing across a shard split (a parent shard and its children) is relied on:
+  the DynamoDB documentation found here does not state it (the Shard API only gives
+  each shard a ``SequenceNumberRange`` and a ``ParentShardId``). Use a FIFO queue
+  (message group = item key) to keep per-item delivery order behind the fan-out.
 * **Kinesis** (no ``SequenceNumber``): ``k`` + ``ApproximateCreationDateTime`` in
   epoch microseconds (17 digits) + ``.`` + the Kinesis ``sequenceNumber`` prefixed
   with its length (3 digits), as tiebreak. DynamoDB documents that on Kinesis
