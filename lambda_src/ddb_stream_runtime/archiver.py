@@ -168,7 +168,7 @@ class ArchiveLine(TypedDict):
     """One line of an S3 archive object: one removed item."""
 
     eventName: str
-    sequenceNumber: str
+    sequenceNumber: str | None  # None for records read from Kinesis (which carry none)
     approximateCreationTime: str | None  # ISO-8601 UTC, milliseconds: 2024-06-10T20:06:16.500Z
     ttlExpiry: bool
     keys: dict[str, Any]  # DynamoDB JSON, as in the stream record
@@ -390,7 +390,7 @@ def _line(record: StreamRecord) -> str:
     image = _removed_image(record)
     line: ArchiveLine = {
         "eventName": record.event_name,
-        "sequenceNumber": record.sequence_number,  # type: ignore[typeddict-item]
+        "sequenceNumber": record.sequence_number,
         "approximateCreationTime": _iso(record.approximate_creation_time),
         "ttlExpiry": record.is_ttl_expiry,
         "keys": record.raw_keys,

@@ -16,9 +16,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ddb_stream_runtime import StreamRecord, process_sqs_batch, process_stream_batch, stream_handler
-from ddb_stream_runtime.intake import read_batch
+from ddb_stream_runtime.intake import Batch, Entry, read_batch
 from tests.runtime.sources import as_kinesis, as_sqs, to_kinesis_change
 
 Loader = Callable[[str], dict[str, Any]]
@@ -271,3 +273,41 @@ def test_stream_and_sqs_identity_is_the_event_id(sample_event: dict[str, Any]) -
     assert (
         entry.get().identity == "1" == StreamRecord.from_lambda(sample_event["Records"][0]).identity
     )
+
+
+# --- the failure rules, as properties -----------------------------------------------------
+
+
+def batch_of(source: str, fifo: bool, size: int) -> Batch:
+    def never() -> StreamRecord:
+        raise AssertionError("not unwrapped")
+
+    entries = [Entry(i, f"id-{i}", {}, never) for i in range(size)]
+    return Batch(source, fifo, entries, [])  # type: ignore[arg-type]
+
+
+@given(
+    kind=st.sampled_from(["stream", "kinesis", "standard", "fifo"]),
+    size=st.integers(1, 30),
+    data=st.data(),
+)
+def test_failure_rules_per_source(kind: str, size: int, data: st.DataObject) -> None:
+    source = {"stream": "aws:dynamodb", "kinesis": "aws:kinesis"}.get(kind, "aws:sqs")
+    batch = batch_of(source, kind == "fifo", size)
+    failed = data.draw(st.sets(st.integers(0, size - 1), min_size=1))
+    reported = [f["itemIdentifier"] for f in batch.failures(failed)]
+    first = min(failed)
+    if kind in ("stream", "kinesis"):
+        # Lambda checkpoints at the lowest: reporting it alone re-sends everything after.
+        assert reported == [f"id-{first}"]
+    elif kind == "fifo":
+        assert reported == [f"id-{i}" for i in range(first, size)]
+    else:
+        assert reported == [f"id-{i}" for i in sorted(failed)]
+    assert batch.failures() == []
+
+
+def test_a_failure_without_identifier_fails_the_whole_batch() -> None:
+    batch = batch_of("aws:sqs", False, 3)
+    batch.entries[1].identifier = ""
+    assert batch.failures([1, 2]) == [{"itemIdentifier": ""}]
