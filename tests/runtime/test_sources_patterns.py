@@ -627,3 +627,27 @@ def test_claim_checked_record_reaches_a_pattern(s3: Any) -> None:
 
 
 _ = Callable  # typing only
+
+
+def test_reshaped_view_leaves_a_tombstone_where_a_key_moved_away_behind_sqs(dynamodb: Any) -> None:
+    dynamodb.create_table(
+        TableName="by-group",
+        KeySchema=[{"AttributeName": "group", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "group", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def by_group(item: dict[str, Any]) -> dict[str, Any]:
+        return {"group": item["ListId"], "task": item["TaskId"]}
+
+    replicator = Replicator(
+        ReplicatorConfig("by-group"), dynamodb_client=dynamodb, transform=by_group
+    )
+    records, _ = history([("t1", "a"), ("t1", "b")])  # the view's key moves from a to b
+    insert, move = records
+    assert replicator.replicate(as_sqs([move])) == OK
+    assert replicator.replicate(as_sqs([insert])) == OK  # late: must not bring "a" back
+    rows = {i["group"]["S"]: i for i in dynamodb.scan(TableName="by-group")["Items"]}
+    assert set(rows) == {"a", "b"}
+    assert rows["a"]["_deleted"] == {"BOOL": True} and "_deleted" not in rows["b"]
+    assert rows["b"]["task"] == {"S": "t1"}
