@@ -181,8 +181,10 @@ def _run(batch: Batch, record_handler: RecordHandler, log: logging.Logger) -> Pa
     failed: list[int] = []
     done = 0
     for position, entry in enumerate(entries):
+        record = None
         try:
-            record_handler(entry.unwrap())  # parsed now, dropped after: the batch stays small
+            record = entry.unwrap()  # parsed now, dropped after: the batch stays small
+            record_handler(record)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit too: one record fails, never the batch
@@ -190,7 +192,8 @@ def _run(batch: Batch, record_handler: RecordHandler, log: logging.Logger) -> Pa
             if batch.source == "aws:dynamodb":
                 _report(entry.raw, exc, done, len(entries), log)
             else:
-                _log_entry_failure(log, batch, entry, exc, done, stop=stop)
+                event_id = record.event_id if record is not None else entry.event_id
+                _log_entry_failure(log, batch, entry, exc, done, stop=stop, event_id=event_id)
             if stop:
                 break
             continue
@@ -219,8 +222,11 @@ def _log_entry_failure(
     done: int,
     *,
     stop: bool = False,
+    event_id: Any = None,
 ) -> None:
     identifier = entry.identifier or "<none: failing the whole batch>"
+    if event_id is None:
+        event_id = entry.event_id
     what = {"aws:sqs": "sqs message", "aws:kinesis": "kinesis record"}.get(batch.source, "record")
     after = ""
     if stop:
@@ -236,12 +242,12 @@ def _log_entry_failure(
         after,
         type(exc).__name__,
         exc,
-        entry.event_id,
+        event_id,
         done,
         exc_info=exc,
         extra={
             "item_identifier": entry.identifier or None,
-            "event_id": entry.event_id,
+            "event_id": event_id,
             "source": batch.source,
             "error_type": type(exc).__name__,
             **(_sqs_fields(entry) if batch.source == "aws:sqs" else {}),

@@ -249,6 +249,7 @@ def test_kinesis_failure_is_logged_with_its_identifier_never_the_item(
         process_stream_batch(event, Recorder(fail_on={"1"}))
     [log] = caplog.records
     assert event["Records"][0]["kinesis"]["sequenceNumber"] in log.getMessage()
+    assert log.event_id == "1"  # type: ignore[attr-defined]  (the change's, unwrapped)
     assert "New item!" not in caplog.text
 
 
