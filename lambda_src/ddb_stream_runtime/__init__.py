@@ -1,5 +1,8 @@
 """Lambda runtime for ddb-stream-patterns: record model, deserializer, batch processors, router.
 
+Every handler takes events from a DynamoDB stream, from an SQS queue of the SNS fan-out
+and from a Kinesis data stream fed by the table (see :mod:`ddb_stream_runtime.intake`).
+
 Imports only the standard library (no aws_cdk; boto3 only inside the functions
 that need a client, on first use) to keep cold starts short.
 
@@ -32,6 +35,7 @@ _EXPORTS = {
     "deserialize_value": "deserialize",
     "process_sqs_batch": "processor",
     "sqs_record_handler": "processor",
+    "read_batch": "intake",
     "EventName": "records",
     "MalformedRecordError": "records",
     "StreamRecord": "records",
@@ -65,6 +69,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the eager imports
         stream_handler,
     )
     from .deserialize import DeserializationError, deserialize_image, deserialize_value
+    from .intake import read_batch
     from .processor import process_sqs_batch, sqs_record_handler
     from .records import EventName, MalformedRecordError, StreamRecord
     from .router import Router, RouterConfig

@@ -1,10 +1,13 @@
 """The TtlArchiver's Lambda: expired (removed) items -> S3 objects, or an archive table.
 
+Sources: a DynamoDB stream, an SQS queue of the SNS fan-out, or a Kinesis data
+stream fed by the table (see :mod:`ddb_stream_runtime.intake`).
+
 The construct's event source already filters to TTL expiries (or to every
 REMOVE, when manual deletes are archived too), so every REMOVE received is
 archived. Anything else, or a REMOVE without an ``OldImage`` (a ``KEYS_ONLY``
-or ``NEW_IMAGE`` stream), is malformed: it fails with its ``SequenceNumber``
-and only the records before it are archived in that invocation.
+or ``NEW_IMAGE`` stream), is malformed: it fails with its identifier
+(``SequenceNumber``, SQS ``messageId`` or Kinesis ``sequenceNumber``).
 
 Configuration (environment variables, read on the first invocation)
 -------------------------------------------------------------------
@@ -14,11 +17,36 @@ Configuration (environment variables, read on the first invocation)
     S3 mode: key prefix, relative and ending in ``/``. Default: ``archive/``.
 ``ARCHIVE_TABLE``
     Table mode: the table to write to.
+``ARCHIVE_LAYOUT``
+    S3 mode: ``auto`` (default: one object per invocation on a DynamoDB
+    stream, one object per record from SQS or Kinesis) or ``record`` (one
+    object per record from every source).
 
 Exactly one of ``ARCHIVE_BUCKET`` and ``ARCHIVE_TABLE``.
 
-S3 mode
--------
+S3 mode, one object per record (SQS, Kinesis, or ``ARCHIVE_LAYOUT=record``)
+-------------------------------------------------------------------------
+SQS redelivers and re-forms batches, Kinesis duplicates records: any object
+that groups records by batch would be written again, under another key, when
+a record comes back in a batch of another composition. So each record gets its
+own object, whose key depends on the record alone::
+
+    {prefix}{tableName}/dt=YYYY-MM-DD/{identity}.json.gz
+
+(the record's ``eventID``; on Kinesis a hash of the change itself, see
+:attr:`~ddb_stream_runtime.records.StreamRecord.identity`, so a duplicate with
+another ``eventID`` still finds its first copy). The put is conditional
+(``If-None-Match: *``): S3 answers 412 Precondition Failed when the key exists,
+which here means "already archived", a success, so a redelivered record never
+writes a second copy, not even a second version in a versioned bucket (S3 user
+guide, *conditional-writes*). A 409 ``ConditionalRequestConflict`` (a
+concurrent put of the same key) fails the record; its retry finds the object.
+Puts run concurrently (16 at a time). Failures: every record not archived is
+reported by the source's rules (:meth:`~ddb_stream_runtime.intake.Batch.failures`).
+Cost: one ``PutObject`` per record instead of one per invocation.
+
+S3 mode, one object per invocation (DynamoDB stream, ``ARCHIVE_LAYOUT=auto``)
+---------------------------------------------------------------------------
 One gzip JSON-lines object per invocation, written with one ``PutObject``::
 
     {prefix}{tableName}/dt=YYYY-MM-DD/{firstSeq}-{lastSeq}.jsonl.gz
@@ -46,34 +74,45 @@ every archived item would be past its expiry.
 
 Delivery semantics
 ------------------
-At least once. Lambda re-sends the reported record and everything after it;
-in S3 mode a retry with a different split (``bisect_batch_on_error``) writes
-other keys, so consumers deduplicate by ``sequenceNumber``.
+At least once. Lambda re-sends the reported record and everything after it.
+One object per record: exactly one copy of each record, whatever the source.
+One object per invocation (stream only): a retry that starts at the same
+record with the same records rewrites the same key with the same bytes, but a
+retry of another composition (``bisect_batch_on_error`` halves, a timed-out
+batch re-read with more records) writes other keys: a record can then be in
+two objects, so consumers deduplicate by ``sequenceNumber``, or set
+``ARCHIVE_LAYOUT=record``. That layout is kept as the stream default because it
+makes one request per invocation instead of one per record.
+
+Table mode: puts are keyed by the item's key, so a redelivered record rewrites
+the same item with the same image (idempotent, never a second copy). From SQS
+or Kinesis, two removals of one key (deleted, re-created, deleted again within
+the redelivery window) may arrive in either order, and the table keeps the
+image that arrived last (BatchWriteItem has no conditions): use S3 mode where
+every removal must be kept.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
+import re
 import struct
+import threading
 import time
 import zlib
 from base64 import b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from ._aws import aws_client, check_retry_settings, client_image
-from .batch import (
-    BatchItemFailure,
-    PartialBatchResponse,
-    _Failure,
-    _records_of,
-    _sequence_number_of,
-)
+from .batch import BatchItemFailure, PartialBatchResponse, _Failure
+from .intake import DYNAMODB, Batch, Entry, read_batch
 from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
@@ -85,6 +124,7 @@ __all__ = [
     "ArchiverConfig",
     "archive_key",
     "handler",
+    "record_key",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,6 +135,11 @@ DEFAULT_PREFIX = "archive/"
 CONTENT_TYPE = "application/x-ndjson"
 #: BatchWriteItem's limit of requests per call.
 MAX_BATCH_WRITE = 25
+#: Per-record puts in flight at once.
+PUT_CONCURRENCY = 16
+Layout = Literal["auto", "record"]
+_LAYOUTS = ("auto", "record")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _WHOLE_BATCH = ""  # Lambda reads an empty itemIdentifier as "the whole batch failed"
 _UNKNOWN_TABLE = "_unknown"
 _UNKNOWN_DATE = "unknown"
@@ -123,7 +168,7 @@ class ArchiveLine(TypedDict):
     """One line of an S3 archive object: one removed item."""
 
     eventName: str
-    sequenceNumber: str
+    sequenceNumber: str | None  # None for records read from Kinesis (which carry none)
     approximateCreationTime: str | None  # ISO-8601 UTC, milliseconds: 2024-06-10T20:06:16.500Z
     ttlExpiry: bool
     keys: dict[str, Any]  # DynamoDB JSON, as in the stream record
@@ -142,6 +187,10 @@ class ArchiverConfig:
         Table mode: the archive table. Default: None.
     prefix : str, optional
         S3 key prefix, relative and ending in ``/``. Default: ``"archive/"``.
+    layout : {"auto", "record"}, optional
+        S3 mode: ``"auto"`` writes one object per invocation on a DynamoDB stream
+        and one per record from SQS or Kinesis; ``"record"`` one per record from
+        every source. Default: ``"auto"``.
     max_attempts : int, optional
         BatchWriteItem attempts while ``UnprocessedItems`` remain. Default: 3.
     backoff_seconds : float, optional
@@ -157,8 +206,8 @@ class ArchiverConfig:
     --------
     >>> ArchiverConfig.from_env({"ARCHIVE_BUCKET": "my-archive"})
     ... # doctest: +NORMALIZE_WHITESPACE
-    ArchiverConfig(bucket='my-archive', table=None, prefix='archive/', max_attempts=3,
-                   backoff_seconds=0.05)
+    ArchiverConfig(bucket='my-archive', table=None, prefix='archive/', layout='auto',
+                   max_attempts=3, backoff_seconds=0.05)
     >>> ArchiverConfig.from_env({"ARCHIVE_BUCKET": "my-archive", "ARCHIVE_TABLE": "archive"})
     Traceback (most recent call last):
     ...
@@ -169,6 +218,7 @@ class ArchiverConfig:
     bucket: str | None = None
     table: str | None = None
     prefix: str = DEFAULT_PREFIX
+    layout: Layout = "auto"
     max_attempts: int = 3
     backoff_seconds: float = 0.05
 
@@ -195,11 +245,13 @@ class ArchiverConfig:
             or (not prefix.endswith("/"))
         ):
             raise ValueError(f"prefix must be non-empty, relative and end with '/', got {prefix!r}")
+        if self.layout not in _LAYOUTS:
+            raise ValueError(f"layout must be 'auto' or 'record', got {self.layout!r}")
         check_retry_settings(self.max_attempts, self.backoff_seconds)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ArchiverConfig:
-        """Read ``ARCHIVE_BUCKET``, ``ARCHIVE_PREFIX`` and ``ARCHIVE_TABLE``.
+        """Read ``ARCHIVE_BUCKET``, ``ARCHIVE_PREFIX``, ``ARCHIVE_TABLE`` and ``ARCHIVE_LAYOUT``.
 
         Parameters
         ----------
@@ -221,6 +273,7 @@ class ArchiverConfig:
             bucket=env.get("ARCHIVE_BUCKET") or None,
             table=env.get("ARCHIVE_TABLE") or None,
             prefix=env.get("ARCHIVE_PREFIX") or DEFAULT_PREFIX,
+            layout=env.get("ARCHIVE_LAYOUT") or "auto",  # type: ignore[arg-type]
         )
 
 
@@ -260,6 +313,37 @@ def archive_key(
     return f"{prefix}{table}/dt={day}/{first_sequence}-{last_sequence}.jsonl.gz"
 
 
+def record_key(prefix: str, table_name: str | None, created: datetime | None, identity: str) -> str:
+    """The S3 key of the object holding one record: a function of the record alone.
+
+    Parameters
+    ----------
+    prefix : str
+        E.g. ``"archive/"``.
+    table_name : str or None
+        The source table (``"_unknown"`` if None).
+    created : datetime or None
+        The record's approximate creation time (UTC); None gives ``dt=unknown``.
+    identity : str
+        :attr:`StreamRecord.identity`; kept as is if it is a safe key part
+        (letters, digits, ``._-``, at most 200), else its SHA-256.
+
+    Examples
+    --------
+    >>> from datetime import timezone
+    >>> record_key("archive/", "sessions", datetime(2024, 6, 10, 23, 59, tzinfo=timezone.utc),
+    ...            "c81e728d9d4c2f636f067f89cc14862c")
+    'archive/sessions/dt=2024-06-10/c81e728d9d4c2f636f067f89cc14862c.json.gz'
+    >>> record_key("archive/", "sessions", None, "sha256:ab12")
+    'archive/sessions/dt=unknown/sha256-ab12.json.gz'
+    """
+    day = _UNKNOWN_DATE if created is None else created.strftime("%Y-%m-%d")
+    name = identity.replace(":", "-", 1)
+    if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        name = "sha256-" + hashlib.sha256(identity.encode("utf-8")).hexdigest()
+    return f"{prefix}{table_name or _UNKNOWN_TABLE}/dt={day}/{name}.json.gz"
+
+
 def _gzip(data: bytes) -> bytes:
     """gzip with a fixed header (mtime 0, no name, OS "unknown"): same input, same bytes.
 
@@ -297,13 +381,32 @@ def _removed_image(record: StreamRecord) -> dict[str, Any]:
     return image
 
 
-def _malformed(index: int, raw: Any, exc: Exception) -> _Failure:
-    return _Failure(
-        index,
-        _sequence_number_of(raw) or _WHOLE_BATCH,
-        raw.get("eventID") if isinstance(raw, dict) else None,
-        f"{type(exc).__name__}: {exc}",
-    )
+def _malformed(index: int, entry: Entry, exc: Exception) -> _Failure:
+    return _Failure(index, entry.identifier, entry.event_id, f"{type(exc).__name__}: {exc}")
+
+
+def _line(record: StreamRecord) -> str:
+    """One archive line (JSON) for a REMOVE record; raises if the record is malformed."""
+    image = _removed_image(record)
+    line: ArchiveLine = {
+        "eventName": record.event_name,
+        "sequenceNumber": record.sequence_number,
+        "approximateCreationTime": _iso(record.approximate_creation_time),
+        "ttlExpiry": record.is_ttl_expiry,
+        "keys": record.raw_keys,
+        "oldImage": image,
+    }
+    return _encode(line)
+
+
+def _is_precondition_failed(exc: Exception) -> bool:
+    """S3's 412 to ``If-None-Match: *``: the object already exists."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    error = response.get("Error") or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return error.get("Code") == "PreconditionFailed" or status == 412
 
 
 class _Put:
@@ -314,7 +417,7 @@ class _Put:
     def __init__(self, record: StreamRecord, index: int, image: dict[str, Any]) -> None:
         # The first record for this key in the call: reported if the put is never done.
         self.index = index
-        self.sequence_number = record.sequence_number
+        self.sequence_number = record.item_identifier or _WHOLE_BATCH
         self.event_id = record.event_id
         self.raw_keys = record.raw_keys
         # The latest record's OldImage, as the client takes it: a later one replaces it.
@@ -374,6 +477,8 @@ class Archiver:
         self._dynamodb = dynamodb_client
         self._sleep = sleep
         self._log = logger or _LOGGER
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
 
     def archive(self, event: dict[str, Any]) -> PartialBatchResponse:
         """Archive every record of ``event``; report the earliest one not archived.
@@ -396,49 +501,51 @@ class Archiver:
         TypeError
             If ``event`` is not a stream event.
         """
-        records = _records_of(event)
+        batch = read_batch(event, s3_client=self._s3)
+        entries = batch.entries
+        if self.config.bucket is not None and (
+            self.config.layout == "record" or batch.source != DYNAMODB
+        ):
+            return self._to_s3_per_record(batch)
         if self.config.bucket is not None:
-            failure = self._to_s3(records)
+            failure = self._to_s3(entries)
         else:
-            failure = self._to_table(records)
-        archived = len(records) if failure is None else failure.index
-        self._log.debug("archiver: %d of %d records archived", archived, len(records))
-        if failure is None:
+            failure = self._to_table(entries)
+        archived = len(entries) if failure is None else failure.index
+        self._log.debug("archiver: %d of %d records archived", archived, len(entries))
+        if failure is None and not batch.rejected:
             return {"batchItemFailures": []}
-        return {"batchItemFailures": [self._report(failure, len(records))]}
+        if failure is not None:
+            self._report(failure, len(entries))
+        return {
+            "batchItemFailures": batch.failures(
+                undone_from=None if failure is None else failure.index
+            )
+        }
 
     # -- S3 mode
 
-    def _to_s3(self, records: list[Any]) -> _Failure | None:
+    def _to_s3(self, entries: list[Entry]) -> _Failure | None:
         lines: list[str] = []
         failure = None
         first: StreamRecord | None = None
         first_time: datetime | None = None
         last_sequence = ""
-        for index, raw in enumerate(records):
+        for index, entry in enumerate(entries):
             try:
-                record = StreamRecord.from_lambda(raw)
-                image = _removed_image(record)
+                record = entry.get()
                 created = record.approximate_creation_time
-                line: ArchiveLine = {
-                    "eventName": record.event_name,
-                    "sequenceNumber": record.sequence_number,
-                    "approximateCreationTime": _iso(created),
-                    "ttlExpiry": record.is_ttl_expiry,
-                    "keys": record.raw_keys,
-                    "oldImage": image,
-                }
-                lines.append(_encode(line))
+                lines.append(_line(record))
             except Exception as exc:  # one bad record ends the object, never the invocation
-                failure = _malformed(index, raw, exc)
+                failure = _malformed(index, entry, exc)
                 break
             if first is None:
                 first, first_time = record, created
-            last_sequence = record.sequence_number
+            last_sequence = entry.identifier
         if first is None:
             return failure  # nothing to write: no call
         key = archive_key(
-            self.config.prefix, first.table_name, first_time, first.sequence_number, last_sequence
+            self.config.prefix, first.table_name, first_time, entries[0].identifier, last_sequence
         )
         lines.append("")  # a final newline
         body = _gzip("\n".join(lines).encode("ascii"))
@@ -455,15 +562,90 @@ class Archiver:
         except Exception as exc:  # botocore has already retried; nothing was written
             return _Failure(
                 0,
-                first.sequence_number,
+                entries[0].identifier,
                 first.event_id,
                 f"put_object of {key!r} raised {type(exc).__name__}: {exc}",
             )
         return failure
 
+    def _to_s3_per_record(self, batch: Batch) -> PartialBatchResponse:
+        """One conditional PutObject per record; report what was not archived."""
+        entries = batch.entries
+        failed: list[int] = []
+        planned: list[tuple[int, str, bytes]] = []
+        for position, entry in enumerate(entries):
+            try:
+                record = entry.get()
+                body = _gzip((_line(record) + "\n").encode("ascii"))
+                key = record_key(
+                    self.config.prefix,
+                    record.table_name,
+                    record.approximate_creation_time,
+                    record.identity,
+                )
+            except Exception as exc:  # one bad record fails alone
+                self._report_record(_malformed(position, entry, exc))
+                failed.append(position)
+                continue
+            planned.append((position, key, body))
+        if planned:
+            if self._s3 is None:
+                self._s3 = aws_client("s3", max_pool_connections=PUT_CONCURRENCY)
+            results = self._executor().map(lambda p: self._put_once(p[1], p[2]), planned)
+            for (position, _key, _body), error in zip(planned, results, strict=True):
+                if error is not None:
+                    entry = entries[position]
+                    self._report_record(_Failure(position, entry.identifier, entry.event_id, error))
+                    failed.append(position)
+        self._log.debug(
+            "archiver: %d of %d records archived (one object each)",
+            len(entries) - len(failed),
+            batch.total,
+        )
+        return {"batchItemFailures": batch.failures(failed)}
+
+    def _report_record(self, failure: _Failure) -> None:
+        self._log.error(
+            "archiver: record %s (event id %s) was not archived: %s",
+            failure.sequence_number or "<no identifier: failing the whole batch>",
+            failure.event_id,
+            failure.reason,
+            extra={
+                "item_identifier": failure.sequence_number or None,
+                "event_id": failure.event_id,
+            },
+        )
+
+    def _put_once(self, key: str, body: bytes) -> str | None:
+        """Put one record's object unless it exists; the reason it failed, or None."""
+        try:
+            self._s3.put_object(
+                Bucket=self.config.bucket,
+                Key=key,
+                Body=body,
+                ContentType=CONTENT_TYPE,
+                ContentEncoding="gzip",
+                IfNoneMatch="*",
+            )
+        except Exception as exc:  # botocore has already retried throttling and 5xx
+            if _is_precondition_failed(exc):
+                return None  # archived by an earlier delivery: never a second copy
+            return f"put_object of {key!r} raised {type(exc).__name__}: {exc}"
+        return None
+
+    def _executor(self) -> Any:
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(
+                    max_workers=PUT_CONCURRENCY, thread_name_prefix="archiver"
+                )
+            return self._pool
+
     # -- table mode
 
-    def _to_table(self, records: list[Any]) -> _Failure | None:
+    def _to_table(self, records: list[Entry]) -> _Failure | None:
         chunks, failure = self._plan(records)
         for chunk in chunks:
             failed = self._write_chunk(chunk)
@@ -472,19 +654,19 @@ class Archiver:
         return failure
 
     @staticmethod
-    def _plan(records: list[Any]) -> tuple[list[dict[str, _Put]], _Failure | None]:
+    def _plan(records: list[Entry]) -> tuple[list[dict[str, _Put]], _Failure | None]:
         """Cut the records into calls of at most 25 distinct keys; stop at a bad record."""
         chunks: list[dict[str, _Put]] = []
         chunk: dict[str, _Put] = {}
-        for index, raw in enumerate(records):
+        for index, entry in enumerate(records):
             try:
-                record = StreamRecord.from_lambda(raw)
+                record = entry.get()
                 image = client_image(_removed_image(record))  # B values: bytes for the client
                 key = _encode_key(record.raw_keys)
             except Exception as exc:  # one bad record stops the plan, never the invocation
                 if chunk:
                     chunks.append(chunk)
-                return chunks, _malformed(index, raw, exc)
+                return chunks, _malformed(index, entry, exc)
             put = chunk.get(key)
             if put is not None:
                 # Two puts of one key in a call are rejected; the later image is the one
@@ -535,7 +717,7 @@ class Archiver:
 
     def _report(self, failure: _Failure, total: int) -> BatchItemFailure:
         self._log.error(
-            "archiver: stream record %s (event id %s) was not archived: %s; stopping so "
+            "archiver: record %s (event id %s) was not archived: %s; stopping so "
             "Lambda re-sends it and the %d records after it; the %d records before it "
             "were archived",
             failure.sequence_number or "<no SequenceNumber: failing the whole batch>",

@@ -1,9 +1,20 @@
-"""Partial-batch processing of DynamoDB stream events (``ReportBatchItemFailures``).
+"""Partial-batch processing of change records (``ReportBatchItemFailures``), from any source.
 
-A stream shard is ordered and Lambda checkpoints at the *lowest* sequence
-number reported as failed, re-sending that record and everything after it.
-So the processor stops at the first failure and reports only that record:
-handling later records would run their side effects twice.
+:func:`process_stream_batch` and :func:`stream_handler` take the events of the
+three sources a pattern can read (see :mod:`ddb_stream_runtime.intake`): a
+DynamoDB stream, an SQS queue of the SNS fan-out, a Kinesis data stream fed by
+the table. The record handler gets the same :class:`StreamRecord` from each.
+
+* **DynamoDB stream, Kinesis** (ordered shards): Lambda checkpoints at the
+  *lowest* sequence number reported as failed, re-sending that record and
+  everything after it. So the processor stops at the first failure and reports
+  only that record: handling later records would run their side effects twice.
+* **Standard SQS queue**: every message is processed; each failed one (and each
+  one whose body is not a record) is reported by ``messageId``, the others are
+  deleted by Lambda.
+* **FIFO SQS queue**: the processor stops at the first failure and reports it
+  and every message after it, as the Lambda developer guide asks
+  (*services-sqs-errorhandling*), so the queue's order survives the retry.
 
 What one record can do to its batch
 -----------------------------------
@@ -40,6 +51,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypedDict
 
+from .intake import Batch, Entry, read_batch
 from .records import StreamRecord
 
 __all__ = [
@@ -58,7 +70,8 @@ _WHOLE_BATCH = ""
 
 
 class BatchItemFailure(TypedDict):
-    """One failed record: its ``dynamodb.SequenceNumber``."""
+    """One failed record: its ``dynamodb.SequenceNumber`` (stream), ``messageId`` (SQS) or
+    Kinesis ``sequenceNumber``."""
 
     itemIdentifier: str
 
@@ -78,28 +91,37 @@ def process_stream_batch(
     record_handler: RecordHandler,
     *,
     logger: logging.Logger | None = None,
+    s3_client: Any = None,
 ) -> PartialBatchResponse:
-    """Run ``record_handler`` on each record in order, stopping at the first failure.
+    """Run ``record_handler`` on each record, with the partial batch rules of the event's source.
 
     A record fails when ``record_handler`` raises (anything but
     ``KeyboardInterrupt``: ``SystemExit`` fails the record too), or when the record is
     malformed (no ``dynamodb`` object, unknown ``eventName``, bad DynamoDB
-    JSON in an image the handler reads). The failure is logged (exception
-    type and message, sequence number, event id; never the item) and that
-    record's ``SequenceNumber`` is returned as the only item failure. Lambda
-    then checkpoints just before it and re-sends it with everything after it.
-    Nothing raised by a record escapes this function.
+    JSON in an image the handler reads, an SQS body or Kinesis data that is not
+    a change record). The failure is logged (exception type and message, the
+    identifier, event id; never the item). Nothing raised by a record escapes
+    this function.
 
-    A failed record without a usable ``SequenceNumber`` cannot be
-    checkpointed. Reporting any other record would either skip it (data loss)
-    or repeat records that already succeeded *and* still skip it, so the
-    processor reports an empty identifier, which Lambda treats as a failure of
-    the whole batch. Records before it that succeeded will then be delivered
-    again: at-least-once, never lost. The construct's event source defaults
-    (``bisect_batch_on_error``, finite ``retry_attempts``, an on-failure
-    destination) make sure such a batch ends up in the destination instead of
-    blocking the shard forever. Real stream records always carry a sequence
-    number, so this is a last resort for hand-made or corrupted events.
+    * DynamoDB stream or Kinesis: the processor stops at the first failure and
+      returns its ``SequenceNumber`` (Kinesis: its ``sequenceNumber``) as the
+      only item failure. Lambda then checkpoints just before it and re-sends it
+      with everything after it.
+    * Standard SQS queue: every message is processed and every failed
+      ``messageId`` is returned.
+    * FIFO SQS queue: the processor stops at the first failure and returns it and
+      every later ``messageId``.
+
+    A failed record without a usable identifier cannot be checkpointed. Reporting
+    any other record would either skip it (data loss) or repeat records that
+    already succeeded *and* still skip it, so the processor reports an empty
+    identifier, which Lambda treats as a failure of the whole batch. Records
+    before it that succeeded will then be delivered again: at-least-once, never
+    lost. The construct's event source defaults (``bisect_batch_on_error``,
+    finite ``retry_attempts``, an on-failure destination) make sure such a batch
+    ends up in the destination instead of blocking the shard forever. Real
+    records always carry an identifier, so this is a last resort for hand-made
+    or corrupted events.
 
     Tumbling-window events (which expect ``state`` in the response) are not
     supported.
@@ -107,26 +129,28 @@ def process_stream_batch(
     Parameters
     ----------
     event : dict
-        The Lambda event from a DynamoDB stream event source mapping. A missing
-        or empty ``Records`` means there is nothing to do.
+        The Lambda event from a DynamoDB stream, SQS or Kinesis event source
+        mapping. A missing or empty ``Records`` means there is nothing to do.
     record_handler : callable
         Called with one :class:`StreamRecord` per record; its return value is
         ignored, raising marks the record as failed.
     logger : logging.Logger, optional
         Where failures (ERROR) and the per-batch summary (DEBUG) go.
         Default: the ``ddb_stream_runtime.batch`` logger.
+    s3_client : object, optional
+        Anything with boto3's ``get_object``, for the fan-out's claim checks.
+        Default: a boto3 S3 client, created on the first claim check.
 
     Returns
     -------
     PartialBatchResponse
-        ``{"batchItemFailures": []}`` if every record succeeded, else exactly
-        one failure.
+        ``{"batchItemFailures": []}`` if every record succeeded.
 
     Raises
     ------
     TypeError
         If ``event`` is not an object or its ``Records`` is not a list: the
-        function is wired to something that is not a stream.
+        function is wired to something that is not an event source mapping.
 
     Examples
     --------
@@ -144,31 +168,109 @@ def process_stream_batch(
     ['111']
     """
     log = logger or _LOGGER
-    records = _records_of(event)
-    failures: list[BatchItemFailure] = []
+    batch = read_batch(event, s3_client=s3_client, lazy=True)
+    return _run(batch, record_handler, log)
+
+
+def _run(batch: Batch, record_handler: RecordHandler, log: logging.Logger) -> PartialBatchResponse:
+    """Apply ``record_handler`` to a batch's entries; the response by the source's rules."""
+    for entry in batch.rejected:
+        _log_entry_failure(log, batch, entry, entry.error or ValueError("not a record"), 0)
+    entries = batch.entries
+    stop = batch.stops_at_failure()
+    failed: list[int] = []
     done = 0
-    for raw in records:
+    for position, entry in enumerate(entries):
+        record = None
         try:
-            record_handler(StreamRecord.from_lambda(raw))
+            record = entry.unwrap()  # parsed now, dropped after: the batch stays small
+            record_handler(record)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit too: one record fails, never the batch
-            failures.append(_report(raw, exc, done, len(records), log))
-            break
+            failed.append(position)
+            if batch.source == "aws:dynamodb":
+                _report(entry.raw, exc, done, len(entries), log)
+            else:
+                event_id = record.event_id if record is not None else entry.event_id
+                _log_entry_failure(log, batch, entry, exc, done, stop=stop, event_id=event_id)
+            if stop:
+                break
+            continue
         done += 1
-    log.debug(
-        "stream batch: %d of %d records processed, %d failed",
-        done,
-        len(records),
-        len(failures),
-    )
+    failures = batch.failures(failed)
+    if batch.ordered:
+        log.debug(
+            "stream batch: %d of %d records processed, %d failed", done, len(entries), len(failed)
+        )
+    else:
+        log.debug(
+            "sqs batch: %d of %d messages processed, %d failed, %d skipped",
+            done,
+            batch.total,
+            len(failed) + len(batch.rejected),
+            len(failures) - len(failed) - len(batch.rejected),
+        )
     return {"batchItemFailures": failures}
 
 
+def _log_entry_failure(
+    log: logging.Logger,
+    batch: Batch,
+    entry: Entry,
+    exc: BaseException,
+    done: int,
+    *,
+    stop: bool = False,
+    event_id: Any = None,
+) -> None:
+    identifier = entry.identifier or "<none: failing the whole batch>"
+    if event_id is None:
+        event_id = entry.event_id
+    what = {"aws:sqs": "sqs message", "aws:kinesis": "kinesis record"}.get(batch.source, "record")
+    after = ""
+    if stop:
+        after = (
+            "; stopping so Lambda retries from it"
+            if batch.ordered
+            else "; stopping (fifo): it and every later message are reported"
+        )
+    log.error(
+        "%s %s failed%s: %s: %s (event id %s, %d earlier records succeeded)",
+        what,
+        identifier,
+        after,
+        type(exc).__name__,
+        exc,
+        event_id,
+        done,
+        exc_info=exc,
+        extra={
+            "item_identifier": entry.identifier or None,
+            "event_id": event_id,
+            "source": batch.source,
+            "error_type": type(exc).__name__,
+            **(_sqs_fields(entry) if batch.source == "aws:sqs" else {}),
+        },
+    )
+
+
+def _sqs_fields(entry: Entry) -> dict[str, Any]:
+    attributes = entry.raw.get("attributes") if isinstance(entry.raw, dict) else None
+    group = attributes.get("MessageGroupId") if isinstance(attributes, dict) else None
+    return {"message_id": entry.identifier or None, "message_group_id": group}
+
+
 def stream_handler(
-    record_handler: RecordHandler, *, logger: logging.Logger | None = None
+    record_handler: RecordHandler,
+    *,
+    logger: logging.Logger | None = None,
+    s3_client: Any = None,
 ) -> LambdaHandler:
     """Turn a per-record function into a Lambda handler with partial batch responses.
+
+    The handler takes events from a DynamoDB stream, an SQS queue of the fan-out
+    or a Kinesis data stream (see :func:`process_stream_batch`).
 
     Parameters
     ----------
@@ -176,6 +278,8 @@ def stream_handler(
         Called with one :class:`StreamRecord` per record, see
         :func:`process_stream_batch`.
     logger : logging.Logger, optional
+        Passed on to :func:`process_stream_batch`.
+    s3_client : object, optional
         Passed on to :func:`process_stream_batch`.
 
     Returns
@@ -195,7 +299,7 @@ def stream_handler(
     """
 
     def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
-        return process_stream_batch(event, record_handler, logger=logger)
+        return process_stream_batch(event, record_handler, logger=logger, s3_client=s3_client)
 
     # Keep the user's name and docstring, but not the annotations: the signature differs.
     functools.update_wrapper(
@@ -209,9 +313,7 @@ def _records_of(
 ) -> list[Any]:
     """The ``Records`` of a Lambda event (stream or SQS): ``[]`` when absent."""
     if not isinstance(event, dict):
-        raise TypeError(
-            f"expected {kind} (an object with 'Records'), got {type(event).__name__}"
-        )
+        raise TypeError(f"expected {kind} (an object with 'Records'), got {type(event).__name__}")
     records = event.get("Records")
     if records is None:
         return []

@@ -22,6 +22,40 @@ Configuration (environment variables, read on the first invocation)
     Where the sum is kept. Default ``sum``.
 ``MARKER_TTL_ATTRIBUTE``
     The counter table's TTL attribute, set on idempotency markers. Default ``expiresAt``.
+``MARKER_RETENTION_SECONDS``
+    How long after a record's creation its marker must outlive every redelivery.
+    Default: per source, see "Sources" below.
+
+Sources
+-------
+A DynamoDB stream, an SQS queue of the SNS fan-out, or a Kinesis data stream fed
+by the table (see :mod:`ddb_stream_runtime.intake`). Counts stay exact on each:
+the deltas of a batch commute (a sum does not care about order), so SQS's
+reordering and re-formed batches change nothing, and every redelivery or duplicate
+meets its marker. What a marker is keyed on, and how long it must live:
+
+===========  ==================================  ======================================
+source       marker id                           marker retention (default)
+===========  ==================================  ======================================
+stream       ``eventID``                         2 days: stream records live 24 hours
+SQS          ``eventID`` (the router publishes   15 days: SQS keeps a message at most
+             the stream record unchanged, so a   14 days (``MessageRetentionPeriod``
+             republished record keeps it)        60 s to 1,209,600 s)
+Kinesis      a SHA-256 of the change (table,     8 days: the event source mapping's
+             event name, timestamp, keys,        ``MaximumRecordAgeInSeconds`` is at
+             images), see                        most 604,800 s (7 days) when finite;
+             :attr:`StreamRecord.identity`       with ``-1`` (infinite, Lambda's
+                                                 default) and a longer stream
+                                                 retention, set MARKER_RETENTION_SECONDS
+===========  ==================================  ======================================
+
+Kinesis: AWS documents that records "may appear more than once" and that
+``ApproximateCreationDateTime`` identifies duplicates, but not that a duplicate
+keeps its ``eventID``; the hash holds either way. Its limit: two changes of one
+item with identical images at the same timestamp (same millisecond, or
+microsecond with ``MICROSECOND`` precision) count once. The failure rules per
+source (earliest failure on shards, every undone message on SQS) come from
+:meth:`ddb_stream_runtime.intake.Batch.failures`.
 
 Semantics
 ---------
@@ -130,18 +164,14 @@ from decimal import Decimal
 from typing import Any, TypeAlias, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from .batch import (
-    BatchItemFailure,
-    PartialBatchResponse,
-    _Failure,
-    _records_of,
-    _sequence_number_of,
-)
+from .batch import BatchItemFailure, PartialBatchResponse, _Failure
 from .deserialize import deserialize_value
-from .records import StreamRecord
+from .intake import DYNAMODB, KINESIS, SQS, Entry, read_batch
+from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
     "MARKER_PREFIX",
+    "MARKER_RETENTION_BY_SOURCE",
     "MARKER_TTL_SECONDS",
     "MAX_TRANSACTION_ITEMS",
     "CounterConfig",
@@ -163,6 +193,12 @@ MAX_TRANSACTION_ITEMS = 100
 MARKER_PREFIX = "__applied__#"
 #: Marker lifetime after the record's creation: twice the stream's 24 h retention.
 MARKER_TTL_SECONDS = 2 * 24 * 60 * 60
+#: Marker retention per source, unless ``MARKER_RETENTION_SECONDS`` says otherwise.
+MARKER_RETENTION_BY_SOURCE = {
+    DYNAMODB: MARKER_TTL_SECONDS,
+    SQS: 15 * 24 * 60 * 60,
+    KINESIS: 8 * 24 * 60 * 60,
+}
 
 Number: TypeAlias = int | Decimal
 
@@ -241,6 +277,9 @@ class CounterConfig:
         Default ``"sum"``.
     marker_ttl_attribute : str, optional
         The counter table's TTL attribute. Default ``"expiresAt"``.
+    marker_retention_seconds : int, optional
+        Marker lifetime after the record's creation. Default: None (per source,
+        :data:`MARKER_RETENTION_BY_SOURCE`).
     max_attempts : int, optional
         Attempts per transaction for transient failures. Default: 5.
     backoff_seconds : float, optional
@@ -258,7 +297,8 @@ class CounterConfig:
     ... # doctest: +NORMALIZE_WHITESPACE
     CounterConfig(table_name='counts', group_attribute='ListId', partition_key='pk',
                   count_attribute='count', sum_source_attribute=None, sum_attribute='sum',
-                  marker_ttl_attribute='expiresAt', max_attempts=5, backoff_seconds=0.05)
+                  marker_ttl_attribute='expiresAt', marker_retention_seconds=None,
+                  max_attempts=5, backoff_seconds=0.05)
     >>> CounterConfig("counts", "ListId", count_attribute="pk")
     Traceback (most recent call last):
     ...
@@ -273,6 +313,7 @@ count_attribute='pk', marker_ttl_attribute='expiresAt'
     sum_source_attribute: str | None = None
     sum_attribute: str = "sum"
     marker_ttl_attribute: str = "expiresAt"
+    marker_retention_seconds: int | None = None
     max_attempts: int = 5
     backoff_seconds: float = 0.05
 
@@ -300,6 +341,13 @@ count_attribute='pk', marker_ttl_attribute='expiresAt'
         if len(set(stored.values())) != len(stored):
             shown = ", ".join(f"{k}={v!r}" for k, v in stored.items())
             raise ValueError(f"counter table attributes must differ, got {shown}")
+        retention = self.marker_retention_seconds
+        if retention is not None and (
+            isinstance(retention, bool) or not isinstance(retention, int) or retention < 1
+        ):
+            raise ValueError(
+                f"marker_retention_seconds must be a positive integer, got {retention!r}"
+            )
         check_retry_settings(self.max_attempts, self.backoff_seconds)
 
     @classmethod
@@ -333,7 +381,18 @@ count_attribute='pk', marker_ttl_attribute='expiresAt'
             sum_source_attribute=env.get("SUM_SOURCE_ATTRIBUTE") or None,
             sum_attribute=env.get("SUM_ATTRIBUTE") or "sum",
             marker_ttl_attribute=env.get("MARKER_TTL_ATTRIBUTE") or "expiresAt",
+            marker_retention_seconds=_optional_int(env, "MARKER_RETENTION_SECONDS"),
         )
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
 
 
 def marker_key(event_id: str) -> str:
@@ -599,7 +658,8 @@ class GroupCounter:
         TypeError
             If ``event`` is not a stream event.
         """
-        records = _records_of(event)
+        batch = read_batch(event)
+        records = batch.entries
         sub_batches, failure = self._plan(records)
         transactions = 0
         for sub_batch in sub_batches:
@@ -615,35 +675,35 @@ class GroupCounter:
             transactions,
             0 if failure is None else 1,
         )
-        if failure is None:
+        if failure is None and not batch.rejected:
             return {"batchItemFailures": []}
-        return {"batchItemFailures": [self._report(failure, len(records))]}
+        if failure is not None:
+            self._report(failure, len(records))
+        undone = None if failure is None else failure.index
+        return {"batchItemFailures": batch.failures(undone_from=undone)}
 
     # -- planning
 
-    def _plan(self, records: list[Any]) -> tuple[list[_SubBatch], _Failure | None]:
+    def _plan(self, records: list[Entry]) -> tuple[list[_SubBatch], _Failure | None]:
         """Cut the records into ordered sub-batches; stop at the first unusable record."""
         sub_batches: list[_SubBatch] = []
         current: _SubBatch | None = None
         seen: set[str] = set()
         ignored: list[str] = []
         failure = None
-        for index, raw in enumerate(records):
+        for index, entry in enumerate(records):
             try:
-                record = StreamRecord.from_lambda(raw)
+                record = entry.get()
                 deltas = group_deltas(record, self.config, ignored=ignored)
                 if deltas:
                     contribution = self._contribution(index, record, deltas)
             except Exception as exc:  # one bad record stops the plan, never the invocation
                 failure = _Failure(
-                    index,
-                    _sequence_number_of(raw) or _WHOLE_BATCH,
-                    raw.get("eventID") if isinstance(raw, dict) else None,
-                    f"{type(exc).__name__}: {exc}",
+                    index, entry.identifier, entry.event_id, f"{type(exc).__name__}: {exc}"
                 )
                 break
             if current is None:
-                current = _SubBatch(index, record.sequence_number, record.event_id)
+                current = _SubBatch(index, entry.identifier, record.event_id)
                 sub_batches.append(current)
             if not deltas:
                 continue  # no effect, no marker: it rides along with its sub-batch
@@ -651,7 +711,7 @@ class GroupCounter:
                 continue  # the same record twice in one event: apply it once
             seen.add(contribution.event_id)
             if not current.fits(contribution):
-                current = _SubBatch(index, record.sequence_number, record.event_id)
+                current = _SubBatch(index, entry.identifier, record.event_id)
                 sub_batches.append(current)
             current.add(contribution)
         if ignored:
@@ -668,13 +728,21 @@ class GroupCounter:
         self, index: int, record: StreamRecord, deltas: dict[str, list[Number]]
     ) -> _Contribution:
         event_id = record.event_id
-        if not isinstance(event_id, str) or not event_id:
+        if record.source != KINESIS and (not isinstance(event_id, str) or not event_id):
             raise ValueError("record has no eventID, so it cannot be applied exactly once")
-        created = record.raw.get("dynamodb", {}).get("ApproximateCreationDateTime")
-        if isinstance(created, bool) or not isinstance(created, (int, float)):
-            created = self._clock()  # hand-made events only: real records carry it
-        expires_at = int(created) + MARKER_TTL_SECONDS
-        return _Contribution(index, record.sequence_number, event_id, deltas, expires_at)
+        identity = record.identity  # the eventID, or on Kinesis a hash of the change
+        try:
+            micros = record.approximate_creation_micros
+        except MalformedRecordError:
+            micros = None
+        # Hand-made events only lack the timestamp: real records carry it.
+        created = micros // 1_000_000 if micros is not None else int(self._clock())
+        retention = self.config.marker_retention_seconds or MARKER_RETENTION_BY_SOURCE.get(
+            record.source, MARKER_TTL_SECONDS
+        )
+        return _Contribution(
+            index, record.item_identifier or _WHOLE_BATCH, identity, deltas, created + retention
+        )
 
     # -- writing
 
@@ -778,7 +846,7 @@ class GroupCounter:
 
     def _report(self, failure: _Failure, total: int) -> BatchItemFailure:
         self._log.error(
-            "counter: stream record %s (event id %s) and the records after it were not "
+            "counter: record %s (event id %s) and the records after it were not "
             "applied: %s; stopping so Lambda re-sends from it (records already applied "
             "are skipped by their markers); the %d records before it are applied",
             failure.sequence_number or "<no SequenceNumber: failing the whole batch>",

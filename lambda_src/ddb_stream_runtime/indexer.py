@@ -1,5 +1,9 @@
 """The SearchIndexer's Lambda: keep an OpenSearch index in sync with a table (SigV4 ``_bulk``).
 
+Sources: a DynamoDB stream, an SQS queue of the SNS fan-out, or a Kinesis data
+stream fed by the table (see :mod:`ddb_stream_runtime.intake`; versions per
+source below).
+
 INSERT and MODIFY index the ``NewImage`` as a JSON document, REMOVE deletes
 the document. Each invocation sends **one** ``POST /<index>/_bulk`` request
 (NDJSON), signed with SigV4 by botocore and sent with ``urllib``: no
@@ -61,6 +65,32 @@ hand-replayed failure destination) can overwrite newer data, until the item's
 next change. Deletes keep a version tombstone for ``index.gc_deletes`` (60 s
 by default); an older record arriving later than that re-creates the document.
 
+Versions from SQS and Kinesis
+-----------------------------
+* **SQS** (the router publishes the stream record with its ``SequenceNumber``):
+  the same :func:`sequence_version`. A standard queue reorders and redelivers, so
+  a tie is no longer resolved by delivery order: of two records of one item whose
+  sequence numbers tie (same length, same 17 leading digits), the one delivered
+  last wins even if it is the older. Subscribe the indexer with a FIFO queue
+  (message group = item key) where that matters: per-item order is then kept and
+  the stream path's argument holds again.
+* **Kinesis** (no ``SequenceNumber``): ``ApproximateCreationDateTime`` in epoch
+  microseconds (about 1.7e15, within a long, above :data:`BACKFILL_VERSION`).
+  DynamoDB documents that on Kinesis records of an item "may appear in a
+  different sequence than the actual modifications" and "more than once", and
+  that this timestamp identifies "the actual order in which item modifications
+  occurred" (*kds*). It is one-to-one per item at ``MICROSECOND`` precision; with
+  the default ``MILLISECOND`` precision two changes of one item in the same
+  millisecond tie, and the one delivered last wins. Duplicates carry the same
+  timestamp: a duplicate of the newest record rewrites the same document.
+* **Late deletes**: a delete's version tombstone lives ``index.gc_deletes``
+  (60 s by default); from SQS or Kinesis an older record can arrive later than
+  that (a retry after the visibility timeout, a Kinesis retry) and re-create the
+  document. Raise ``index.gc_deletes`` on the index above the source's longest
+  redelivery delay (e.g. visibility timeout x ``maxReceiveCount``).
+
+Do not mix sources on one index: stream and Kinesis versions do not compare.
+
 ``none`` (OpenSearch Serverless): no version is sent, the last write wins, and
 ordering rests on Lambda's in-order delivery alone. OpenSearch Serverless
 documents no support for external versions (not verified here against a live
@@ -111,15 +141,10 @@ from typing import Any, Literal, TypedDict
 
 from ._aws import check_retry_settings
 from ._sigv4 import MissingCredentialsError, SigV4Signer
-from .batch import (
-    BatchItemFailure,
-    PartialBatchResponse,
-    _Failure,
-    _records_of,
-    _sequence_number_of,
-)
+from .batch import BatchItemFailure, PartialBatchResponse, _Failure
 from .deserialize import _DISPATCH, _other_number, deserialize_image
-from .records import StreamRecord
+from .intake import KINESIS, Entry, read_batch
+from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
     "BACKFILL_VERSION",
@@ -136,6 +161,7 @@ __all__ = [
     "handler",
     "image_to_document",
     "item_succeeded",
+    "record_version",
     "sequence_version",
 ]
 
@@ -257,6 +283,27 @@ def sequence_version(sequence_number: str) -> int:
     # The length first (more digits = larger number), then the leading digits.
     exponent = len(digits) - _MANTISSA_DIGITS + 1  # 2..24: above every exact version
     return exponent * 10**_MANTISSA_DIGITS + int(digits[:_MANTISSA_DIGITS])
+
+
+def record_version(record: StreamRecord) -> int:
+    """The external version of a record: :func:`sequence_version`, or on Kinesis its timestamp.
+
+    Examples
+    --------
+    >>> record_version(StreamRecord.from_kinesis({"eventName": "INSERT", "dynamodb": {
+    ...     "ApproximateCreationDateTime": 1718049976512345,
+    ...     "ApproximateCreationDateTimePrecision": "MICROSECOND"}}, sequence_number="1"))
+    1718049976512345
+    """
+    if record.source == KINESIS:
+        micros = record.approximate_creation_micros
+        if micros is None:
+            raise MalformedRecordError(
+                f"kinesis record {record.item_identifier} has no ApproximateCreationDateTime: "
+                "it cannot be versioned"
+            )
+        return micros
+    return sequence_version(record.sequence_number)  # type: ignore[arg-type]
 
 
 def _id_part(name: str, av: Any) -> str:
@@ -797,8 +844,10 @@ class SearchIndexer:
         TypeError
             If ``event`` is not a stream event.
         """
-        records = _records_of(event)
+        batch = read_batch(event)
+        records = batch.entries
         lines, planned, failure = self._plan(records)
+        failed: list[int] = []
         if planned:
             if self._client is None:
                 self._client = self.config.client()
@@ -810,35 +859,53 @@ class SearchIndexer:
                     0, first[1], first[2], f"bulk request failed: {type(exc).__name__}: {exc}"
                 )
             else:
-                failure = self._first_failed_item(planned, response) or failure
+                failed = self._failed_items(planned, response)
+                if failed and (failure is None or failed[0].index < failure.index):
+                    failure = failed[0]
         self._log.debug(
             "indexer: %d records, %d actions sent, %d failed",
             len(records),
             len(planned),
-            0 if failure is None else 1,
+            len(failed) or (0 if failure is None else 1),
         )
-        if failure is None:
+        if failure is None and not batch.rejected:
             return {"batchItemFailures": []}
-        return {"batchItemFailures": [self._report(failure, len(records))]}
+        if failure is not None:
+            self._report(failure, len(records))
+        if batch.stops_at_failure():
+            # Shards: the earliest failure (Lambda re-sends what follows); FIFO: it and the rest.
+            return {
+                "batchItemFailures": batch.failures(
+                    undone_from=None if failure is None else failure.index
+                )
+            }
+        # Standard queue: each failed item, and every record the plan did not reach.
+        unplanned = None if len(planned) == len(records) else len(planned)
+        whole = failure is not None and failure.reason.startswith(("bulk request failed", "bulk "))
+        return {
+            "batchItemFailures": batch.failures(
+                [f.index for f in failed], undone_from=0 if whole else unplanned
+            )
+        }
 
     def _plan(
-        self, records: list[Any]
+        self, records: list[Entry]
     ) -> tuple[list[bytes], list[tuple[str, str, Any]], _Failure | None]:
-        """NDJSON lines and (action, sequence number, event id) per record; stop at a bad one."""
+        """NDJSON lines and (action, identifier, event id) per record; stop at a bad one."""
         config = self.config
         versioned = config.versioning == "external"
         lines: list[bytes] = []
         planned: list[tuple[str, str, Any]] = []
-        for index, raw in enumerate(records):
+        for index, entry in enumerate(records):
             try:
-                record = StreamRecord.from_lambda(raw)
+                record = entry.get()
                 new_image = record.raw_new_image
                 doc_id = document_id(
                     config.id_attributes, record.raw_keys, new_image, record.raw_old_image
                 )
                 meta: dict[str, Any] = {"_id": doc_id}
                 if versioned:
-                    meta["version"] = sequence_version(record.sequence_number)
+                    meta["version"] = record_version(record)
                     meta["version_type"] = _VERSION_TYPE
                 if record.event_name == "REMOVE":
                     action = "delete"
@@ -854,27 +921,21 @@ class SearchIndexer:
                     lines.append(f"{_encode({action: meta})}\n{source}\n".encode())
             except Exception as exc:  # one bad record stops the plan, never the invocation
                 failure = _Failure(
-                    index,
-                    _sequence_number_of(raw) or _WHOLE_BATCH,
-                    raw.get("eventID") if isinstance(raw, dict) else None,
-                    f"{type(exc).__name__}: {exc}",
+                    index, entry.identifier, entry.event_id, f"{type(exc).__name__}: {exc}"
                 )
                 return lines, planned, failure
-            planned.append((action, record.sequence_number, record.event_id))
+            planned.append((action, entry.identifier, record.event_id))
         return lines, planned, None
 
-    def _first_failed_item(
+    def _failed_items(
         self, planned: list[tuple[str, str, Any]], response: BulkResponse
-    ) -> _Failure | None:
+    ) -> list[_Failure]:
+        """Every action the bulk response says failed, in order (all, if it cannot be read)."""
         items = response.get("items") or []
         if len(items) != len(planned):
-            first = planned[0]
-            return _Failure(
-                0,
-                first[1],
-                first[2],
-                f"bulk response has {len(items)} items for {len(planned)} actions",
-            )
+            reason = f"bulk response has {len(items)} items for {len(planned)} actions"
+            return [_Failure(i, p[1], p[2], reason) for i, p in enumerate(planned)]
+        failures: list[_Failure] = []
         for index, ((action, sequence_number, event_id), item) in enumerate(
             zip(planned, items, strict=True)
         ):
@@ -887,17 +948,19 @@ class SearchIndexer:
             # The type, not the reason: a reason can quote the item's data.
             if isinstance(error, dict):
                 self._log.debug("indexer: %s failed: %s", sequence_number, error.get("reason"))
-            return _Failure(
-                index,
-                sequence_number,
-                event_id,
-                f"{action} failed with status {result.get('status')} ({kind})",
+            failures.append(
+                _Failure(
+                    index,
+                    sequence_number,
+                    event_id,
+                    f"{action} failed with status {result.get('status')} ({kind})",
+                )
             )
-        return None
+        return failures
 
     def _report(self, failure: _Failure, total: int) -> BatchItemFailure:
         self._log.error(
-            "indexer: stream record %s (event id %s) was not applied: %s; stopping so "
+            "indexer: record %s (event id %s) was not applied: %s; stopping so "
             "Lambda re-sends it and the %d records after it (versions make that idempotent); "
             "the %d records before it are applied",
             failure.sequence_number or "<no SequenceNumber: failing the whole batch>",

@@ -1,10 +1,13 @@
 """The TableReplicator's Lambda: keep a target table in step with the source, order-safe.
 
+Sources: a DynamoDB stream, an SQS queue of the SNS fan-out, or a Kinesis data
+stream fed by the table (see :mod:`ddb_stream_runtime.intake`).
+
 Every INSERT and MODIFY becomes a conditional ``PutItem`` of the new image,
-every REMOVE a conditional ``DeleteItem``: one call per record, several items'
-calls in flight at once, each item's calls in stream order.
-Each written item carries a *version attribute*: the record's sequence number,
-left-padded with zeros to 40 digits so that string order is numeric order. A
+every REMOVE a conditional ``DeleteItem`` (or, from an unordered source, a
+conditional put of a tombstone, see below): one call per record, several items'
+calls in flight at once, each item's calls in delivery order.
+Each written item carries a *version attribute* (see "Versions per source"). A
 write only happens if the target holds no version yet or an older one::
 
     attribute_not_exists(#v) OR #v < :seq
@@ -24,6 +27,9 @@ Configuration (environment variables, read on the first invocation)
     How many conditional writes are in flight at once (threads sharing one client).
     Default: 16; at least 1 (one write at a time), at most 64. Records of the
     same item are always written one after the other, in stream order.
+``TOMBSTONE_ATTRIBUTE``
+    Unordered sources only (standard SQS queue, Kinesis): the attribute, set to
+    ``true``, that marks a deleted item's tombstone. Default: ``_deleted``.
 ``TRANSFORM``
     Optional ``module:function`` (importable from the function's code),
     resolved once, on the first invocation. It receives an image as plain
@@ -59,8 +65,48 @@ target and nothing is deleted. So the transform must be deterministic (the same
 image always gives the same item). MODIFY and REMOVE need the ``OldImage``: the
 stream must use ``NEW_AND_OLD_IMAGES``.
 
-Why deletes are safe under redelivery
--------------------------------------
+Versions per source
+-------------------
+* **DynamoDB stream, and SQS** (the router publishes the stream record with its
+  ``SequenceNumber``): the sequence number left-padded with zeros to 40 digits,
+  so that string order is numeric order. DynamoDB documents that "for each item
+  that is modified in a DynamoDB table, the stream records appear in the same
+  sequence as the actual modifications to the item" (*Streams*), and the
+  replicator compares sequence numbers of one item only. On the stream path that
+  per-item order of delivery is what keeps the target right. Behind a standard SQS
+  queue the version alone decides, and that the sequence numbers of one item stay
+  increasing across a shard split (a parent shard and its children) is relied on:
+  the DynamoDB documentation found here does not state it (the Shard API only gives
+  each shard a ``SequenceNumberRange`` and a ``ParentShardId``). Use a FIFO queue
+  (message group = item key) to keep per-item delivery order behind the fan-out.
+* **Kinesis** (no ``SequenceNumber``): ``k`` + ``ApproximateCreationDateTime`` in
+  epoch microseconds (17 digits) + ``.`` + the Kinesis ``sequenceNumber`` prefixed
+  with its length (3 digits), as tiebreak. DynamoDB documents that on Kinesis
+  "the Kinesis data stream records may appear in a different sequence than the
+  actual modifications to the item" and that the ``ApproximateCreationDateTime``
+  timestamp identifies "the actual order in which item modifications occurred"
+  (*kds*). Limits: with the default ``MILLISECOND`` precision, two changes of one
+  item within the same millisecond are ordered by the tiebreak, the order in
+  which they reached the Kinesis stream, which is not guaranteed to be the order
+  of the changes; set the table's Kinesis destination to ``MICROSECOND``
+  (``ApproximateCreationDateTimePrecision``) to shrink that window. Versions of
+  different sources do not compare meaningfully: one target table, one source
+  (a ``k`` version sorts after every stream version, so moving a target from the
+  stream to Kinesis moves it forward).
+
+Deletes from unordered sources (tombstones)
+-------------------------------------------
+A standard SQS queue redelivers and reorders, Kinesis duplicates and reorders:
+a late INSERT or MODIFY can arrive after the item's REMOVE, and a plain delete
+would have left no version to refuse it, resurrecting the item. So from those
+sources a REMOVE writes a *tombstone* instead: the key, the version and
+``TOMBSTONE_ATTRIBUTE: true`` (conditional like every write), which refuses every
+older record and is replaced by any newer one. Readers of the target skip items
+with the tombstone attribute (a TTL on the target can expire them). A FIFO queue
+(message group = item key) keeps per-item order, so deletes stay plain deletes there.
+
+Why deletes are safe under redelivery (stream, FIFO queue)
+---------------------------------------------------------
 A delete leaves no version behind, so a replayed INSERT of a deleted item
 writes it again. That lasts only until the replay reaches the REMOVE: the
 processor stops at the first failed record and Lambda re-sends that record
@@ -104,11 +150,13 @@ from decimal import Decimal
 from typing import Any
 
 from ._aws import aws_client, client_image
-from .batch import PartialBatchResponse, _records_of, _report
+from .batch import PartialBatchResponse, _log_entry_failure, _report
 from .deserialize import ItemPathError, _short
+from .intake import DYNAMODB, KINESIS, read_batch
 from .records import MalformedRecordError, StreamRecord
 
 __all__ = [
+    "DEFAULT_TOMBSTONE_ATTRIBUTE",
     "DEFAULT_VERSION_ATTRIBUTE",
     "DEFAULT_WRITE_CONCURRENCY",
     "MAX_WRITE_CONCURRENCY",
@@ -118,6 +166,8 @@ __all__ = [
     "SerializationError",
     "Transform",
     "handler",
+    "kinesis_version",
+    "record_version",
     "load_transform",
     "sequence_version",
     "serialize_item",
@@ -128,6 +178,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The version attribute's name unless ``VERSION_ATTRIBUTE`` says otherwise.
 DEFAULT_VERSION_ATTRIBUTE = "_streamSequence"
+#: The tombstone attribute's name unless ``TOMBSTONE_ATTRIBUTE`` says otherwise.
+DEFAULT_TOMBSTONE_ATTRIBUTE = "_deleted"
 #: Sequence numbers have at most 40 digits; versions are padded to this width.
 SEQUENCE_DIGITS = 40
 #: Conditional writes in flight at once unless ``WRITE_CONCURRENCY`` says otherwise.
@@ -165,6 +217,8 @@ class ReplicatorConfig:
         the :class:`Replicator` is created. Default: None (an exact copy).
     write_concurrency : int, optional
         Conditional writes in flight at once, 1 to 64. Default: 16.
+    tombstone_attribute : str, optional
+        Marks tombstones (standard SQS queue, Kinesis). Default: ``"_deleted"``.
 
     Raises
     ------
@@ -176,7 +230,8 @@ class ReplicatorConfig:
     >>> ReplicatorConfig.from_env({"TARGET_TABLE": "AppUsers", "TRANSFORM": "views:app_user"})
     ... # doctest: +NORMALIZE_WHITESPACE
     ReplicatorConfig(target_table='AppUsers', version_attribute='_streamSequence',
-                     transform='views:app_user', write_concurrency=16)
+                     transform='views:app_user', write_concurrency=16,
+                     tombstone_attribute='_deleted')
     >>> ReplicatorConfig("AppUsers", transform="views.app_user")
     Traceback (most recent call last):
     ...
@@ -187,6 +242,7 @@ class ReplicatorConfig:
     version_attribute: str = DEFAULT_VERSION_ATTRIBUTE
     transform: str | None = None
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    tombstone_attribute: str = DEFAULT_TOMBSTONE_ATTRIBUTE
 
     def __post_init__(self) -> None:
         concurrency = self.write_concurrency
@@ -204,6 +260,12 @@ class ReplicatorConfig:
         if not isinstance(self.version_attribute, str) or not self.version_attribute:
             raise ValueError(
                 f"version_attribute must be a non-empty string, got {self.version_attribute!r}"
+            )
+        tombstone = self.tombstone_attribute
+        if not isinstance(tombstone, str) or not tombstone or tombstone == self.version_attribute:
+            raise ValueError(
+                "tombstone_attribute must be a non-empty string other than the version "
+                f"attribute, got {tombstone!r}"
             )
         if self.transform is not None and not (
             isinstance(self.transform, str) and _SPEC.fullmatch(self.transform)
@@ -246,6 +308,7 @@ class ReplicatorConfig:
         return cls(
             target_table=target,
             version_attribute=env.get("VERSION_ATTRIBUTE") or DEFAULT_VERSION_ATTRIBUTE,
+            tombstone_attribute=env.get("TOMBSTONE_ATTRIBUTE") or DEFAULT_TOMBSTONE_ATTRIBUTE,
             transform=env.get("TRANSFORM", "").strip() or None,
             write_concurrency=concurrency,
         )
@@ -543,6 +606,51 @@ def sequence_version(sequence_number: str) -> str:
     return sequence_number.zfill(SEQUENCE_DIGITS)
 
 
+def kinesis_version(micros: int, kinesis_sequence_number: str) -> str:
+    """The version of a record read from Kinesis: its timestamp, then its Kinesis sequence number.
+
+    Parameters
+    ----------
+    micros : int
+        ``ApproximateCreationDateTime`` in epoch microseconds.
+    kinesis_sequence_number : str
+        The Kinesis record's ``sequenceNumber`` (decimal digits), the tiebreak.
+
+    Examples
+    --------
+    >>> kinesis_version(1718049976512000, "49590338271490256608559692538361571095921575")
+    'k01718049976512000.04449590338271490256608559692538361571095921575'
+    >>> kinesis_version(1, "99") < kinesis_version(1, "100") < kinesis_version(2, "1")
+    True
+    """
+    if isinstance(micros, bool) or not isinstance(micros, int) or micros < 0:
+        raise MalformedRecordError(f"a kinesis record's timestamp is needed, got {micros!r}")
+    seq = kinesis_sequence_number
+    if not isinstance(seq, str) or not (seq.isascii() and seq.isdigit()) or len(seq) > 999:
+        raise MalformedRecordError(f"kinesis sequence number {seq!r} is not decimal digits")
+    seq = seq.lstrip("0") or "0"
+    return f"k{micros:017d}.{len(seq):03d}{seq}"
+
+
+def record_version(record: StreamRecord) -> str:
+    """The version a record writes: by ``SequenceNumber``, or on Kinesis by timestamp.
+
+    Raises
+    ------
+    MalformedRecordError
+        If the record has neither a usable sequence number nor (Kinesis) a timestamp.
+    """
+    if record.source == KINESIS:
+        micros = record.approximate_creation_micros
+        if micros is None:
+            raise MalformedRecordError(
+                f"kinesis record {record.item_identifier} has no ApproximateCreationDateTime: "
+                "it cannot be ordered"
+            )
+        return kinesis_version(micros, record.item_identifier or "")
+    return sequence_version(record.sequence_number)  # type: ignore[arg-type]
+
+
 def _is_stale(exc: Exception) -> bool:
     """True for ConditionalCheckFailedException: the target already holds newer data."""
     response = getattr(exc, "response", None)
@@ -613,6 +721,7 @@ class Replicator:
         self._dynamodb = dynamodb_client
         self._key_names: tuple[str, ...] | None = None
         self._names = {"#v": config.version_attribute}  # the same for every write
+        self._tombstones = False  # set per batch: unordered sources write tombstones
         self._pool: Any = None  # a ThreadPoolExecutor, made when writes first overlap
         self._log = logger or _LOGGER
 
@@ -635,16 +744,19 @@ class Replicator:
         TypeError
             If ``event`` is not a stream event.
         """
-        records = _records_of(event)
+        batch = read_batch(event, s3_client=None)
+        records = batch.entries
+        # Standard SQS queues and Kinesis reorder one item's records: deletes leave tombstones.
+        self._tombstones = not (batch.source == DYNAMODB or batch.fifo)
         # 1. Prepare, in order, in this thread: what each record writes, and its item.
         prepare = self._reshape if self.transform is not None else self._copy
         groups: dict[Any, list[_Planned]] = {}
         failed: tuple[int, BaseException] | None = None
-        for index, raw in enumerate(records):
+        for index, entry in enumerate(records):
             try:
-                record = StreamRecord.from_lambda(raw)
+                record = entry.get()
                 writes = prepare(record)
-                # One writer: every record in one group, the stream's own order.
+                # One writer: every record in one group, the delivery order.
                 item = _item_of(record) if self.config.write_concurrency > 1 else None
             except KeyboardInterrupt:
                 raise
@@ -652,7 +764,7 @@ class Replicator:
                 failed = (index, exc)
                 break
             groups.setdefault(item, []).append((index, writes))
-        # 2. Write: items concurrently, each item's records in stream order.
+        # 2. Write: items concurrently, each item's records in delivery order.
         counts = {"put": 0, "delete": 0, "stale": 0}
         limit = failed[0] if failed is not None else len(records)
         written = self._write_groups(list(groups.values()), counts, limit)
@@ -664,27 +776,42 @@ class Replicator:
             counts["delete"],
             counts["stale"],
         )
-        if failed is None:
+        if failed is None and not batch.rejected:
             return {"batchItemFailures": []}
+        if failed is None:
+            return {"batchItemFailures": batch.failures()}
         index, exc = failed
-        return {"batchItemFailures": [_report(records[index], exc, index, len(records), self._log)]}
+        if batch.source == DYNAMODB:
+            _report(records[index].raw, exc, index, len(records), self._log)
+        else:
+            _log_entry_failure(self._log, batch, records[index], exc, index, stop=True)
+        return {"batchItemFailures": batch.failures(undone_from=index)}
 
     # -- per record: what to write (no AWS call but describe_table, once)
 
+    def _delete(self, version: str, key: dict[str, Any]) -> _Write:
+        """A conditional delete, or from an unordered source a conditional tombstone put."""
+        if not self._tombstones:
+            return ("delete", version, {"Key": key})
+        item = dict(key)
+        item[self.config.version_attribute] = {"S": version}
+        item[self.config.tombstone_attribute] = {"BOOL": True}
+        return ("tombstone", version, {"Item": item})
+
     def _copy(self, record: StreamRecord) -> list[_Write]:
-        version = sequence_version(record.sequence_number)
+        version = record_version(record)
         if record.event_name == "REMOVE":
             keys = record.raw_keys
             if not keys:
-                raise MalformedRecordError(f"REMOVE record {record.sequence_number} has no Keys")
-            return [("delete", version, {"Key": client_image(keys)})]
+                raise MalformedRecordError(f"REMOVE record {record.item_identifier} has no Keys")
+            return [self._delete(version, client_image(keys))]
         image = self._require(record, record.raw_new_image, "NewImage")
         item = dict(client_image(image))  # a copy: the event is not ours to change
         item[self.config.version_attribute] = {"S": version}
         return [("put", version, {"Item": item})]
 
     def _reshape(self, record: StreamRecord) -> list[_Write]:
-        version = sequence_version(record.sequence_number)
+        version = record_version(record)
         event_name = record.event_name
         new_item = old_item = None
         writes: list[_Write] = []
@@ -698,7 +825,7 @@ class Replicator:
             old_key = self._target_key(record, old_item, "old")
             # Transformed away, or moved to another key: what the old image put there goes.
             if new_item is None or self._target_key(record, new_item, "new") != old_key:
-                writes.append(("delete", version, {"Key": serialize_item(old_key)}))
+                writes.append(self._delete(version, serialize_item(old_key)))
         if new_item is not None:
             item = serialize_item(new_item)
             item[self.config.version_attribute] = {"S": version}
@@ -709,7 +836,7 @@ class Replicator:
         if image is None:
             needs = "NEW_AND_OLD_IMAGES" if self.transform is not None else "new images"
             raise MalformedRecordError(
-                f"{record.event_name} record {record.sequence_number} has no {name}: "
+                f"{record.event_name} record {record.item_identifier} has no {name}: "
                 f"the replicator needs a stream with {needs}, got {record.stream_view_type!r}"
             )
         return image  # type: ignore[no-any-return]
@@ -722,7 +849,7 @@ class Replicator:
             return result
         raise TypeError(
             f"TRANSFORM returned a {type(result).__name__} for the {which} image of record "
-            f"{record.sequence_number}: expected a dict or None"
+            f"{record.item_identifier}: expected a dict or None"
         )
 
     def _target_key(
@@ -733,7 +860,7 @@ class Replicator:
             return {name: item[name] for name in names}
         except KeyError as exc:
             raise ValueError(
-                f"the transformed {which} image of record {record.sequence_number} has no "
+                f"the transformed {which} image of record {record.item_identifier} has no "
                 f"{exc.args[0]!r}: the transform must return the key of table "
                 f"{self.config.target_table!r} ({', '.join(names)})"
             ) from None
@@ -766,7 +893,7 @@ class Replicator:
         lock = threading.Lock()
 
         def run(group: list[_Planned]) -> tuple[int, BaseException] | None:
-            mine = {"put": 0, "delete": 0, "stale": 0}
+            mine = {"put": 0, "delete": 0, "stale": 0, "tombstone": 0}
             try:
                 for index, writes in group:
                     if index >= stop[0]:
@@ -785,7 +912,7 @@ class Replicator:
             finally:
                 with lock:
                     for kind, n in mine.items():
-                        counts[kind] += n
+                        counts["delete" if kind == "tombstone" else kind] += n
 
         workers = min(self.config.write_concurrency, len(groups))
         if workers == 1:
@@ -813,7 +940,7 @@ class Replicator:
         return self._dynamodb
 
     def _write(self, client: Any, kind: str, version: str, target: dict[str, Any]) -> str:
-        method = client.put_item if kind == "put" else client.delete_item
+        method = client.delete_item if kind == "delete" else client.put_item
         try:
             method(
                 TableName=self.config.target_table,

@@ -14,6 +14,7 @@ import boto3
 import moto
 import pytest
 
+import ddb_stream_runtime.intake as intake_module
 import ddb_stream_runtime.processor as processor_module
 from ddb_stream_runtime import (
     Router,
@@ -205,7 +206,7 @@ def test_s3_client_is_created_lazily(
         created.append(service)
         return s3
 
-    monkeypatch.setattr(processor_module, "aws_client", fake_client)
+    monkeypatch.setattr(intake_module, "aws_client", fake_client)  # the unwrap lives there
     process_sqs_batch(sqs_event, Recorder())
     assert created == []  # no claim check, no client
     sqs_event["Records"][1]["body"] = json.dumps({"claimCheck": {"bucket": "b", "key": "k"}})
@@ -366,24 +367,27 @@ def group_event(sample_event: dict[str, Any], arn: str) -> dict[str, Any]:
     return {"Records": records}
 
 
-def test_fifo_failure_skips_the_rest_of_its_group(
+def test_fifo_failure_stops_the_batch_and_reports_every_later_message(
     sample_event: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    handler = Recorder(fail_on={"1"})
+    # The Lambda developer guide (services-sqs-errorhandling): with a FIFO queue "your
+    # function should stop processing messages after the first failure and return all
+    # failed and unprocessed messages in batchItemFailures".
+    handler = Recorder(fail_on={"2"})
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         response = process_sqs_batch(group_event(sample_event, FIFO_QUEUE_ARN), handler)
-    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in ("m1", "m3", "m5")]}
-    assert handler.seen == ["1", "2", "4"]  # group B goes on; A stops at its failure
-    assert "m3 not processed" in caplog.text and "'A'" in caplog.text
+    assert handler.seen == ["1", "2"]  # nothing after the failure ran, other groups included
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in ("m2", "m3", "m4", "m5")]}
+    assert "m2 failed; stopping (fifo)" in caplog.text
 
 
-def test_fifo_malformed_message_also_blocks_its_group(sample_event: dict[str, Any]) -> None:
+def test_fifo_malformed_message_also_stops_the_batch(sample_event: dict[str, Any]) -> None:
     event = group_event(sample_event, FIFO_QUEUE_ARN)
     event["Records"][1]["body"] = "not json"  # m2, group B
     handler = Recorder()
     response = process_sqs_batch(event, handler)
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m4"}]}
-    assert handler.seen == ["1", "3", "5"]
+    assert handler.seen == ["1"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in ("m2", "m3", "m4", "m5")]}
 
 
 def test_standard_queue_ignores_groups(sample_event: dict[str, Any]) -> None:
@@ -481,7 +485,7 @@ def test_one_debug_summary_per_batch(
     with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
         process_sqs_batch(group_event(sample_event, FIFO_QUEUE_ARN), Recorder(fail_on={"2"}))
     summaries = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert summaries == ["sqs batch: 3 of 5 messages processed, 1 failed, 1 skipped"]
+    assert summaries == ["sqs batch: 1 of 5 messages processed, 1 failed, 3 skipped"]
 
 
 def test_sys_exit_in_a_record_handler_fails_that_message_only(

@@ -22,6 +22,19 @@ replicator                  PutItem per record (conditional)            1,000
 indexer                     POST /<index>/_bulk per batch               10
 ==========================  ==========================================  ==========
 
+The same 1,000 records behind the fan-out (SQS, raw delivery, batches of 10) and from
+a Kinesis data stream (batches of 100):
+
+==========================  =================================  =========  ==========
+handler                     per                                SQS        Kinesis
+==========================  =================================  =========  ==========
+archiver, S3 mode           PutObject per record (conditional)  1,000      1,000
+archiver, table mode        BatchWriteItem per 25 / per batch   100        40
+counter, 10 groups          TransactWriteItems                  100        20
+replicator                  PutItem per record (conditional)    1,000      1,000
+indexer                     POST /<index>/_bulk per batch       100        10
+==========================  =================================  =========  ==========
+
 Times are never asserted here: see ``benchmarks/``.
 """
 
@@ -42,6 +55,7 @@ import pytest
 
 import ddb_stream_runtime.router as router_module
 from ddb_stream_runtime import Router, RouterConfig, process_sqs_batch
+from tests.runtime.sources import as_kinesis, as_sqs, to_kinesis_change
 
 RECORDS = 1_000
 STREAM_BATCH = 100  # the controllers' default batch_size
@@ -478,3 +492,120 @@ def test_indexer_sends_one_bulk_request_per_batch(
     assert bulk_server.signed == 10  # SigV4, with the dummy credentials
     assert bulk_server.documents == RECORDS
     assert counter.calls == {}  # and no boto3 call: the credentials come from the environment
+
+
+# --- the same handlers behind SQS (the fan-out) and on Kinesis ---------------------------------
+
+SOURCES = ("sqs", "kinesis")
+
+
+def delivered(events: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """The stream's 1,000 records as the source delivers them: SQS raw delivery in batches
+    of 10 (the router's published record is the body), Kinesis in batches of 100."""
+    records = [record for event in events for record in event["Records"]]
+    if source == "sqs":
+        return [
+            as_sqs(records[start : start + SQS_BATCH])
+            for start in range(0, len(records), SQS_BATCH)
+        ]
+    changes = [to_kinesis_change(record, table_name="orders") for record in records]
+    return [
+        as_kinesis(changes[start : start + STREAM_BATCH])
+        for start in range(0, len(changes), STREAM_BATCH)
+    ]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_archiver_s3_mode_puts_one_object_per_record_from_sqs_and_kinesis(
+    counter: RequestCounter, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    s3 = boto3.session.Session().client("s3")
+    s3.create_bucket(Bucket="archive")
+    handler = handler_of(
+        "archiver", monkeypatch, ARCHIVE_BUCKET="archive", ARCHIVE_PREFIX="expired/"
+    )
+
+    for event in delivered(ttl_events(), source):
+        assert handler(event, None) == {"batchItemFailures": []}
+
+    assert counter.calls == {"s3.PutObject": RECORDS}  # one object per record: never a copy
+    assert counter.sends == counter.calls
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="archive", Prefix="expired/")
+    assert sum(page["KeyCount"] for page in pages) == RECORDS
+
+
+@pytest.mark.parametrize(("source", "calls"), [("sqs", 100), ("kinesis", 40)])
+def test_archiver_table_mode_from_sqs_and_kinesis(
+    counter: RequestCounter, monkeypatch: pytest.MonkeyPatch, source: str, calls: int
+) -> None:
+    client = create_table("archive", "orderId")
+    handler = handler_of("archiver", monkeypatch, ARCHIVE_TABLE="archive")
+
+    for event in delivered(ttl_events(), source):
+        assert handler(event, None) == {"batchItemFailures": []}
+
+    assert counter.calls == {"dynamodb.BatchWriteItem": calls}
+    assert counter.sends == counter.calls
+    assert len(scan_all(client, "archive")) == RECORDS
+
+
+@pytest.mark.parametrize(("source", "calls"), [("sqs", 100), ("kinesis", 20)])
+def test_counter_from_sqs_and_kinesis(
+    counter: RequestCounter, monkeypatch: pytest.MonkeyPatch, source: str, calls: int
+) -> None:
+    client = create_table("counters", "pk")
+    handler = handler_of("counter", monkeypatch, COUNTER_TABLE="counters", GROUP_ATTRIBUTE="status")
+
+    for event in delivered(insert_events(groups=10), source):
+        assert handler(event, None) == {"batchItemFailures": []}
+
+    # SQS: 10 markers + 10 groups per batch of 10, one transaction; Kinesis as the stream.
+    assert counter.calls == {"dynamodb.TransactWriteItems": calls}
+    assert counter.sends == counter.calls
+    counts = {
+        item["pk"]["S"]: int(item["count"]["N"])
+        for item in scan_all(client, "counters")
+        if "count" in item
+    }
+    assert counts == {f"STATUS-{g}": 100 for g in range(10)}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_replicator_from_sqs_and_kinesis_makes_one_conditional_write_per_record(
+    counter: RequestCounter, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    client = create_table("orders-copy", "orderId")
+    handler = handler_of("replicator", monkeypatch, TARGET_TABLE="orders-copy")
+
+    for event in delivered(stream_events(), source):
+        assert handler(event, None) == {"batchItemFailures": []}
+
+    assert counter.calls == {"dynamodb.PutItem": RECORDS}
+    assert counter.sends == counter.calls
+    assert len(scan_all(client, "orders-copy")) == RECORDS
+
+
+@pytest.mark.parametrize(("source", "requests"), [("sqs", 100), ("kinesis", 10)])
+def test_indexer_from_sqs_and_kinesis_sends_one_bulk_request_per_batch(
+    counter: RequestCounter,
+    bulk_server: BulkServer,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    requests: int,
+) -> None:
+    host, port = bulk_server.server_address[:2]
+    handler = handler_of(
+        "indexer",
+        monkeypatch,
+        SEARCH_ENDPOINT=f"http://{host}:{port}",
+        INDEX_NAME="orders",
+        AWS_REGION=REGION,
+        ID_ATTRIBUTES='["orderId"]',
+    )
+
+    for event in delivered(stream_events(), source):
+        assert handler(event, None) == {"batchItemFailures": []}
+
+    assert bulk_server.requests == {"POST /orders/_bulk": requests}
+    assert bulk_server.documents == RECORDS
+    assert counter.calls == {}

@@ -33,6 +33,7 @@ PUBLIC = {
     "deserialize_image",
     "deserialize_value",
     "process_stream_batch",
+    "read_batch",
     "stream_handler",
 }
 
