@@ -218,3 +218,77 @@ def test_alarm_actions_need_the_topic_and_key_policies(local_cloud, deploy_app, 
     assert (finding.alarm, finding.alarm_arn, finding.topic_arn) == (alarm, alarm_arn, topic)
     assert expected in finding.problem
     assert f"alarm action dropped: {alarm} → {topic}: " in deployment.summary()
+
+
+_SIGNED_BULK = '''
+import json, urllib.error, urllib.request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+
+def handler(event, context):
+    body = b'{"index": {"_index": "tasks", "_id": "1"}}\\n{"title": "a"}\\n'
+    request = AWSRequest(method="POST", url=event["url"] + "/tasks/_bulk", data=body,
+                         headers={"Content-Type": "application/x-ndjson"})
+    SigV4Auth(Credentials("AKID", "secret"), "es", "us-east-1").add_auth(request)
+    sent = urllib.request.Request(request.url, data=body, method="POST",
+                                  headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(sent) as response:
+            return [response.status, json.loads(response.read())]
+    except urllib.error.HTTPError as exc:
+        return [exc.code, json.loads(exc.read())]
+'''
+
+
+@pytest.mark.parametrize("allowed_by", ["domain policy", "identity policy", "nothing"])
+def test_signed_opensearch_requests_are_authorized(tmp_path, allowed_by):
+    """The runtime signs its OpenSearch requests itself (no botocore client call): the
+    request is authorized as es:ESHttpPost on the domain path, and the stand-in refuses
+    a denied one with 403."""
+    from ddb_stream_patterns.local.functions import LocalFunction
+    from ddb_stream_patterns.local.iam import RoleAuthorizer
+    from ddb_stream_patterns.local.opensearch import FakeOpenSearch
+
+    account, role = "123456789012", "arn:aws:iam::123456789012:role/Indexer"
+    (tmp_path / "index.py").write_text(_SIGNED_BULK)
+    writer = {"Effect": "Allow", "Action": "es:ESHttpPost",
+              "Resource": "arn:aws:es:us-east-1:123456789012:domain/search/tasks/_bulk"}
+    identity = [{"Statement": [writer]}] if allowed_by == "identity policy" else []
+    access = ([{"Statement": [{**writer, "Principal": {"AWS": role}}]}]
+              if allowed_by == "domain policy" else [])
+    with FakeOpenSearch() as search:
+        host = search.endpoint.split("://", 1)[1]
+        domain = f"arn:aws:es:us-east-1:{account}:domain/search"
+        auth = RoleAuthorizer(role, "indexer", lambda: identity, "us-east-1", account,
+                              resource_policies=lambda arn: access if arn.startswith(domain)
+                              else [], domain_arn={host: domain}.get)
+        with LocalFunction("indexer", "index.handler", tmp_path, authorizer=auth,
+                           environment={"AWS_CONFIG_FILE": "/dev/null"}) as fn:
+            status, body = fn.invoke({"url": search.endpoint})
+        assert search.requests  # the request reached the domain either way
+        if allowed_by != "nothing":
+            assert status == 200 and not body["errors"]
+            assert search.document("tasks", "1") is not None and fn.denied == 0
+            return
+        assert status == 403 and search.state.denied == 1
+        assert body["Message"] == (
+            f"User: arn:aws:sts::{account}:assumed-role/Indexer/indexer is not authorized to "
+            f"perform: es:ESHttpPost on resource: {domain}/tasks/_bulk because no "
+            "identity-based policy allows the es:ESHttpPost action")
+        assert search.document("tasks", "1") is None and fn.denied == 1
+
+
+def test_example_stacks_alarms_are_all_deliverable(local_cloud, tmp_path):
+    """Every alarm of the example app notifies a topic CloudWatch may publish to."""
+    from ddb_stream_patterns.local.deployer import deploy
+    from ddb_stream_patterns.local.runner import synthesize
+
+    assembly = synthesize("python examples/app.py", tmp_path / "cdk.out", REPO)
+    with deploy(local_cloud, assembly, name_prefix="alarms-") as deployment:
+        assert len(deployment._alarms) >= 10  # the alarms and their actions were read
+        assert all(actions for _, _, actions in deployment._alarms)
+        assert deployment.topic_policies and deployment.key_policies
+        assert deployment.alarm_action_findings == []
+        assert "alarm action dropped" not in deployment.summary()
