@@ -292,3 +292,38 @@ def test_example_stacks_alarms_are_all_deliverable(local_cloud, tmp_path):
         assert deployment.topic_policies and deployment.key_policies
         assert deployment.alarm_action_findings == []
         assert "alarm action dropped" not in deployment.summary()
+
+
+def test_sqs_mapping_whose_role_cannot_receive_leaves_the_message(client_factory, unique):
+    from ddb_stream_patterns.local.iam import RoleAuthorizer
+    from ddb_stream_patterns.local.model import MappingSpec
+    from ddb_stream_patterns.local.pollers import SqsPoller
+
+    sqs = client_factory("sqs")
+    url = sqs.create_queue(QueueName=unique("iam-q"))["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"]
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    granted = ["sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+
+    class Function:
+        name = "processor"
+        calls: list = []
+        authorizer = RoleAuthorizer(
+            "arn:aws:iam::123456789012:role/Processor", "processor",
+            lambda: [{"Statement": [{"Effect": "Allow", "Action": granted, "Resource": arn}]}],
+            "us-east-1", "123456789012")
+
+        def invoke(self, event):
+            self.calls.append(event)
+
+    spec = MappingSpec("Processor", Function(), "sqs", arn, queue_url=url)
+    poller = SqsPoller(spec, client_factory)
+    assert poller.poll_once() == 0 and Function.calls == []
+    assert spec.stats.denied == 1 and spec.stats.state_transition_reason == AUTHZ_ERROR
+    assert f"sqs:ReceiveMessage on resource: {arn}" in spec.stats.last_denied
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"  # still there, never received
+    granted.append("sqs:ReceiveMessage")
+    assert poller.poll_once() == 1 and len(Function.calls) == 1
