@@ -588,14 +588,14 @@ IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 #: Resource-policy types read for evaluation with ``enforce_iam`` (status, reason).
 RESOURCE_POLICY_TYPES: dict[str, tuple[Status, str]] = {
     "AWS::SNS::TopicPolicy": (
-        "enforced", "topic policy evaluated for CloudWatch alarm actions at deploy "
-        "(Deployment.alarm_action_findings)"),
+        "enforced", "topic policy enforced locally for CloudWatch alarm actions, checked "
+        "at deploy (Deployment.alarm_action_findings)"),
     "AWS::S3::BucketPolicy": (
-        "enforced", "bucket policy evaluated with the S3 calls of functions and of "
+        "enforced", "bucket policy enforced locally with the S3 calls of functions and of "
         "event source mappings"),
     "AWS::KMS::Key": (
-        "enforced", "key policy evaluated for CloudWatch alarm actions to encrypted topics "
-        "(encryption itself is not emulated)"),
+        "enforced", "key policy enforced locally for CloudWatch alarm actions to encrypted "
+        "topics (encryption itself is not emulated)"),
     "AWS::KMS::Alias": (
         "skipped", "encryption is not enforced locally (the alias is followed to its key "
         "for alarm actions)"),

@@ -64,6 +64,16 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   Lambda delivers fresh JSON: a handler that mutates its event cannot corrupt a retry.
   ``MappingSpec.on_event`` sees that copy just before the function; an exception it
   raises counts as a function error (a fault injected into the invocation).
+* **IAM.** Lambda makes a mapping's own calls with the function's execution role.
+  Before each poll the stream poller checks :data:`STREAM_READ_ACTIONS` on the stream
+  and the SQS poller :data:`SQS_READ_ACTIONS` on the queue, and every on-failure send
+  checks :data:`DESTINATION_ACTIONS` on its destination, all through
+  :func:`check_mapping_permissions` (the function's ``authorizer``, resource policies
+  included; nothing is checked without one). A denied read reads and invokes nothing
+  (records wait); a denied send keeps the record in the undeliverable file. Either is
+  counted in ``MappingStats.denied`` / ``last_denied``; a denied read also sets
+  ``state_transition_reason`` to :data:`AUTHZ_ERROR` and a ``last_processing_result``
+  marked ``(local)``: AWS documents no message for DynamoDB or SQS sources.
 * **Stats.** ``failed_attempts`` counts failed invocations (whole or partial) for
   streams, and for SQS failed invocations plus each reported item failure;
   ``sent_to_failure_destination`` counts every record given up on, with or without a
