@@ -113,6 +113,31 @@ def evaluation_us(number: int = 5000) -> float:
     return min(timeit.repeat(lambda: auth(request), number=number, repeat=3)) / number * 1e6
 
 
+def mapping_check_us(number: int = 2000) -> float:
+    """One stream poll's check of its own reads (4 actions on the stream ARN)."""
+    import timeit
+
+    from ddb_stream_patterns.local.iam import RoleAuthorizer
+    from ddb_stream_patterns.local.model import MappingSpec
+    from ddb_stream_patterns.local.pollers import STREAM_READ_ACTIONS, check_mapping_permissions
+
+    stream = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2026-01-01T00:00:00.000"
+    policy = {"Statement": [
+        {"Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                       "dynamodb:GetShardIterator"], "Resource": stream},
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:*:*:dlq"}]}
+
+    class Function:
+        name = "f"
+        authorizer = RoleAuthorizer("arn:aws:iam::123456789012:role/R", "f", lambda: [policy],
+                                    "us-east-1", "123456789012")
+
+    spec = MappingSpec("M", Function(), "dynamodb", stream)
+    return min(timeit.repeat(lambda: check_mapping_permissions(spec, STREAM_READ_ACTIONS, stream),
+                             number=number, repeat=3)) / number * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -137,6 +162,7 @@ def main() -> int:
               f"{checked['mapping']} mapping reads/sends checked)")
         print(f"  on / off           {best[True] / best[False]:7.3f}x")
     print(f"one policy evaluation in the parent (2 statements): {evaluation_us():.1f} µs")
+    print(f"one stream poll's check of its own reads (4 actions): {mapping_check_us():.1f} µs")
     if args.per_call:
         off, on = per_call(args.calls)
         print(f"one SQS call from a function ({args.calls} calls, best of 2): "

@@ -461,7 +461,6 @@ def record_denial(stats: MappingStats, denied: Mapping[str, Any], *, reading: bo
         _LOGGER.warning("event source mapping denied by IAM: %s", message)
 
 
-
 @dataclass
 class _Outcome:
     """One invocation: the response, or the error it raised."""
