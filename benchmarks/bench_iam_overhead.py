@@ -5,8 +5,10 @@ DynamoDB Local + moto, deploy, write ``--items`` sample items per table, run eve
 source mapping until idle, report) with ``enforce_iam=True`` and ``enforce_iam=False``,
 alternating which goes first, ``--rounds`` times; prints the best wall time of each and
 their ratio, plus how many AWS calls the functions made that were checked (every call a
-function makes through botocore is one pipe round trip to the parent, where the role's
-policies are evaluated). The run includes the TTL wait (DynamoDB Local's sweep), which
+function makes through botocore, or signs for OpenSearch, is one pipe round trip to the
+parent, where the role's policies are evaluated) and how many checks the event source
+mappings made of their own reads and on-failure sends (one per poll, in the parent).
+The run includes the TTL wait (DynamoDB Local's sweep), which
 is the same with and without enforcement, so the ratio is the share IAM adds to what a
 user waits for, not the cost per call; ``--per-call`` adds the latter: a function that
 makes ``--calls`` SQS ``GetQueueUrl`` calls to moto, allowed by its role, timed with and
@@ -28,25 +30,33 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "constructs"), str(REPO / "lambda_src")]
 
 
-def end_to_end(enforce: bool, items: int) -> tuple[float, int]:
+class _Counted:
+    """An authorizer that counts what it decides: function calls, and the event source
+    mappings' own checks (``decide``, see ``pollers.check_mapping_permissions``)."""
+
+    def __init__(self, inner, counts: dict[str, int]) -> None:
+        self.inner, self.counts = inner, counts
+
+    def __call__(self, request):
+        self.counts["calls"] += 1
+        return self.inner(request)
+
+    def decide(self, *args, **kwargs):
+        self.counts["mapping"] += 1
+        return self.inner.decide(*args, **kwargs)
+
+
+def end_to_end(enforce: bool, items: int) -> tuple[float, dict[str, int]]:
     from ddb_stream_patterns.local import runner
 
-    checked = 0
+    counts = {"calls": 0, "mapping": 0}
     original = runner.deploy
 
     def counting_deploy(*args, **kwargs):
-        nonlocal checked
         deployment = original(*args, **kwargs)
         for fn in deployment.functions.values():
             if fn.authorizer is not None:
-                inner = fn.authorizer
-
-                def counted(request, inner=inner):
-                    nonlocal checked
-                    checked += 1
-                    return inner(request)
-
-                fn.authorizer = counted
+                fn.authorizer = _Counted(fn.authorizer, counts)
         return deployment
 
     runner.deploy = counting_deploy
@@ -54,7 +64,7 @@ def end_to_end(enforce: bool, items: int) -> tuple[float, int]:
         started = time.perf_counter()
         runner.run(project=REPO, items=items, out=io.StringIO(), timeout=120,
                    enforce_iam=enforce)
-        return time.perf_counter() - started, checked
+        return time.perf_counter() - started, counts
     finally:
         runner.deploy = original
 
@@ -103,6 +113,31 @@ def evaluation_us(number: int = 5000) -> float:
     return min(timeit.repeat(lambda: auth(request), number=number, repeat=3)) / number * 1e6
 
 
+def mapping_check_us(number: int = 2000) -> float:
+    """One stream poll's check of its own reads (4 actions on the stream ARN)."""
+    import timeit
+
+    from ddb_stream_patterns.local.iam import RoleAuthorizer
+    from ddb_stream_patterns.local.model import MappingSpec
+    from ddb_stream_patterns.local.pollers import STREAM_READ_ACTIONS, check_mapping_permissions
+
+    stream = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2026-01-01T00:00:00.000"
+    policy = {"Statement": [
+        {"Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                       "dynamodb:GetShardIterator"], "Resource": stream},
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:*:*:dlq"}]}
+
+    class Function:
+        name = "f"
+        authorizer = RoleAuthorizer("arn:aws:iam::123456789012:role/R", "f", lambda: [policy],
+                                    "us-east-1", "123456789012")
+
+    spec = MappingSpec("M", Function(), "dynamodb", stream)
+    return min(timeit.repeat(lambda: check_mapping_permissions(spec, STREAM_READ_ACTIONS, stream),
+                             number=number, repeat=3)) / number * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -111,20 +146,23 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
     best: dict[bool, float] = {}
-    checked = 0
+    checked = {"calls": 0, "mapping": 0}
     for i in range(args.rounds):
         for enforce in ((True, False) if i % 2 else (False, True)):
             seconds, n = end_to_end(enforce, args.items)
             print(f"round {i + 1}: enforce_iam={enforce}: {seconds:.1f} s"
-                  + (f", {n} calls checked" if enforce else ""), file=sys.stderr)
+                  + (f", {n['calls']} function calls and {n['mapping']} mapping checks"
+                     if enforce else ""), file=sys.stderr)
             best[enforce] = min(best.get(enforce, seconds), seconds)
-            checked = max(checked, n)
+            checked = {k: max(checked[k], n[k]) for k in checked}
     if best:
         print(f"example app end to end, {args.items} items per table, best of {args.rounds}:")
         print(f"  enforce_iam=False  {best[False]:7.1f} s")
-        print(f"  enforce_iam=True   {best[True]:7.1f} s   ({checked} calls checked)")
+        print(f"  enforce_iam=True   {best[True]:7.1f} s   ({checked['calls']} function calls, "
+              f"{checked['mapping']} mapping reads/sends checked)")
         print(f"  on / off           {best[True] / best[False]:7.3f}x")
     print(f"one policy evaluation in the parent (2 statements): {evaluation_us():.1f} µs")
+    print(f"one stream poll's check of its own reads (4 actions): {mapping_check_us():.1f} µs")
     if args.per_call:
         off, on = per_call(args.calls)
         print(f"one SQS call from a function ({args.calls} calls, best of 2): "

@@ -412,7 +412,8 @@ def test_every_resource_is_accounted_for(deployment: Deployment, example_assembl
             assert r.type == resource["Type"]
             assert r.status in ("deployed", "enforced", "skipped", "unsupported")
             assert (r.status == "enforced") == (
-                r.type in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy"))
+                r.type in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy",
+                           "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy", "AWS::KMS::Key"))
             assert r.physical_id
             if r.status != "deployed":
                 assert r.reason
@@ -569,12 +570,13 @@ def test_opensearch_is_unsupported_policies_skipped_iam_enforced(deployment: Dep
     assert "OpenSearch" in domain.reason
     assert domain.path == f"{DATA}/TaskSearch/Domain/Resource"
     skipped_types = {r.type for r in deployment.skipped}
-    assert {"AWS::SNS::TopicPolicy",
-            "AWS::S3::BucketPolicy", "AWS::Logs::LogGroup", "AWS::Logs::ResourcePolicy"} <= skipped_types
+    assert {"AWS::Logs::LogGroup", "AWS::Logs::ResourcePolicy"} <= skipped_types
     assert all("not enforced locally" in r.reason for r in deployment.skipped)
-    # IAM is enforced (LocalCloud(enforce_iam=True), the default): identity policies.
+    # IAM is enforced (LocalCloud(enforce_iam=True), the default): identity policies, and
+    # the resource policies that decide whether the patterns work.
     enforced_types = {r.type for r in deployment.enforced}
-    assert enforced_types == {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy"}
+    assert enforced_types == {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy",
+                              "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy", "AWS::KMS::Key"}
     assert all("enforced locally" in r.reason for r in deployment.enforced)
     assert " enforced, " in deployment.summary()
     # Every function's role has its policies, intrinsics resolved.

@@ -298,3 +298,131 @@ RESOURCE_CASES = [
 def test_resource_policy_principals(policies, context, expected):
     result = evaluate(policies, "sqs:SendMessage", QUEUE, context, principal=SNS)
     assert result.decision == expected
+
+
+# ------------------------------------------------------------------ principals (resource policies)
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/FnRole"
+SESSION = ("AWS", f"arn:aws:sts::{ACCOUNT}:assumed-role/FnRole/fn")
+CLOUDWATCH = ("Service", "cloudwatch.amazonaws.com")
+ALARM = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:Errors"
+BUCKET_OBJECT = "arn:aws:s3:::archive/k"
+
+
+def _stmt(effect, principal, action="s3:PutObject", resource="*", key="Principal", **extra):
+    return {"Effect": effect, key: principal, "Action": action, "Resource": resource, **extra}
+
+
+PRINCIPAL_CASES = [
+    # (id, statements, caller, action, context, expected)
+    ("star allows everyone", [_stmt("Allow", "*")], SESSION, "s3:PutObject", {}, "allow"),
+    ("AWS star allows a service too", [_stmt("Allow", {"AWS": "*"})], CLOUDWATCH,
+     "s3:PutObject", {}, "allow"),
+    ("role ARN names its sessions", [_stmt("Allow", {"AWS": ROLE})], SESSION, "s3:PutObject",
+     {}, "allow"),
+    ("other role", [_stmt("Allow", {"AWS": ROLE + "2"})], SESSION, "s3:PutObject", {},
+     "implicit-deny"),
+    ("account root allow grants nothing by itself",
+     [_stmt("Allow", {"AWS": f"arn:aws:iam::{ACCOUNT}:root"})], SESSION, "s3:PutObject", {},
+     "implicit-deny"),
+    ("account id deny denies its roles", [_stmt("Deny", {"AWS": ACCOUNT})], SESSION,
+     "s3:PutObject", {}, "explicit-deny"),
+    ("other account deny spares the role", [_stmt("Deny", {"AWS": "210987654321"})], SESSION,
+     "s3:PutObject", {}, "implicit-deny"),
+    ("service principal is not a role", [_stmt("Allow", {"Service": "lambda.amazonaws.com"})],
+     SESSION, "s3:PutObject", {}, "implicit-deny"),
+    ("explicit deny of the role beats star allow",
+     [_stmt("Allow", "*"), _stmt("Deny", {"AWS": [ROLE]})], SESSION, "s3:PutObject", {},
+     "explicit-deny"),
+    ("NotPrincipal deny spares the listed role",
+     [_stmt("Allow", "*"), _stmt("Deny", {"AWS": ROLE}, key="NotPrincipal")], SESSION,
+     "s3:PutObject", {}, "allow"),
+    ("NotPrincipal deny hits everyone else",
+     [_stmt("Allow", "*"), _stmt("Deny", {"AWS": ROLE + "2"}, key="NotPrincipal")], SESSION,
+     "s3:PutObject", {}, "explicit-deny"),
+    ("NotPrincipal allow grants the others",
+     [_stmt("Allow", {"Service": "sns.amazonaws.com"}, key="NotPrincipal")], CLOUDWATCH,
+     "s3:PutObject", {}, "allow"),
+    ("service principal with its SourceArn",
+     [_stmt("Allow", {"Service": "cloudwatch.amazonaws.com"}, "sns:Publish", TOPIC,
+            Condition={"ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:*:{ACCOUNT}:alarm:*"},
+                       "StringEquals": {"aws:SourceAccount": ACCOUNT}})],
+     CLOUDWATCH, "sns:Publish", {"aws:SourceArn": ALARM, "aws:SourceAccount": ACCOUNT}, "allow"),
+    ("service principal, other account's alarm",
+     [_stmt("Allow", {"Service": "cloudwatch.amazonaws.com"}, "sns:Publish", TOPIC,
+            Condition={"ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:*:{ACCOUNT}:alarm:*"}})],
+     CLOUDWATCH, "sns:Publish", {"aws:SourceArn": ALARM.replace(ACCOUNT, "210987654321")},
+     "implicit-deny"),
+    ("non-TLS deny with a service principal (TLS)",
+     [_stmt("Allow", {"Service": "cloudwatch.amazonaws.com"}, "sns:Publish", TOPIC),
+      _stmt("Deny", "*", "sns:Publish", TOPIC,
+            Condition={"Bool": {"aws:SecureTransport": "false"}})],
+     CLOUDWATCH, "sns:Publish", {"aws:SecureTransport": "true"}, "allow"),
+]
+
+
+@pytest.mark.parametrize(("statements", "caller", "action", "context", "expected"),
+                         [c[1:] for c in PRINCIPAL_CASES], ids=[c[0] for c in PRINCIPAL_CASES])
+def test_principals(statements, caller, action, context, expected):
+    resource = TOPIC if action == "sns:Publish" else BUCKET_OBJECT
+    assert evaluate([_policy(*statements)], action, resource, context,
+                    principal=caller).decision == expected
+
+
+ACCESS_CASES = [
+    # (id, identity statements, resource statements, expected decision, deciding kind)
+    ("identity allows, no resource policy", [_allow("s3:PutObject", "*")], [], "allow",
+     "identity"),
+    ("resource allows the role alone", [], [_stmt("Allow", {"AWS": ROLE})], "allow", "resource"),
+    ("neither allows", [_allow("s3:GetObject", "*")], [_stmt("Allow", {"AWS": ROLE + "2"})],
+     "implicit-deny", ""),
+    ("resource deny beats identity allow", [_allow("s3:*", "*")],
+     [_stmt("Deny", {"AWS": ROLE})], "explicit-deny", "resource"),
+    ("identity deny beats resource allow", [_allow("s3:*", "*"), _deny("s3:PutObject", "*")],
+     [_stmt("Allow", {"AWS": ROLE})], "explicit-deny", "identity"),
+    ("enforce_ssl bucket policy spares TLS calls", [_allow("s3:PutObject", "*")],
+     [_stmt("Deny", {"AWS": "*"}, "s3:*", ["arn:aws:s3:::archive", "arn:aws:s3:::archive/*"],
+            Condition={"Bool": {"aws:SecureTransport": "false"}})], "allow", "identity"),
+]
+
+
+@pytest.mark.parametrize(("identity", "resource", "expected", "kind"),
+                         [c[1:] for c in ACCESS_CASES], ids=[c[0] for c in ACCESS_CASES])
+def test_identity_and_resource_policies_same_account(identity, resource, expected, kind):
+    from ddb_stream_patterns.local.iam import evaluate_access
+
+    result, decided_by = evaluate_access([_policy(*identity)], [_policy(*resource)] if resource
+                                         else [], "s3:PutObject", BUCKET_OBJECT,
+                                         {"aws:SecureTransport": "true"}, SESSION)
+    assert (result.decision, decided_by) == (expected, kind)
+
+
+def test_authorizer_evaluates_bucket_policy_and_names_it():
+    bucket_policy = _policy(_stmt("Deny", {"AWS": ROLE}, "s3:PutObject", "arn:aws:s3:::archive/*"))
+    auth = RoleAuthorizer(ROLE, "fn", lambda: [_policy(_allow("s3:PutObject", "*"))],
+                          "us-east-1", ACCOUNT,
+                          resource_policies=lambda arn: [bucket_policy]
+                          if arn.startswith("arn:aws:s3:::archive") else [])
+    denied = auth.check("s3", "PutObject", {"Bucket": "archive", "Key": "k"})
+    assert (denied["code"], denied["status"]) == ("AccessDenied", 403)
+    assert denied["message"].endswith(
+        "s3:PutObject on resource: arn:aws:s3:::archive/k with an explicit deny in a "
+        "resource-based policy")
+    assert auth.check("s3", "PutObject", {"Bucket": "other", "Key": "k"}) is None
+
+
+def test_opensearch_requests_map_to_es_http_actions():
+    domain = f"arn:aws:es:us-east-1:{ACCOUNT}:domain/search"
+    pairs = request_resources("es", "ESHttpPost", {"Host": "127.0.0.1:9200",
+                                                   "Path": "/tasks/_bulk?refresh=false"},
+                              "us-east-1", ACCOUNT, domain_arn={"127.0.0.1:9200": domain}.get)
+    assert pairs == [("es:ESHttpPost", f"{domain}/tasks/_bulk")]
+    access = _policy(_stmt("Allow", {"AWS": ROLE}, "es:ESHttpPost", "arn:aws:es:*:*:domain/*/tasks/_bulk"))
+    auth = RoleAuthorizer(ROLE, "fn", lambda: [], "us-east-1", ACCOUNT,
+                          resource_policies=lambda arn: [access],
+                          domain_arn={"127.0.0.1:9200": domain}.get)
+    params = {"Host": "127.0.0.1:9200", "Path": "/tasks/_bulk"}
+    assert auth.check("es", "ESHttpPost", params) is None  # the domain policy allows it
+    denied = auth.check("es", "ESHttpDelete", {**params, "Path": "/tasks"})
+    assert "es:ESHttpDelete on resource: " + domain + "/tasks because no identity-based" in (
+        denied["message"])

@@ -14,9 +14,14 @@ intrinsics resolved against what it already created.
 - Event source mappings → :class:`~.model.MappingSpec` objects for the pollers
   (never created in moto: that would empty the stream buffer).
 - IAM roles and policies → *enforced* (with ``LocalCloud(enforce_iam=True)``, the
-  default): each function's AWS calls are checked against its role's identity
-  policies (``iam.RoleAuthorizer``); *skipped* with ``enforce_iam=False``.
-- Resource policies, log groups, KMS, CDK metadata → recorded as *skipped*.
+  default): each function's AWS calls, and its event source mappings' reads and
+  on-failure sends, are checked against its role's identity policies
+  (``iam.RoleAuthorizer``); *skipped* with ``enforce_iam=False``.
+- Resource policies evaluated with ``enforce_iam`` → *enforced*: SQS queue policies (SNS
+  delivery), S3 bucket policies (function and mapping calls), OpenSearch domain access
+  policies (the runtime's SigV4 requests), SNS topic policies and KMS key policies
+  (CloudWatch alarm actions, checked at deploy: :attr:`Deployment.alarm_action_findings`).
+- Other resource policies, log groups, KMS aliases, CDK metadata → recorded as *skipped*.
 - Anything that cannot run here (OpenSearch domains, VPCs, unknown types) → recorded
   as *unsupported*, with placeholder attributes so dependants still deploy.
 
@@ -41,15 +46,17 @@ from typing import Any, Generic, Literal, TypeVar
 from . import kinesis
 from .cloud import LocalCloud
 from .functions import LocalFunction
-from .iam import RoleAuthorizer
+from .iam import RoleAuthorizer, evaluate
 from .intrinsics import NO_VALUE, Context, IntrinsicError, evaluate_condition, references, resolve
 from .model import MappingSpec, MappingStats
 
 __all__ = [
+    "AlarmActionFinding",
     "DeployedResource",
     "Deployment",
     "DeploymentError",
     "ResourceMap",
+    "alarm_action_findings",
     "deploy",
     "physical_name",
 ]
@@ -171,6 +178,18 @@ class Deployment:
         self._table_arns: dict[str, str] = {}  # table name → ARN as DynamoDB Local gives it
         self._managed_policies: dict[str, dict] = {}  # customer-managed policy ARN → document
         self._managed_links: list[tuple[str, str]] = []  # (role name, managed policy ARN)
+        # Resource policies (enforce_iam): what AWS evaluates besides identity policies.
+        self.topic_policies: dict[str, list[dict]] = {}  # topic ARN → policy documents
+        self.bucket_policies: dict[str, list[dict]] = {}  # bucket name → policy documents
+        self.key_policies: dict[str, dict] = {}  # KMS key ARN → key policy
+        self.domain_policies: dict[str, list[dict]] = {}  # OpenSearch domain ARN → policies
+        self._key_arns: dict[str, str] = {}  # key ID, ARN or alias → key ARN
+        self._domain_hosts: dict[str, str] = {}  # OpenSearch endpoint host → domain ARN
+        self._topic_keys: dict[str, str] = {}  # topic ARN → its KmsMasterKeyId
+        self._alarms: list[tuple[str, str, list[str]]] = []  # (key, alarm ARN, actions)
+        #: Alarms whose notifications CloudWatch could not deliver (``enforce_iam``):
+        #: see :func:`alarm_action_findings`.
+        self.alarm_action_findings: list[AlarmActionFinding] = []
 
     # ------------------------------------------------------------------ queries
 
@@ -197,6 +216,23 @@ class Deployment:
         linked = [self._managed_policies[arn] for name, arn in self._managed_links
                   if name == role_name and arn in self._managed_policies]
         return self.role_policies[role_name] + linked
+
+    def resource_policies_for(self, resource: str) -> list[dict]:
+        """The resource policies AWS evaluates with a function's call on ``resource``:
+        the bucket policy of an S3 object or bucket ARN, the access policy of an
+        OpenSearch domain path; ``[]`` for anything else (see the README's IAM list)."""
+        if resource.startswith("arn:aws:s3:::"):
+            bucket = resource[len("arn:aws:s3:::"):].split("/", 1)[0]
+            return self.bucket_policies.get(bucket, [])
+        if resource.startswith("arn:aws:es:"):
+            for domain, policies in self.domain_policies.items():
+                if resource == domain or resource.startswith(domain + "/"):
+                    return policies
+        return []
+
+    def domain_for_host(self, host: str) -> str | None:
+        """The ARN of the OpenSearch domain whose endpoint is ``host`` (``host:port``)."""
+        return self._domain_hosts.get(host)
 
     @property
     def skipped(self) -> list[DeployedResource]:
@@ -334,6 +370,8 @@ class Deployment:
             )
         for r in self.unsupported:
             lines.append(f"  unsupported {r.key} ({r.type}): {r.reason}")
+        for finding in self.alarm_action_findings:
+            lines.append(f"  alarm action dropped: {finding}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
@@ -548,6 +586,22 @@ _ENFORCED = "identity policies enforced locally: each function's AWS calls are c
 #: IAM types whose policies are enforced (``LocalCloud(enforce_iam=True)``).
 IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 
+#: Resource-policy types read for evaluation with ``enforce_iam`` (status, reason).
+RESOURCE_POLICY_TYPES: dict[str, tuple[Status, str]] = {
+    "AWS::SNS::TopicPolicy": (
+        "enforced", "topic policy enforced locally for CloudWatch alarm actions, checked "
+        "at deploy (Deployment.alarm_action_findings)"),
+    "AWS::S3::BucketPolicy": (
+        "enforced", "bucket policy enforced locally with the S3 calls of functions and of "
+        "event source mappings"),
+    "AWS::KMS::Key": (
+        "enforced", "key policy enforced locally for CloudWatch alarm actions to encrypted "
+        "topics (encryption itself is not emulated)"),
+    "AWS::KMS::Alias": (
+        "skipped", "encryption is not enforced locally (the alias is followed to its key "
+        "for alarm actions)"),
+}
+
 #: Types accepted as no-ops, with the reason recorded.
 SKIPPED_TYPES: dict[str, str] = {
     "AWS::IAM::Role": f"IAM is {_NOT_ENFORCED}",
@@ -730,6 +784,8 @@ class _StackDeployer:
                     f"{self.stack.name}/{logical_id} ({resource_type}): {exc}"
                 ) from exc
         self._collect_policies()
+        if getattr(self.cloud, "enforce_iam", False):
+            self._collect_domains()
         self._outputs()
         return results
 
@@ -746,7 +802,9 @@ class _StackDeployer:
                 continue
             props = props if isinstance(props, dict) else {}
             kind = resource.get("Type")
-            if kind == "AWS::IAM::Role":
+            if kind in RESOURCE_POLICY_TYPES:
+                self._collect_resource_policy(logical_id, kind, props)
+            elif kind == "AWS::IAM::Role":
                 name = self.placeholders[logical_id][1]
                 docs = dep.role_policies.setdefault(name, [])
                 docs += [p["PolicyDocument"] for p in props.get("Policies") or []
@@ -771,6 +829,47 @@ class _StackDeployer:
                 for role in props.get("Roles") or []:
                     dep.role_policies.setdefault(str(role), []).append(document)
 
+    def _collect_resource_policy(self, logical_id: str, kind: str, props: dict) -> None:
+        dep = self.deployment
+        document = props.get("PolicyDocument")
+        if kind == "AWS::SNS::TopicPolicy" and isinstance(document, dict):
+            for topic in props.get("Topics") or []:
+                dep.topic_policies.setdefault(str(topic), []).append(document)
+        elif kind == "AWS::S3::BucketPolicy" and isinstance(document, dict):
+            dep.bucket_policies.setdefault(str(props.get("Bucket")), []).append(document)
+        elif kind == "AWS::KMS::Key":
+            arn = str(self._fallback(logical_id, "Arn"))
+            dep._key_arns[str(self._fallback(logical_id, None))] = arn
+            dep._key_arns[arn] = arn
+            if isinstance(props.get("KeyPolicy"), dict):
+                dep.key_policies[arn] = props["KeyPolicy"]
+        elif kind == "AWS::KMS::Alias":
+            alias, target = str(props.get("AliasName")), str(props.get("TargetKeyId"))
+            key = dep._key_arns.get(target, target)
+            dep._key_arns[alias] = key
+            dep._key_arns[f"arn:aws:kms:{self.cloud.region}:{self.cloud.account_id}:{alias}"] = key
+
+    def _collect_domains(self) -> None:
+        """The access policy and endpoint of each OpenSearch domain (not deployed: its
+        stand-in, if any, answers at the endpoint ``stand_ins`` gave)."""
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") not in ("AWS::OpenSearchService::Domain",
+                                             "AWS::Elasticsearch::Domain"):
+                continue
+            if logical_id not in self.placeholders:
+                continue
+            arn = str(self._fallback(logical_id, "Arn"))
+            self.deployment._domain_hosts[str(self._fallback(logical_id, "DomainEndpoint"))] = arn
+            try:
+                policy = resolve((resource.get("Properties") or {}).get("AccessPolicies"),
+                                 self.ctx)
+            except IntrinsicError as exc:
+                self.deployment.warnings.append(
+                    f"{self.stack.name}/{logical_id}: its access policy cannot be resolved "
+                    f"({exc}): it allows nothing locally")
+                policy = None
+            self.deployment.domain_policies[arn] = [policy] if isinstance(policy, dict) else []
+
     def _deploy_one(self, logical_id: str, resource: dict, record: DeployedResource) -> None:
         resource_type = record.type
         condition = resource.get("Condition")
@@ -782,6 +881,10 @@ class _StackDeployer:
             creator = _create_queue_policy
         elif resource_type in IAM_TYPES and getattr(self.cloud, "enforce_iam", False):
             self._not_created(record, "enforced", _ENFORCED)
+            self._iam_resources.append(logical_id)
+            return
+        elif resource_type in RESOURCE_POLICY_TYPES and getattr(self.cloud, "enforce_iam", False):
+            self._not_created(record, *RESOURCE_POLICY_TYPES[resource_type])
             self._iam_resources.append(logical_id)
             return
         if resource_type in SKIPPED_TYPES and creator is None:
@@ -1019,6 +1122,8 @@ def _create_topic(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
             ReturnSubscriptionArn=True,
         )
     d.deployment.topics._set(d.stack.name, logical_id, arn)
+    if props.get("KmsMasterKeyId"):
+        d.deployment._topic_keys[arn] = str(props["KmsMasterKeyId"])
     return _Created(arn, {"TopicArn": arn, "TopicName": name})
 
 
@@ -1212,6 +1317,9 @@ def _create_alarm(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
         return _Created(
             name, {"Arn": arn}, status="skipped", reason=f"PutMetricAlarm failed: {exc}"
         )
+    actions = [str(a) for key in ("AlarmActions", "OKActions", "InsufficientDataActions")
+               for a in props.get(key) or []]
+    d.deployment._alarms.append((f"{d.stack.name}/{logical_id}", arn, actions))
     return _Created(name, {"Arn": arn}, ["stored in moto; never evaluated"])
 
 
@@ -1309,7 +1417,9 @@ def _role_authorizer(d: _StackDeployer, role_arn: str, function_name: str) -> Ro
         return found
 
     return RoleAuthorizer(role_arn, function_name, policies, d.cloud.region, d.cloud.account_id,
-                          table_arn=deployment._table_arns.get)
+                          table_arn=deployment._table_arns.get,
+                          resource_policies=deployment.resource_policies_for,
+                          domain_arn=deployment.domain_for_host)
 
 
 _UNEMULATED_MAPPING_PROPS = (
@@ -1417,6 +1527,87 @@ _CREATORS: dict[str, Callable[[_StackDeployer, str, dict], _Created]] = {
 DEPLOYED_TYPES = tuple(_CREATORS)
 
 
+# ------------------------------------------------------------------------ alarm actions
+
+#: CloudWatch publishes alarm notifications as this service principal.
+CLOUDWATCH_PRINCIPAL = ("Service", "cloudwatch.amazonaws.com")
+#: The AWS managed key for SNS: its key policy cannot be changed and does not allow
+#: CloudWatch (SNS Developer Guide, "Enable compatibility between event sources from AWS
+#: services and encrypted topics").
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
+
+
+@dataclass(frozen=True)
+class AlarmActionFinding:
+    """An alarm whose notification to an SNS topic would be dropped in AWS."""
+
+    alarm: str  # "Stack/LogicalId"
+    alarm_arn: str
+    topic_arn: str
+    problem: str  # the missing (or denying) statement, in words
+
+    def __str__(self) -> str:
+        return f"{self.alarm} → {self.topic_arn}: {self.problem}"
+
+
+def alarm_action_findings(deployment: Deployment) -> list[AlarmActionFinding]:
+    """Check every alarm action to an SNS topic of the templates as CloudWatch would be.
+
+    The local cloud does not fire alarms; this checks at deploy time what AWS checks
+    when one fires: CloudWatch (principal ``cloudwatch.amazonaws.com``, with
+    ``aws:SourceArn`` the alarm's ARN and ``aws:SourceAccount`` its account) must be
+    allowed ``sns:Publish`` by the topic policy (``AWS::SNS::TopicPolicy``), and, for a
+    topic encrypted with ``KmsMasterKeyId``, ``kms:GenerateDataKey*`` and
+    ``kms:Decrypt`` by the key policy (``AWS::KMS::Key``); a topic encrypted with the AWS
+    managed key ``alias/aws/sns`` never receives alarms. Not judged (no finding): topics
+    without a topic policy (SNS's default policy applies and is not modelled), actions
+    to topics or keys outside the templates, and non-SNS actions.
+    """
+    findings: list[AlarmActionFinding] = []
+    for alarm, alarm_arn, actions in deployment._alarms:
+        account = alarm_arn.split(":")[4]
+        context = {"aws:SourceArn": alarm_arn, "aws:SourceAccount": account,
+                   "aws:SecureTransport": "true"}
+        for topic in dict.fromkeys(a for a in actions if a.startswith("arn:aws:sns:")):
+            problems = []
+            policies = deployment.topic_policies.get(topic)
+            if policies is not None:
+                result = evaluate(policies, "sns:Publish", topic, context,
+                                  principal=CLOUDWATCH_PRINCIPAL)
+                if result.decision == "explicit-deny":
+                    sid = (result.statement or {}).get("Sid", "a statement")
+                    problems.append(f"its topic policy denies cloudwatch.amazonaws.com "
+                                    f"sns:Publish ({sid})")
+                elif not result.allowed:
+                    problems.append(
+                        "no statement of its topic policy allows cloudwatch.amazonaws.com "
+                        f"sns:Publish with aws:SourceArn {alarm_arn} and aws:SourceAccount "
+                        f"{account}")
+            key = deployment._topic_keys.get(topic)
+            if key is not None:
+                problems += _key_problems(deployment, key, context)
+            findings += [AlarmActionFinding(alarm, alarm_arn, topic, p) for p in problems]
+    return findings
+
+
+def _key_problems(deployment: Deployment, key: str, context: Mapping[str, str]) -> list[str]:
+    if key == AWS_MANAGED_SNS_KEY or key.endswith(":" + AWS_MANAGED_SNS_KEY):
+        return [f"it is encrypted with the AWS managed key {AWS_MANAGED_SNS_KEY}, whose key "
+                "policy does not allow cloudwatch.amazonaws.com (use a customer managed key)"]
+    key_arn = deployment._key_arns.get(key, key)
+    policy = deployment.key_policies.get(key_arn)
+    if policy is None:
+        return []  # a key outside the templates: not judged
+    missing = [action for action in ("kms:GenerateDataKey", "kms:Decrypt")
+               if not evaluate([policy], action, key_arn, context,
+                               principal=CLOUDWATCH_PRINCIPAL).allowed]
+    if not missing:
+        return []
+    wanted = ", ".join(m + ("*" if m.endswith("GenerateDataKey") else "") for m in missing)
+    return [f"the key policy of its key {key_arn} does not allow cloudwatch.amazonaws.com "
+            f"{wanted}"]
+
+
 # ------------------------------------------------------------------------ entry point
 
 
@@ -1487,6 +1678,8 @@ def deploy(
                 stand_ins,
             )
             deployment.stacks[stack.name] = deployer.deploy()
+        if getattr(cloud, "enforce_iam", False):
+            deployment.alarm_action_findings = alarm_action_findings(deployment)
     except BaseException:
         deployment.close()
         raise

@@ -724,8 +724,46 @@ def _iam_params(params: Mapping[str, Any]) -> dict:
     return found
 
 
+#: Header carrying the IAM denial of a SigV4-signed OpenSearch request to the stand-in,
+#: which answers it with OpenSearch Service's 403 (see ``opensearch.py``).
+IAM_DENIED_HEADER = "X-Ddb-Local-Iam-Denied"
+#: Signing names whose SigV4-signed HTTP requests are authorized (``es``: OpenSearch
+#: Service's ``es:ESHttp*`` actions, one per HTTP method).
+_SIGNED_HTTP_SERVICES = ("es",)
+
+
+def _patch_sigv4(auth_module: Any, ask: Callable[[dict], dict | None]) -> None:
+    """Authorize requests signed for OpenSearch Service (``es:ESHttp<Method>``).
+
+    Handlers that call OpenSearch sign HTTP requests with botocore's ``SigV4Auth`` and
+    send them themselves: the domain, not botocore, decides. The request is asked about
+    as ``{"prefix": "es", "operation": "ESHttpPost", "params": {"Host", "Path"}}``; a
+    denial travels with the request in :data:`IAM_DENIED_HEADER` (JSON), so the stand-in
+    answers it as the domain would, with 403.
+    """
+    from urllib.parse import urlsplit
+
+    signer = auth_module.SigV4Auth
+    original = signer.add_auth
+
+    def add_auth(self: Any, request: Any) -> Any:
+        result = original(self, request)
+        if getattr(self, "_service_name", None) in _SIGNED_HTTP_SERVICES:
+            url = urlsplit(request.url)
+            denied = ask({"prefix": self._service_name,
+                          "operation": f"ESHttp{str(request.method).capitalize()}",
+                          "params": {"Host": url.netloc, "Path": url.path or "/"}})
+            if denied:
+                request.headers[IAM_DENIED_HEADER] = json.dumps(
+                    {"code": denied.get("code"), "message": denied.get("message")})
+        return result
+
+    signer.add_auth = add_auth
+
+
 def _install_iam_guard(ask: Callable[[dict], dict | None]) -> None:
-    """Check every botocore call with ``ask`` before it is sent (patched on import)."""
+    """Check every botocore call with ``ask`` before it is sent (patched on import), and
+    every request signed for OpenSearch (:func:`_patch_sigv4`)."""
     import importlib.machinery
 
     def patch(client_module: Any) -> None:
@@ -747,10 +785,13 @@ def _install_iam_guard(ask: Callable[[dict], dict | None]) -> None:
 
         base._make_api_call = _make_api_call
 
+    patches = {"botocore.client": patch,
+               "botocore.auth": lambda module: _patch_sigv4(module, ask)}
+
     class _PatchBotocore:
         @staticmethod
         def find_spec(fullname, path=None, target=None):  # noqa: ANN001
-            if fullname != "botocore.client":
+            if fullname not in patches:
                 return None
             spec = importlib.machinery.PathFinder.find_spec(fullname, path)
             if spec is None or spec.loader is None:
@@ -759,7 +800,7 @@ def _install_iam_guard(ask: Callable[[dict], dict | None]) -> None:
 
             def exec_and_patch(module: Any) -> None:
                 exec_module(module)
-                patch(module)
+                patches[fullname](module)
 
             spec.loader.exec_module = exec_and_patch
             return spec

@@ -46,7 +46,10 @@ __all__ = [
     "SUPPORTED_CONDITION_KEYS",
     "Decision",
     "Evaluation",
+    "RoleAuthorizer",
     "evaluate",
+    "evaluate_access",
+    "principal_matches",
 ]
 
 #: Condition keys evaluated (lower case: IAM's key names are case-insensitive).
@@ -163,17 +166,60 @@ class Evaluation:
         return self.decision == "allow"
 
 
-def _principal_matches(element: Any, principal: tuple[str, str]) -> bool:
-    """A statement's ``Principal`` against ``(kind, value)``: ("Service", "sns.amazonaws.com")."""
+def _principal_values(element: Any, kind: str) -> list[str]:
+    values = element.get(kind, []) if isinstance(element, Mapping) else []
+    return [str(v) for v in (values if isinstance(values, list) else [values])]
+
+
+def principal_matches(element: Any, principal: tuple[str, str]) -> bool:
+    """Whether a ``Principal`` (or ``NotPrincipal``) element names the caller.
+
+    ``principal`` is ``("Service", "cloudwatch.amazonaws.com")`` for a service, or
+    ``("AWS", ARN)`` for an IAM role (its ARN ``arn:aws:iam::ACCOUNT:role/NAME`` or a
+    session of it, ``arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION``). Matches:
+
+    * ``"*"`` and ``{"AWS": "*"}``: everyone, services included;
+    * ``{"Service": ...}``: that service (a name or a list);
+    * ``{"AWS": ...}``: the role's ARN, the role ARN of an assumed-role session, the
+      account ID or ``arn:aws:iam::ACCOUNT:root`` of the role's account.
+
+    An account principal names every principal of the account: in an *Allow* of a
+    same-account resource policy it grants nothing by itself (the account's identity
+    policies decide, see :func:`_statement_effect`); in a *Deny* it denies them all.
+
+    >>> principal_matches({"Service": ["sns.amazonaws.com"]}, ("Service", "sns.amazonaws.com"))
+    True
+    >>> principal_matches({"AWS": "arn:aws:iam::1:root"},
+    ...                   ("AWS", "arn:aws:sts::1:assumed-role/R/fn"))
+    True
+    """
+    return _principal_match(element, principal) is not None
+
+
+def _principal_match(element: Any, principal: tuple[str, str]) -> str | None:
+    """``"exact"`` (names the caller, or everyone), ``"account"`` (its account), or None."""
     if element == "*":
-        return True
+        return "exact"
     if not isinstance(element, Mapping):
-        return False
-    if element.get("AWS") == "*":
-        return True
-    values = element.get(principal[0])
-    values = values if isinstance(values, list) else [values]
-    return principal[1] in values
+        return None
+    aws = _principal_values(element, "AWS")
+    if "*" in aws:
+        return "exact"
+    kind, value = principal
+    if kind == "Service":
+        return "exact" if value in _principal_values(element, "Service") else None
+    if kind != "AWS":
+        return "exact" if value in _principal_values(element, kind) else None
+    account = value.split(":")[4] if value.count(":") >= 5 else ""
+    names = {value}
+    if ":assumed-role/" in value:  # a session of a role: the role's ARN names it too
+        role = value.split(":assumed-role/", 1)[1].split("/", 1)[0]
+        names.add(f"arn:aws:iam::{account}:role/{role}")
+    if names & set(aws):
+        return "exact"
+    if account and (account in aws or f"arn:aws:iam::{account}:root" in aws):
+        return "account"
+    return None
 
 
 def _statement_effect(
@@ -185,14 +231,18 @@ def _statement_effect(
         return PermissionResult.NEUTRAL
     if principal is not None:  # a resource policy: the statement must name the caller
         if "NotPrincipal" in statement:
-            _LOGGER.warning("resource policy statement %s fails closed: NotPrincipal is not "
-                            "evaluated locally", json.dumps(statement.get("Sid") or statement,
-                                                            default=str))
-            return PermissionResult.DENIED if effect == "Deny" else PermissionResult.NEUTRAL
-        if not _principal_matches(statement.get("Principal"), principal):
-            return PermissionResult.NEUTRAL
+            # Applies to every principal except those listed.
+            if _principal_match(statement["NotPrincipal"], principal) is not None:
+                return PermissionResult.NEUTRAL
+        else:
+            match = _principal_match(statement.get("Principal"), principal)
+            if match is None:
+                return PermissionResult.NEUTRAL
+            if match == "account" and effect == "Allow":
+                # The account delegates to its identity policies: no grant by itself.
+                return PermissionResult.NEUTRAL
     stripped = {k: v for k, v in statement.items()
-                if k not in ("Condition", "NotResource", "Principal")}
+                if k not in ("Condition", "NotResource", "Principal", "NotPrincipal")}
     if "NotResource" in statement:
         # moto does not know NotResource: match it here, let moto match the actions.
         if _Statement(statement)._check_element_matches("NotResource", resource):
@@ -238,7 +288,7 @@ def evaluate(
     "true"}``); a key absent from it is absent from the request. With ``principal``
     (``("Service", "sns.amazonaws.com")``, ``("AWS", role ARN)``) the documents are
     resource policies: a statement applies only when its ``Principal`` names the caller
-    (``NotPrincipal`` is not evaluated: fails closed).
+    (or its ``NotPrincipal`` does not; see :func:`principal_matches`).
     """
     context = context or {}
     first_allow: Mapping[str, Any] | None = None
@@ -254,11 +304,51 @@ def evaluate(
     return Evaluation("implicit-deny")
 
 
+def evaluate_access(
+    identity_policies: Iterable[Mapping[str, Any] | str],
+    resource_policies: Iterable[Mapping[str, Any] | str],
+    action: str,
+    resource: str,
+    context: Mapping[str, str] | None = None,
+    principal: tuple[str, str] | None = None,
+) -> tuple[Evaluation, str]:
+    """Decide a same-account request under identity *and* resource policies.
+
+    IAM's rule within one account ("Policy evaluation for requests within a single
+    account"): an explicit deny in either kind of policy denies; otherwise the request is
+    allowed if either the identity-based or the resource-based policy allows it. A
+    service principal (``("Service", ...)``) has no identity policies: pass ``[]``.
+
+    Returns the evaluation and which kind decided it: ``"identity"``, ``"resource"``,
+    or ``""`` (an implicit deny: nothing allowed it).
+
+    >>> role = ("AWS", "arn:aws:sts::1:assumed-role/R/fn")
+    >>> deny = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+    ...          "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    >>> allow = {"Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}
+    >>> evaluate_access([allow], [deny], "s3:PutObject", "arn:aws:s3:::b/k",
+    ...                 {"aws:SecureTransport": "true"}, role)[0].decision
+    'allow'
+    """
+    context = context or {}
+    by_identity = evaluate(identity_policies, action, resource, context)
+    by_resource = evaluate(resource_policies, action, resource, context,
+                           principal=principal or ("AWS", "*"))
+    for result, kind in ((by_identity, "identity"), (by_resource, "resource")):
+        if result.decision == "explicit-deny":
+            return result, kind
+    for result, kind in ((by_identity, "identity"), (by_resource, "resource")):
+        if result.allowed:
+            return result, kind
+    return Evaluation("implicit-deny"), ""
+
+
 # ------------------------------------------------------------------ requests → (action, resources)
 
 #: The error each service returns for a denied call: (code, HTTP status).
 ERROR_SHAPES: dict[str, tuple[str, int]] = {
     "dynamodb": ("AccessDeniedException", 400),
+    "es": ("AccessDenied", 403),
     "sns": ("AuthorizationError", 403),
     "sqs": ("AccessDenied", 403),
     "s3": ("AccessDenied", 403),
@@ -296,12 +386,16 @@ def request_resources(
     region: str,
     account: str,
     table_arn: Callable[[str], str | None] | None = None,
+    domain_arn: Callable[[str], str | None] | None = None,
 ) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs a call is authorized on.
 
     ``params`` is the subset the function worker sends (see ``functions._iam_params``).
     ``table_arn`` maps a table name to its ARN as deployed (DynamoDB Local writes its
     own region and account into ARNs); default: this region and account.
+    ``domain_arn`` maps an OpenSearch host (``host:port``) to its domain's ARN: an
+    IAM-signed HTTP request (prefix ``es``, operation ``ESHttpPost`` etc., params
+    ``Host`` and ``Path``) is authorized on ``<domain ARN>/<path>``.
     A call whose resource is not derived here is authorized on ``*`` (a policy naming
     specific resources then does not allow it: fail closed).
     """
@@ -335,6 +429,11 @@ def request_resources(
         if url:
             name = str(url).rstrip("/").rsplit("/", 1)[-1]
             pairs.append((action, f"arn:aws:sqs:{region}:{account}:{name}"))
+    elif prefix == "es":
+        domain = domain_arn(str(params.get("Host", ""))) if domain_arn is not None else None
+        if domain:
+            path = str(params.get("Path") or "/").split("?", 1)[0].lstrip("/")
+            pairs.append((action, f"{domain}/{path}"))
     elif prefix == "s3":
         bucket = params.get("Bucket")
         if bucket:
@@ -345,13 +444,29 @@ def request_resources(
     return pairs or [(action, "*")]
 
 
+def _reason(decision: str, kind: str, action: str) -> str:
+    """Why a call was denied, as IAM's AccessDenied messages word it."""
+    if decision == "explicit-deny":
+        article = "an" if kind == "identity" else "a"
+        return f"with an explicit deny in {article} {kind}-based policy"
+    return f"because no identity-based policy allows the {action} action"
+
+
 @dataclass
 class RoleAuthorizer:
-    """Decides a function's calls under its role's identity policies (AWS's error shapes).
+    """Decides a function's calls under its role's policies (AWS's error shapes).
 
     ``policies`` is read at each call (the deployer fills it once every stack is
     deployed). Calling the authorizer with a request (``{"prefix", "operation",
     "params"}``) returns ``None`` when allowed, else the error the service returns.
+
+    ``resource_policies`` (resource ARN → resource policy documents: an S3 bucket's
+    policy for its objects, an OpenSearch domain's access policy for its paths) makes
+    the decision IAM's same-account one (:func:`evaluate_access`): an explicit deny in
+    either denies, an allow in either allows. The caller is the role's session
+    (``principal``). Calls are made over TLS (``aws:SecureTransport`` is ``"true"``):
+    the AWS SDKs, and the runtime's own SigV4 client, use HTTPS endpoints in AWS; the
+    local endpoints are plain HTTP, which says nothing about the deployed function.
     """
 
     role_arn: str
@@ -360,34 +475,51 @@ class RoleAuthorizer:
     region: str
     account: str
     table_arn: Callable[[str], str | None] | None = None
+    resource_policies: Callable[[str], Sequence[Any]] | None = None
+    domain_arn: Callable[[str], str | None] | None = None
 
     @property
     def principal(self) -> str:
         role_name = self.role_arn.rsplit("/", 1)[-1]
         return f"arn:aws:sts::{self.account}:assumed-role/{role_name}/{self.session_name}"
 
+    def decide(self, action: str, resource: str, context: Mapping[str, str] | None = None,
+               policies: Sequence[Any] | None = None) -> dict[str, Any] | None:
+        """``action`` on ``resource`` by this role: ``None`` if allowed, else the error.
+
+        The error is ``{"code", "status", "message", "action", "resource"}``, the
+        code and status the service of ``action`` returns and IAM's message.
+        """
+        context = {"aws:SecureTransport": "true", **(context or {})}
+        identity = list(self.policies()) if policies is None else policies
+        attached = list(self.resource_policies(resource)) if self.resource_policies else []
+        result, kind = evaluate_access(identity, attached, action, resource, context,
+                                       ("AWS", self.principal))
+        if result.allowed:
+            return None
+        prefix = action.split(":", 1)[0]
+        code, status = ERROR_SHAPES.get(prefix, _DEFAULT_ERROR)
+        return {
+            "code": code,
+            "status": status,
+            "message": f"User: {self.principal} is not authorized to perform: {action} "
+                       f"on resource: {resource} {_reason(result.decision, kind, action)}",
+            "action": action,
+            "resource": resource,
+        }
+
     def check(self, prefix: str, operation: str, params: Mapping[str, Any],
               context: Mapping[str, str] | None = None) -> dict[str, Any] | None:
         if (prefix, operation) in UNCHECKED:
             return None
         pairs = request_resources(prefix, operation, params, self.region, self.account,
-                                  self.table_arn)
-        context = {"aws:SecureTransport": "true", **(context or {})}
+                                  self.table_arn, self.domain_arn)
         policies = list(self.policies())
         for action, resource in pairs:
-            result = evaluate(policies, action, resource, context)
-            if result.allowed:
-                continue
-            reason = ("with an explicit deny in an identity-based policy"
-                      if result.decision == "explicit-deny"
-                      else f"because no identity-based policy allows the {action} action")
-            code, status = ERROR_SHAPES.get(prefix, _DEFAULT_ERROR)
-            return {
-                "code": code,
-                "status": status,
-                "message": f"User: {self.principal} is not authorized to perform: {action} "
-                           f"on resource: {resource} {reason}",
-            }
+            denied = self.decide(action, resource, context, policies)
+            if denied is not None:
+                code, status = ERROR_SHAPES.get(prefix, _DEFAULT_ERROR)
+                return {"code": code, "status": status, "message": denied["message"]}
         return None
 
     def __call__(self, request: Mapping[str, Any]) -> dict[str, Any] | None:

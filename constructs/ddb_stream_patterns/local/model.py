@@ -39,6 +39,14 @@ class MappingStats:
     errors: int = 0  # invocations that failed: the handler raised, crashed or timed out
     last_error_type: str | None = None  # of the latest failed invocation, e.g. "Runtime.ExitError"
     last_error_message: str | None = None
+    #: Reads and on-failure sends the function's role was denied (IAM enforced locally).
+    denied: int = 0
+    #: The latest such denial: IAM's message, naming the action and the resource.
+    last_denied: str | None = None
+    #: Lambda's ``LastProcessingResult`` / ``StateTransitionReason`` as the local cloud
+    #: sets them (see ``pollers.check_mapping_permissions``); None until something happens.
+    last_processing_result: str | None = None
+    state_transition_reason: str | None = None
 
     @property
     def last_error(self) -> str | None:

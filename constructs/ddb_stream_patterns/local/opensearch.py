@@ -18,7 +18,13 @@ OpenSearch does:
   answered as the plugin answers (see :mod:`.opensearch_security`), so the
   role-mapping provider can be tested against it;
 * it records every request (path, headers, body) and can verify its SigV4
-  signature with botocore.
+  signature with botocore;
+* IAM (``LocalCloud(enforce_iam=True)``): a request a local function's role may not
+  make (``es:ESHttp<Method>`` under its identity policy and the domain's access policy,
+  decided in the parent, see ``functions._patch_sigv4``) arrives marked with
+  :data:`IAM_DENIED_HEADER` and is answered ``403 {"Message": "User: ... is not
+  authorized to perform: es:ESHttpPost ..."}`` (the message is IAM's; the body shape is
+  the local cloud's), counted in ``state.denied``.
 
 Failures to inject: ``fail_requests`` (HTTP statuses for the next requests,
 e.g. ``[503]``) and ``fail_documents`` (document id -> (status, error type)).
@@ -34,6 +40,10 @@ from types import TracebackType
 from typing import Any
 
 from .opensearch_security import SECURITY_PREFIX, SecurityState, handle_security_request
+
+#: Set by a local function's IAM guard on a SigV4 request its role may not make (JSON
+#: ``{"code", "message"}``; ``functions.IAM_DENIED_HEADER``): answered 403.
+IAM_DENIED_HEADER = "X-Ddb-Local-Iam-Denied"
 
 __all__ = ["BulkRequest", "FakeOpenSearch", "SecurityState", "StoredDocument", "verify_sigv4"]
 
@@ -82,6 +92,7 @@ class _State:
     fail_requests: list[int] = field(default_factory=list)
     fail_documents: dict[str, tuple[int, str]] = field(default_factory=dict)
     security: SecurityState = field(default_factory=SecurityState)
+    denied: int = 0  # requests refused for IAM (see IAM_DENIED_HEADER)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -172,7 +183,16 @@ class _Handler(BaseHTTPRequestHandler):
             injected = state.fail_requests.pop(0) if state.fail_requests else None
         if injected is not None:
             self._answer(request, injected, {"error": {"type": "injected"}, "status": injected})
-        return request, injected
+            return request, injected
+        denied = {k.lower(): v for k, v in request.headers.items()}.get(IAM_DENIED_HEADER.lower())
+        if denied is not None:
+            # The function's role (identity policy and the domain's access policy) does not
+            # allow this es:ESHttp* request: the domain refuses it before OpenSearch sees it.
+            with state.lock:
+                state.denied += 1
+            self._answer(request, 403, {"Message": json.loads(denied).get("message")})
+            return request, 403
+        return request, None
 
     def _security(self, method: str) -> None:
         request, injected = self._receive(method)

@@ -64,6 +64,16 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   Lambda delivers fresh JSON: a handler that mutates its event cannot corrupt a retry.
   ``MappingSpec.on_event`` sees that copy just before the function; an exception it
   raises counts as a function error (a fault injected into the invocation).
+* **IAM.** Lambda makes a mapping's own calls with the function's execution role.
+  Before each poll the stream poller checks :data:`STREAM_READ_ACTIONS` on the stream
+  and the SQS poller :data:`SQS_READ_ACTIONS` on the queue, and every on-failure send
+  checks :data:`DESTINATION_ACTIONS` on its destination, all through
+  :func:`check_mapping_permissions` (the function's ``authorizer``, resource policies
+  included; nothing is checked without one). A denied read reads and invokes nothing
+  (records wait); a denied send keeps the record in the undeliverable file. Either is
+  counted in ``MappingStats.denied`` / ``last_denied``; a denied read also sets
+  ``state_transition_reason`` to :data:`AUTHZ_ERROR` and a ``last_processing_result``
+  marked ``(local)``: AWS documents no message for DynamoDB or SQS sources.
 * **Stats.** ``failed_attempts`` counts failed invocations (whole or partial) for
   streams, and for SQS failed invocations plus each reported item failure;
   ``sent_to_failure_destination`` counts every record given up on, with or without a
@@ -94,6 +104,7 @@ from .model import MappingSpec, MappingStats
 from .stream_images import repair_image
 
 __all__ = [
+    "AUTHZ_ERROR",
     "CREATION_TIME_GRANULARITY_S",
     "DEFAULT_SQS_CONCURRENCY",
     "DDB_LOCAL_TTL_EVENT_NAME",
@@ -103,7 +114,13 @@ __all__ = [
     "PollerTimeout",
     "Pollers",
     "SqsPoller",
+    "DESTINATION_ACTIONS",
+    "MappingPermissionDenied",
+    "SQS_READ_ACTIONS",
+    "STREAM_READ_ACTIONS",
     "StreamPoller",
+    "check_mapping_permissions",
+    "record_denial",
     "parse_batch_item_failures",
     "rewrite_ttl_record",
     "to_lambda_record",
@@ -358,6 +375,92 @@ def _error_code(exc: Exception) -> str:
     return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
 
 
+# --- the mapping's own calls, under the function's role ------------------------------------
+
+#: What Lambda's poller calls on a DynamoDB stream with the function's execution role
+#: (the DynamoDB Developer Guide's "IAM policy to allow an AWS Lambda function to access
+#: DynamoDB stream records": GetRecords, GetShardIterator, DescribeStream, ListStreams).
+STREAM_READ_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetShardIterator",
+                       "dynamodb:GetRecords", "dynamodb:ListStreams")
+#: What it calls on an SQS queue (ReceiveMessage, DeleteMessage, GetQueueAttributes).
+SQS_READ_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+#: The write to an on-failure destination, per destination service.
+DESTINATION_ACTIONS = {"sqs": "sqs:SendMessage", "sns": "sns:Publish", "s3": "s3:PutObject"}
+#: The ``StateTransitionReason`` code Lambda documents for a mapping whose role "does not
+#: have the required permissions to access the event source" (Lambda Developer Guide,
+#: "Troubleshoot Amazon MQ event source mapping errors"; the same codes are used for
+#: Kafka sources). For DynamoDB and SQS sources no code or message is documented: the
+#: local cloud uses this one, and its ``LastProcessingResult`` is a local message.
+AUTHZ_ERROR = "EVENT_SOURCE_AUTHZ_ERROR"
+
+
+class MappingPermissionDenied(PermissionError):
+    """The function's role may not make a call the event source mapping needs.
+
+    ``error`` is the authorizer's answer (``code``, ``message``, ``action``, ``resource``).
+    """
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(f"{error.get('code', 'AccessDenied')}: {error.get('message')}")
+        self.error = dict(error)
+
+
+def check_mapping_permissions(mapping: MappingSpec, actions: Iterable[str],
+                              resource: str) -> dict[str, Any] | None:
+    """Whether the mapping's function role may make ``actions`` on ``resource``.
+
+    Lambda makes an event source mapping's own calls (reading the stream or queue,
+    writing to the on-failure destination) with the function's execution role. Locally
+    the function's authorizer (``LocalFunction.authorizer``, an
+    :class:`~ddb_stream_patterns.local.iam.RoleAuthorizer` when IAM is enforced) decides
+    them, resource policies included. Returns ``None`` when every action is allowed
+    (or nothing is enforced), else the first denial: ``{"code", "status", "message",
+    "action", "resource"}``.
+
+    Any poller (streams, queues, Kinesis) calls this before its reads::
+
+        denied = check_mapping_permissions(mapping, STREAM_READ_ACTIONS, stream_arn)
+        if denied is not None:
+            record_denial(mapping.stats, denied, reading=True)   # and do not read
+
+    >>> class Fn:
+    ...     authorizer = None
+    >>> spec = MappingSpec("M", Fn(), "sqs", "arn:aws:sqs:us-east-1:1:q")
+    >>> check_mapping_permissions(spec, SQS_READ_ACTIONS, spec.source_arn) is None
+    True
+    """
+    authorizer = getattr(mapping.function, "authorizer", None)
+    decide = getattr(authorizer, "decide", None)
+    if decide is None:
+        return None
+    for action in actions:
+        denied = decide(action, resource)
+        if denied is not None:
+            return denied
+    return None
+
+
+def record_denial(stats: MappingStats, denied: Mapping[str, Any], *, reading: bool) -> None:
+    """Show a denied mapping call in its stats: count, message, Lambda's fields.
+
+    ``reading``: the mapping could not read its source (it does not invoke; its
+    ``last_processing_result`` and ``state_transition_reason`` say so); otherwise an
+    on-failure send was denied (the record is kept in the undeliverable file).
+    """
+    message = f"{denied.get('code', 'AccessDenied')}: {denied.get('message')}"
+    first = stats.last_denied != message
+    stats.denied += 1
+    stats.last_denied = message
+    if reading:
+        stats.state_transition_reason = AUTHZ_ERROR
+        # Local wording (no message is documented for DynamoDB / SQS sources).
+        stats.last_processing_result = (
+            f"PROBLEM: (local) the execution role may not {denied.get('action')} on "
+            f"{denied.get('resource')}")
+    if first:
+        _LOGGER.warning("event source mapping denied by IAM: %s", message)
+
+
 @dataclass
 class _Outcome:
     """One invocation: the response, or the error it raised."""
@@ -416,6 +519,22 @@ class _Poller:
                 kwargs["QueueOwnerAWSAccountId"] = parts["account"]
             self._queue_urls[queue_arn] = self._client("sqs").get_queue_url(**kwargs)["QueueUrl"]
         return self._queue_urls[queue_arn]
+
+    def _may_read(self, actions: Iterable[str], resource: str) -> bool:
+        """Whether the function's role may read the source now (else the denial is
+        recorded in the stats and nothing is read: the mapping does not invoke)."""
+        denied = check_mapping_permissions(self.mapping, actions, resource)
+        if denied is None:
+            return True
+        record_denial(self.stats, denied, reading=True)
+        return False
+
+    def _require(self, action: str, resource: str) -> None:
+        """Raise :class:`MappingPermissionDenied` if the role may not make this call."""
+        denied = check_mapping_permissions(self.mapping, (action,), resource)
+        if denied is not None:
+            record_denial(self.stats, denied, reading=False)
+            raise MappingPermissionDenied(denied)
 
     def _passes(self, record: Mapping[str, Any]) -> bool:
         return not self._filters or any(f.matches(record) for f in self._filters)
@@ -554,8 +673,12 @@ class StreamPoller(_Poller):
             / f"ddb-stream-patterns-undeliverable-{os.getpid()}.jsonl")
         self.undeliverable = 0
         self._saved: dict[str, dict[str, Any]] = self._load_checkpoints()
-        # Discover now: LATEST means "from when the mapping was created".
-        self._discover(initial=True)
+        # Discover now: LATEST means "from when the mapping was created" (once the role
+        # may read the stream, if it may not yet).
+        self._initial_pending = True
+        if self._may_read(STREAM_READ_ACTIONS, self.stream_arn):
+            self._discover(initial=True)
+            self._initial_pending = False
 
     # -- public
 
@@ -563,9 +686,15 @@ class StreamPoller(_Poller):
         """One pass over the readable shards; returns the records finished with.
 
         A record is finished with when its batch succeeded, when a filter dropped it, or
-        when it was given up on (sent to the failure destination).
+        when it was given up on (sent to the failure destination). Nothing is read when
+        the function's role may not read the stream (:data:`STREAM_READ_ACTIONS`).
         """
-        if time.monotonic() - self._described_at >= self.describe_interval_s:
+        if not self._may_read(STREAM_READ_ACTIONS, self.stream_arn):
+            return 0
+        if self._initial_pending:
+            self._discover(initial=True)
+            self._initial_pending = False
+        elif time.monotonic() - self._described_at >= self.describe_interval_s:
             self._discover(initial=False)
         handled = 0
         for shard in self._readable():
@@ -926,21 +1055,27 @@ class StreamPoller(_Poller):
                       self.undeliverable_path)
 
     def _send(self, target: str, payload: dict[str, Any], shard_id: str) -> None:
+        """Write the on-failure record, as the function's role (:meth:`_require`)."""
         parts = _arn_parts(target)
         body = json.dumps(payload)
         service = parts["service"]
+        if service not in DESTINATION_ACTIONS:
+            raise ValueError(f"unsupported on-failure destination {target!r}")
+        key = None
+        resource = target
+        if service == "s3":
+            now = datetime.now(timezone.utc)
+            key = (f"aws/lambda/{self.mapping.logical_id}/{shard_id}/{now:%Y/%m/%d}/"
+                   f"{now:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
+            resource = f"{target}/{key}"
+        self._require(DESTINATION_ACTIONS[service], resource)
         if service == "sqs":
             url = self._queue_url(target)
             self._client("sqs").send_message(QueueUrl=url, MessageBody=body)
         elif service == "sns":
             self._client("sns").publish(TopicArn=target, Message=body)
-        elif service == "s3":
-            now = datetime.now(timezone.utc)
-            key = (f"aws/lambda/{self.mapping.logical_id}/{shard_id}/{now:%Y/%m/%d}/"
-                   f"{now:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
-            self._client("s3").put_object(Bucket=parts["resource"], Key=key, Body=body.encode())
         else:
-            raise ValueError(f"unsupported on-failure destination {target!r}")
+            self._client("s3").put_object(Bucket=parts["resource"], Key=key, Body=body.encode())
 
 
 # --- SQS ------------------------------------------------------------------------------------
@@ -1011,10 +1146,13 @@ class SqsPoller(_Poller):
         """Receive up to a batch, invoke, delete what succeeded; returns messages handled.
 
         A message is handled when it was deleted (succeeded or filtered out) or came back
-        failed; 0 means the queue had nothing visible.
+        failed; 0 means the queue had nothing visible, or the function's role may not
+        read it (:data:`SQS_READ_ACTIONS`: nothing is received).
         """
         with self._lock:
             self._last_poll_at = time.monotonic()
+            if not self._may_read(SQS_READ_ACTIONS, self.queue_arn):
+                return 0
         messages = self._receive()
         if not messages:
             return 0

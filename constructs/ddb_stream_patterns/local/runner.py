@@ -436,11 +436,16 @@ def run(
 
 def _denied(report: RunReport) -> str:
     """The calls IAM denied (enforced locally), per function: the latest error each."""
-    if not report.denied and not report.sns_denied:
+    mappings = {name: s for name, s in sorted(report.flows.items()) if s.denied}
+    if not report.denied and not report.sns_denied and not mappings:
         return ""
     lines = ["", "Denied by IAM (policies enforced locally):"]
     for key, (count, last) in report.denied.items():
         lines.append(f"  {key}: {count} call(s) denied; last: {last}")
+    for name, s in mappings.items():
+        # The mapping's own reads and on-failure sends (made with the function's role).
+        lines.append(f"  {name}: event source mapping denied {s.denied} time(s) "
+                     f"({s.state_transition_reason or 'on-failure send'}); last: {s.last_denied}")
     for key, value in report.sns_denied.items():
         count, _, topic = value.partition(" ")
         lines.append(f"  {key}: {count} SNS delivery(ies) refused by the queue policy; "
