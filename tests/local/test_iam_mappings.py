@@ -327,3 +327,29 @@ def test_sqs_mapping_whose_role_cannot_receive_leaves_the_message(client_factory
     assert attributes["ApproximateNumberOfMessages"] == "1"  # still there, never received
     granted.append("sqs:ReceiveMessage")
     assert poller.poll_once() == 1 and len(Function.calls) == 1
+
+
+def test_kinesis_mapping_whose_role_lacks_get_records_does_not_invoke(local_cloud, deploy_app):
+    from ddb_stream_patterns.local.kinesis import KINESIS_READ_ACTIONS
+    from tests.local.test_kinesis import KinesisStack
+
+    assert "kinesis:GetRecords" in KINESIS_READ_ACTIONS
+    stack = KinesisStack(cdk.App(), "KinNoRead")
+    deployment = deploy_app(stack.node.root)
+    granted = copy.deepcopy(deployment.role_policies)
+    _without(deployment, "Shared", "kinesis:GetRecords")
+    ddb = local_cloud.client("dynamodb")
+    table = deployment.by_path("KinNoRead/Orders").physical_id
+    ddb.put_item(TableName=table, Item={"orderId": {"S": "o-1"}})
+    from ddb_stream_patterns.local.pytest_plugin import run_pollers
+
+    run_pollers(local_cloud, deployment, timeout=60)
+    shared, removals = deployment.stats_of(stack.shared), deployment.stats_of(stack.removals)
+    assert removals.records_in >= 1  # the stream has the change: the other reader saw it
+    assert shared.denied >= 1 and (shared.invocations, shared.records_in) == (0, 0)
+    assert "kinesis:GetRecords on resource: arn:aws:kinesis:" in shared.last_denied
+    assert shared.state_transition_reason == AUTHZ_ERROR
+    # Granted again, the waiting change is read: nothing was lost.
+    deployment.role_policies.update(granted)
+    run_pollers(local_cloud, deployment, timeout=60)
+    assert shared.records_in >= 1 and shared.invocations >= 1

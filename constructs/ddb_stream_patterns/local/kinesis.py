@@ -62,6 +62,7 @@ from .pollers import (
 
 __all__ = [
     "CREATORS",
+    "KINESIS_READ_ACTIONS",
     "KinesisPoller",
     "KinesisWriter",
     "feeders",
@@ -74,6 +75,9 @@ _LOGGER = logging.getLogger(__name__)
 
 _PUT_RECORDS_MAX = 500  # PutRecords entries per request
 _GET_RECORDS_LIMIT = 10_000  # GetRecords maximum
+#: The calls the poller makes on the stream (all in AWS's ``AWSLambdaKinesisExecutionRole``,
+#: https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaKinesisExecutionRole.html).
+KINESIS_READ_ACTIONS = ("kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords")
 _MINUTE_S = 60
 
 
@@ -375,16 +379,19 @@ class KinesisPoller(StreamPoller):
                                   f"{getattr(function, 'name', 'function')}")
         super().__init__(mapping, client_factory, **kwargs)
 
-    # TODO(iam): the IAM helper (branch iam) checks a mapping's own calls against the
-    # function's role; call it here for kinesis:ListShards/GetShardIterator/GetRecords (and
-    # kinesis:SubscribeToShard/DescribeStreamConsumer on a consumer ARN) before reading,
-    # and in _give_up for the on-failure destination (sqs:SendMessage / s3:PutObject).
-    def _check_role(self, action: str, resource: str) -> None:
-        """Hook: allow everything until the IAM helper lands."""
+    def _may_read_source(self) -> bool:
+        """The mapping reads the stream with the function's role, as Lambda does: the
+        calls this poller makes (:data:`KINESIS_READ_ACTIONS`, in
+        ``AWSLambdaKinesisExecutionRole``) on the stream, and ``kinesis:SubscribeToShard``
+        on an enhanced fan-out consumer. Denied: nothing is read, the stats say why."""
+        if not self._may_read(KINESIS_READ_ACTIONS, self.kinesis_stream_arn):
+            return False
+        if self.mapping.source_arn != self.kinesis_stream_arn:
+            return self._may_read(("kinesis:SubscribeToShard",), self.mapping.source_arn)
+        return True
 
     def _discover(self, *, initial: bool) -> None:
         kinesis = self._client("kinesis")
-        self._check_role("kinesis:ListShards", self.kinesis_stream_arn)
         described: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.stream_name}
         while True:
@@ -444,7 +451,6 @@ class KinesisPoller(StreamPoller):
                 self._open(shard)
                 if shard.exhausted:
                     break
-            self._check_role("kinesis:GetRecords", self.kinesis_stream_arn)
             try:
                 page = kinesis.get_records(ShardIterator=shard.iterator,
                                            Limit=_GET_RECORDS_LIMIT)

@@ -529,6 +529,11 @@ class _Poller:
         record_denial(self.stats, denied, reading=True)
         return False
 
+    def _may_read_source(self) -> bool:
+        """Whether the role may read the stream (a subclass reading another kind of
+        stream, e.g. Kinesis, checks its own actions)."""
+        return self._may_read(STREAM_READ_ACTIONS, self.stream_arn)
+
     def _require(self, action: str, resource: str) -> None:
         """Raise :class:`MappingPermissionDenied` if the role may not make this call."""
         denied = check_mapping_permissions(self.mapping, (action,), resource)
@@ -676,7 +681,7 @@ class StreamPoller(_Poller):
         # Discover now: LATEST means "from when the mapping was created" (once the role
         # may read the stream, if it may not yet).
         self._initial_pending = True
-        if self._may_read(STREAM_READ_ACTIONS, self.stream_arn):
+        if self._may_read_source():
             self._discover(initial=True)
             self._initial_pending = False
 
@@ -689,7 +694,7 @@ class StreamPoller(_Poller):
         when it was given up on (sent to the failure destination). Nothing is read when
         the function's role may not read the stream (:data:`STREAM_READ_ACTIONS`).
         """
-        if not self._may_read(STREAM_READ_ACTIONS, self.stream_arn):
+        if not self._may_read_source():
             return 0
         if self._initial_pending:
             self._discover(initial=True)
