@@ -14,6 +14,7 @@ from ._nag import acknowledge
 from ._resources import secure_bucket
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from ._validation import check_duration_range
+from .change_source import ChangeSource
 from .monitoring import Monitoring
 from .stream_filter import StreamFilter
 from .stream_table import StreamTable
@@ -71,6 +72,12 @@ class TtlArchiver(ControllerPattern, Construct):
     stream_options, function_options, monitoring, removal_policy
         As for the other patterns (``StreamOptions``, ``FunctionOptions``, ``Monitoring``;
         ``RETAIN``).
+    source
+        Where the handler gets the table's changes: ``None``, the table's stream (one
+        stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        Default: ``None``.
 
     Attributes
     ----------
@@ -98,6 +105,7 @@ class TtlArchiver(ControllerPattern, Construct):
         function_options: lambda_.FunctionOptions | None = None,
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        source: ChangeSource | None = None,
     ) -> None:
         v.check_types("TtlArchiver", {
             "table": v.ITABLE, "ttl_attribute": str, "bucket": v.IBUCKET,
@@ -142,6 +150,8 @@ class TtlArchiver(ControllerPattern, Construct):
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            source=source,
+            needs="old",
             filters=[
                 StreamFilter(event_names=["REMOVE"])
                 if include_manual_deletes
