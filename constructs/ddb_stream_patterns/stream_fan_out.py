@@ -682,9 +682,9 @@ class FanOutConsumer(Construct):
     Attributes
     ----------
     function, fan_out, queue, dead_letter_queue (also ``failure_queue``), subscription,
-    filter_policy (the policy dict, empty for all records), event_source,
-    event_source_mapping, alarms (``handlerErrors``, ``handlerThrottles``,
-    ``dlqMessages``, ``queueOldestMessage``), alarm_topic.
+    queue_options (the ``QueueOptions`` in use), filter_policy (the policy dict, empty
+    for all records), event_source, event_source_mapping, alarms (``handlerErrors``,
+    ``handlerThrottles``, ``dlqMessages``, ``queueOldestMessage``), alarm_topic.
     """
 
     def __init__(
@@ -714,6 +714,7 @@ class FanOutConsumer(Construct):
         self.event_source = queued.event_source
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(function)
         self.delay = options.delay
+        self.queue_options = options
         alarms = AlarmFactory(self, consumer.monitoring or Monitoring())
         alarms.function("handler", function)
         alarms.dead_letters("dlq", self.dead_letter_queue)

@@ -59,7 +59,8 @@ class TtlArchiver(ControllerPattern, Construct):
         where it is defined): move objects to this storage class after this time (at least
         30 days). Default: none (stay in S3 Standard). S3 does not transition objects under
         128 KB by default (``TransitionDefaultMinimumObjectSize``), and an archive object
-        holds one batch: at most ``stream_options.batch_size`` records, gzip-compressed, so
+        holds one batch: at most ``stream_options.batch_size`` records (on a fan-out, the
+        queue's ``QueueOptions.batch_size``, 10 by default), gzip-compressed, so
         it reaches 128 KB only if its records average 128 KB / batch size after
         compression (1.28 KB at the default 100). Smaller objects stay in S3 Standard (S3
         advises against transitioning them: each transition is a billed request). Synth warns
@@ -160,9 +161,17 @@ class TtlArchiver(ControllerPattern, Construct):
         )
         self._grant(prefix)
         if transition_to is not None and archive_table is None:
-            self._warn_small_objects(transition_to, (stream_options or StreamOptions()).batch_size)
+            # One object per batch: the stream's batch size, or the fan-out queue's.
+            queue_options = getattr(self.controller, "queue_options", None)
+            if queue_options is not None:
+                self._warn_small_objects(transition_to, queue_options.batch_size, "queue_options")
+            else:
+                batch_size = (stream_options or StreamOptions()).batch_size
+                self._warn_small_objects(transition_to, batch_size, "stream_options")
 
-    def _warn_small_objects(self, storage_class: s3.StorageClass, batch_size: int) -> None:
+    def _warn_small_objects(
+        self, storage_class: s3.StorageClass, batch_size: int, options: str
+    ) -> None:
         """One archive object is one batch: say how big records must be for it to move."""
         per_record = S3_TRANSITION_MINIMUM_BYTES / batch_size / 1024
         cdk.Annotations.of(self).add_warning_v2(
@@ -173,7 +182,7 @@ class TtlArchiver(ControllerPattern, Construct):
             f"it reaches 128 KB only if its records average at least {per_record:.2f} KB each "
             "after compression. Smaller objects stay in S3 Standard (S3 advises against "
             "transitioning them: each transition is a billed request). Raise "
-            "stream_options batch_size and max_batching_window so objects grow, or acknowledge "
+            f"{options} batch_size and max_batching_window so objects grow, or acknowledge "
             "this warning",
         )
 
