@@ -55,6 +55,7 @@ import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
+from ._validation import _show
 from .monitoring import Monitoring
 from .stream_filter import StreamFilter
 
@@ -162,15 +163,15 @@ class TableStream:
 def check_source(owner: str, source: object, table: dynamodb.ITable) -> ChangeSource:
     """``source`` as a ``ChangeSource`` on ``table`` (``None``: the table's stream).
 
-    Raises ``ValueError`` naming ``source`` when it is not a source, or carries another
-    table's changes than ``table`` (the pattern's ``table=``).
+    Raises ``TypeError`` naming ``source`` when it is not a source, and ``ValueError``
+    when it carries another table's changes than ``table`` (the pattern's ``table=``).
     """
     if source is None:
         return TableStream(table)
     if not isinstance(source, ChangeSource):
-        raise ValueError(
-            f"{owner}: source must be None (the table's stream) or a change source such as "
-            f"a StreamFanOut, got {source!r}"
+        raise TypeError(
+            f"{owner}: source must be None (the table's stream) or a change source (a "
+            f"StreamFanOut, or fan_out.with_queue(...)), got {_show(source)}"
         )
     if not _same_table(source.table, table):
         raise ValueError(

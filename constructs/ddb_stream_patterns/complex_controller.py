@@ -392,7 +392,7 @@ class ComplexController(StreamFanOut):
             processor,
             processor.route.filter_policy(),
             where=f"processors[{name!r}]",
-            visibility_prop=f"processors[{name!r}].visibility_timeout",
+            options_prop=f"processors[{name!r}]",
         )
         self.queues[name] = queued.queue
         self.delays[name] = processor.delay

@@ -214,6 +214,21 @@ def _timeout_of(function: lambda_.IFunction) -> cdk.Duration | None:
     return None
 
 
+def _check_reserved_concurrency(prop: str, options: Any, function: lambda_.IFunction) -> None:
+    """The event source ignores reserved concurrency: a higher maximum means throttles."""
+    child = function.node.default_child if isinstance(function, lambda_.Function) else None
+    reserved = getattr(child, "reserved_concurrent_executions", None)
+    maximum = options.max_concurrency
+    if maximum is None or reserved is None or is_token(maximum) or is_token(reserved):
+        return
+    if maximum > reserved:
+        raise ValueError(
+            f"{prop} ({maximum}) must not exceed the reserved concurrency of function "
+            f"{function.node.path!r} ({reserved}): the event source ignores reserved "
+            "concurrency and would be throttled; lower it, or raise reserved_concurrent_executions"
+        )
+
+
 def check_visibility(prop: str, visibility: cdk.Duration, timeout: cdk.Duration) -> None:
     if is_token(visibility.to_string()) or is_token(timeout.to_string()):
         return
@@ -499,10 +514,12 @@ class StreamFanOut(Construct):
         policy: Mapping[str, sns.SubscriptionFilter],
         *,
         where: str,
-        visibility_prop: str,
+        options_prop: str,
     ) -> _Queued:
         """A queue (+ DLQ) under ``scope`` subscribed with ``policy``, feeding ``function``."""
         self._count_subscription(bool(policy), where)
+        _check_reserved_concurrency(f"{options_prop}.max_concurrency", options, function)
+        visibility_prop = f"{options_prop}.visibility_timeout"
         timeout = _timeout_of(function)
         if timeout is None and options.visibility_timeout is None:
             raise ValueError(
@@ -705,7 +722,7 @@ class FanOutConsumer(Construct):
         queued = fan_out._subscribe(
             self, "", function, options, policy,
             where=f"{consumer.pattern} {self.node.path}",
-            visibility_prop="queue_options.visibility_timeout",
+            options_prop="queue_options",
         )
         self.queue = queued.queue
         self.dead_letter_queue = queued.dead_letter_queue

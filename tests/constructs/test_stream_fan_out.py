@@ -431,5 +431,18 @@ def test_fails_more_routing_attributes_than_the_message_allows(stack):
 
 def test_fails_a_source_that_is_not_one(stack):
     table = tasks(stack)
-    with pytest.raises(ValueError, match=r"TtlArchiver: source must be None .* got 'stream'"):
+    with pytest.raises(TypeError, match=r"TtlArchiver: source must be None .* got str 'stream'"):
         TtlArchiver(stack, "Archive", table=table, source="stream")
+    with pytest.raises(TypeError, match=r"SimpleController: source must be None .* got Stream"):
+        SimpleController(stack, "C", table=table, code=CODE, handler="index.handler",
+                         source=table)
+
+
+def test_fails_max_concurrency_above_the_functions_reserved_concurrency(stack):
+    fan_out = _fan_out(stack)
+    with pytest.raises(ValueError, match=(
+            r"queue_options.max_concurrency \(5\) must not exceed the reserved concurrency of "
+            r"function 'TestStack/Archive/Function' \(2\)")):
+        TtlArchiver(stack, "Archive", table=fan_out.table,
+                    function_options=lambda_.FunctionOptions(reserved_concurrent_executions=2),
+                    source=fan_out.with_queue(QueueOptions(max_concurrency=5)))
