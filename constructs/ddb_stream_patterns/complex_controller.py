@@ -36,6 +36,7 @@ import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
 from . import _validation as v
+from ._filter_policy import check_policy_limits
 from ._resources import build_function, struct_values
 from ._validation import check_range, is_token
 from .monitoring import AlarmFactory, Monitoring
@@ -48,7 +49,6 @@ from .stream_fan_out import (  # noqa: F401 (CLAIM_CHECK_PREFIX, MIN_...: kept i
     QueueOptions,
     StreamFanOut,
     _key_types,
-    check_policy_limits,
     check_queue_settings,
 )
 from .stream_filter import EVENT_NAMES, StreamFilter
