@@ -446,3 +446,19 @@ def test_fails_max_concurrency_above_the_functions_reserved_concurrency(stack):
         TtlArchiver(stack, "Archive", table=fan_out.table,
                     function_options=lambda_.FunctionOptions(reserved_concurrent_executions=2),
                     source=fan_out.with_queue(QueueOptions(max_concurrency=5)))
+
+
+def test_a_complex_controller_is_a_fan_out_for_the_patterns_too(stack):
+    table = tasks(stack)
+    controller = ComplexController(
+        stack, "Complex", table=table, routing_attributes=["ListId"],
+        processors={"p": Processor(route=Route(event_names=["INSERT"]), code=CODE,
+                                   handler="index.handler")})
+    counter = AggregateCounter(stack, "Counts", table=table, group_attribute="ListId",
+                               source=controller)
+    assert controller.consumers == [counter.controller]
+    assert len(_stream_mappings(stack)) == 1
+    assert _subscription_of(stack, counter.controller.queue).get("FilterPolicy") is None
+    # Its router keeps its configuration: no ttlExpiry (so up to 8 routing attributes).
+    env = resource(stack, controller.controller_function)["Properties"]["Environment"]["Variables"]
+    assert "PUBLISH_TTL_EXPIRY" not in env
