@@ -205,7 +205,10 @@ def test_simple_controllers_on_a_fan_out_are_not_stream_readers(stack):
     fan_out = _fan_out(stack)
     for i in range(3):
         _user(stack, fan_out, f"U{i}")
-    assert len(_stream_mappings(stack)) == 1
+    # A direct reader next to the router: two readers, no warning (the three consumers
+    # read queues, not the stream).
+    SimpleController(stack, "Direct", table=fan_out.table, code=CODE, handler="index.handler")
+    assert len(_stream_mappings(stack)) == 2
     artifact = stack.node.root.synth().get_stack_artifact(stack.artifact_id)
     assert not [e for e in artifact.find_metadata_by_type("aws:cdk:warning")
                 if "stream readers" in str(e.data)]
