@@ -25,7 +25,7 @@ A kind of source is ONE class that implements this protocol; no pattern changes:
     Attach ``function`` (built by the pattern, its handler and environment already set)
     under ``scope`` as construct ``id`` (patterns pass ``"Controller"``), honouring
     ``consumer`` (:class:`ConsumerSpec`: the pattern's name, table, filters, the images
-    it reads, the stream options it was given, monitoring, removal policy). Refuse, with
+    it reads, the stream options or props it was given, monitoring, removal policy). Refuse, with
     a ``ValueError`` naming the prop and value, whatever the source cannot honour (a
     filter it cannot express, stream options it does not use, images its table lacks).
     Return the binding.
@@ -43,7 +43,7 @@ fan-out's) exposes what the pattern derives its own public surface from:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -77,8 +77,12 @@ class ConsumerSpec:
     needs
         The images the handler reads: ``"old"``, ``"new"``, ``"both"`` or ``None``.
     stream_options
-        The ``StreamOptions`` the pattern was given (``None``: not given). Only the
-        table stream uses them; other sources refuse them.
+        The ``StreamOptions`` the pattern was given (``None``: not given). The table
+        stream uses them; a source that cannot honour them refuses them.
+    stream_props
+        ``SimpleController``'s event-source props given with other values than their
+        defaults, by prop name (``{"batch_size": 50}``); a source uses what applies to it
+        and refuses the rest. Default: none.
     monitoring, removal_policy
         As given to the pattern.
     """
@@ -88,6 +92,7 @@ class ConsumerSpec:
     filters: Sequence[StreamFilter] = ()
     needs: str | None = None
     stream_options: Any = None
+    stream_props: Mapping[str, Any] = field(default_factory=dict)
     monitoring: Monitoring | None = None
     removal_policy: cdk.RemovalPolicy = field(default=cdk.RemovalPolicy.RETAIN)
 

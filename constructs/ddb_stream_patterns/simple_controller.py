@@ -155,9 +155,10 @@ class SimpleController(Construct):
         Where the function gets the table's changes: ``None``, the table's stream (this
         controller is then a stream reader); or a ``StreamFanOut`` (``fan_out``, or
         ``fan_out.with_queue(QueueOptions(...))``): the function gets its own queue, DLQ,
-        subscription (``filters`` become its filter policy) and alarms, and the stream
-        props above (``starting_position`` ... ``failure_destination``) must stay at their
-        defaults. See ``ddb_stream_patterns.change_source``. Default: ``None``.
+        subscription (``filters`` become its filter policy) and alarms; the stream props
+        above (``starting_position`` ... ``failure_destination``) go to the source, and a
+        fan-out refuses them (its queue options come with ``with_queue``). See
+        ``ddb_stream_patterns.change_source``. Default: ``None``.
 
     Attributes
     ----------
@@ -201,16 +202,16 @@ class SimpleController(Construct):
 
         change_source = check_source("SimpleController", source, table)
         reads_stream = isinstance(change_source, TableStream)
-        if not reads_stream:
-            _refuse_stream_props(change_source.describe(), {
-                "starting_position": starting_position, "batch_size": batch_size,
-                "max_batching_window": max_batching_window,
-                "parallelization_factor": parallelization_factor,
-                "retry_attempts": retry_attempts, "max_record_age": max_record_age,
-                "bisect_batch_on_error": bisect_batch_on_error,
-                "report_batch_item_failures": report_batch_item_failures,
-                "failure_destination": failure_destination,
-            })
+        # The stream props given (not at their defaults): another source decides on them.
+        stream_props = _changed_stream_props({
+            "starting_position": starting_position, "batch_size": batch_size,
+            "max_batching_window": max_batching_window,
+            "parallelization_factor": parallelization_factor,
+            "retry_attempts": retry_attempts, "max_record_age": max_record_age,
+            "bisect_batch_on_error": bisect_batch_on_error,
+            "report_batch_item_failures": report_batch_item_failures,
+            "failure_destination": failure_destination,
+        })
         super().__init__(scope, id)
         require_stream(table)
         max_record_age = max_record_age or cdk.Duration.days(1)
@@ -248,7 +249,7 @@ class SimpleController(Construct):
         self.reads_table_stream = reads_stream
         self.source_binding: Any = None
         if not reads_stream:
-            self._bind_source(change_source, filters, monitoring, removal_policy)
+            self._bind_source(change_source, filters, stream_props, monitoring, removal_policy)
             return
 
         self.failure_queue: sqs.IQueue | None = None
@@ -284,6 +285,7 @@ class SimpleController(Construct):
         self,
         change_source: Any,
         filters: Sequence[StreamFilter],
+        stream_props: dict[str, Any],
         monitoring: Monitoring | None,
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
@@ -297,6 +299,7 @@ class SimpleController(Construct):
                 pattern="SimpleController",
                 table=self.table,
                 filters=tuple(filters),
+                stream_props=stream_props,
                 monitoring=monitoring,
                 removal_policy=removal_policy,
             ),
@@ -483,16 +486,9 @@ _STREAM_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _refuse_stream_props(source: str, given: dict[str, Any]) -> None:
-    """Props of the stream's event source mapping make no sense on another source."""
-    changed = {k: v for k, v in given.items() if v != _STREAM_DEFAULTS[k]}
-    if changed:
-        raise ValueError(
-            f"{', '.join(changed)} configure the event source mapping on the table's stream, "
-            f"but source is {source}, which feeds the function otherwise: remove them "
-            f"(got {changed!r}); a StreamFanOut takes queue options: "
-            "source=fan_out.with_queue(QueueOptions(batch_size=..., ...))"
-        )
+def _changed_stream_props(given: dict[str, Any]) -> dict[str, Any]:
+    """The stream props set to something else than their default."""
+    return {k: v for k, v in given.items() if v != _STREAM_DEFAULTS[k]}
 
 
 def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) -> None:

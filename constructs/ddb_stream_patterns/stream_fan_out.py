@@ -615,6 +615,13 @@ class StreamFanOut(Construct):
                 "source=fan_out.with_queue(QueueOptions(batch_size=..., ...)) and remove "
                 f"stream_options (got {consumer.stream_options!r})"
             )
+        if consumer.stream_props:
+            raise ValueError(
+                f"{owner}: {', '.join(consumer.stream_props)} configure the event source "
+                f"mapping on the table's stream, but source {self.describe()} feeds the "
+                f"function from a queue: remove them (got {dict(consumer.stream_props)!r}); "
+                "give queue options as source=fan_out.with_queue(QueueOptions(batch_size=...))"
+            )
         if consumer.needs is not None:
             require_view_type(self.table, consumer.needs, consumer.pattern)
         policy = self.filter_policy(consumer.filters, where=f"{owner}: filters")

@@ -402,8 +402,9 @@ def test_fails_stream_options_on_a_fan_out(stack):
 def test_fails_stream_props_of_a_simple_controller_on_a_fan_out(stack):
     fan_out = _fan_out(stack)
     with pytest.raises(ValueError, match=(
-            r"batch_size, retry_attempts configure the event source mapping on the table's "
-            r"stream, but source is StreamFanOut 'TestStack/FanOut'.*\{'batch_size': 50, "
+            r"SimpleController TestStack/User/Source: batch_size, retry_attempts configure the "
+            r"event source mapping on the table's stream, but source StreamFanOut "
+            r"'TestStack/FanOut' feeds the function from a queue.*\{'batch_size': 50, "
             r"'retry_attempts': 3\}")):
         _user(stack, fan_out, batch_size=50, retry_attempts=3)
 
