@@ -167,9 +167,10 @@ class SimpleController(Construct):
     event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
     log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
-    alarm_topic (the topic the alarms notify, or ``None``), source_binding (what
-    ``source.bind`` returned, e.g. a ``FanOutConsumer``; ``None`` on the table's stream:
-    its failure queue is then the consumer's DLQ and ``failure_destination`` is ``None``).
+    alarm_topic (the topic the alarms notify, or ``None``), reads_table_stream,
+    source_binding (what ``source.bind`` returned, e.g. a ``FanOutConsumer``, or ``None``
+    on the table's stream). On another source ``failure_queue`` is the binding's (a
+    fan-out consumer's DLQ) and ``failure_destination`` is ``None``.
     """
 
     def __init__(
