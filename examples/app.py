@@ -26,6 +26,7 @@ from ddb_stream_patterns import (
     SearchIndexer,
     SimpleController,
     StreamDashboard,
+    StreamFanOut,
     StreamFilter,
     StreamTable,
     TableReplicator,
@@ -131,8 +132,9 @@ class ComplexControllerStack(cdk.Stack):
 class DataPatternsStack(cdk.Stack):
     """A todoListTask table (ListId, TaskId) feeding the four data patterns.
 
-    Four patterns are four stream readers: DynamoDB throttles more than two per shard,
-    so production setups split them across tables or fan out behind one router.
+    Four patterns read the stream through one ``StreamFanOut``: the stream has a single
+    reader (the fan-out's router; DynamoDB throttles more than two per shard), and each
+    pattern runs its usual handler on its own SQS queue, with its own DLQ and alarms.
     """
 
     def __init__(self, scope: Construct, id: str, **kwargs) -> None:
@@ -142,15 +144,11 @@ class DataPatternsStack(cdk.Stack):
             "sort_key": dynamodb.Attribute(name="TaskId", type=dynamodb.AttributeType.STRING),
         }
         self.table = StreamTable(self, "TodoListTask", time_to_live_attribute="expiresAt", **key)
-        cdk.Validations.of(self.table).acknowledge(
-            cdk.Acknowledgment(
-                id="StreamPatterns-DDB1",
-                reason="four readers on one stream are throttled above two per shard; this "
-                "example shows each data pattern reading the stream directly, and the shared "
-                "fan-out that keeps one reader is tracked as its own issue",
-            )
-        )
         monitoring = Monitoring(alarm_topic=alarm_topic(self))
+        # One stream reader for the four patterns (each gets its own queue and DLQ).
+        self.fan_out = StreamFanOut(
+            self, "TodoListTaskFanOut", table=self.table, monitoring=monitoring
+        )
         self.archiver = TtlArchiver(
             self,
             "ExpiredTasks",
@@ -158,6 +156,7 @@ class DataPatternsStack(cdk.Stack):
             transition_to=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
             transition_after=cdk.Duration.days(90),
             monitoring=monitoring,
+            source=self.fan_out,
         )
         small_batches_stay = (
             "batches under 128 KB stay in S3 Standard on purpose: only bulk expiries of large "
@@ -177,9 +176,15 @@ class DataPatternsStack(cdk.Stack):
             group_attribute="ListId",
             sum_of="estimate",
             monitoring=monitoring,
+            source=self.fan_out,
         )
         self.indexer = SearchIndexer(
-            self, "TaskSearch", table=self.table, index_name="tasks", monitoring=monitoring
+            self,
+            "TaskSearch",
+            table=self.table,
+            index_name="tasks",
+            monitoring=monitoring,
+            source=self.fan_out,
         )
         self.reporting_table = StreamTable(self, "TaskReport", **key)
         self.replicator = TableReplicator(
@@ -190,12 +195,13 @@ class DataPatternsStack(cdk.Stack):
             transform="transform:to_report_row",
             transform_code=lambda_.Code.from_asset(str(HANDLERS / "reporting")),
             monitoring=monitoring,
+            source=self.fan_out,
         )
         StreamDashboard(
             self,
             "Dashboard",
             table=self.table,
-            patterns=[self.archiver, self.counter, self.indexer, self.replicator],
+            patterns=[self.fan_out, self.archiver, self.counter, self.indexer, self.replicator],
         )
 
 

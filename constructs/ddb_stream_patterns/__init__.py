@@ -10,6 +10,7 @@ from ._resources import merge_function_options
 from ._stream_pattern import StreamOptions
 from .aggregate_counter import AggregateCounter
 from .alarm_topic import AlarmTopic
+from .change_source import ChangeSource, ConsumerSpec, SourceBinding, TableStream
 from .checks import StreamPatternsChecks
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .kinesis_source import KinesisController, KinesisSource
@@ -17,6 +18,7 @@ from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .search_indexer import SearchIndexer
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .stream_fan_out import FanOutConsumer, QueueOptions, StreamFanOut
 from .stream_filter import Rule, StreamFilter
 from .stream_table import StreamTable, require_stream
 from .table_replicator import TableReplicator
@@ -44,6 +46,13 @@ __all__ = [
     "Rule",
     "SimpleController",
     "StreamFilter",
+    "StreamFanOut",
+    "QueueOptions",
+    "FanOutConsumer",
+    "ChangeSource",
+    "ConsumerSpec",
+    "SourceBinding",
+    "TableStream",
     "StreamRuntimeLayer",
     "StreamTable",
     "require_stream",

@@ -1,12 +1,14 @@
-"""What the data patterns share: a runtime handler from ``ddb_stream_runtime`` run by a
-``SimpleController`` (so every pattern gets the same safe event source, failure queue,
-alarms and metrics), and checks on the source stream's view type."""
+"""What the data patterns share: a runtime handler from ``ddb_stream_runtime`` bound to a
+change source (``source=``: the table's stream through a ``SimpleController``, or a
+``StreamFanOut`` through a ``FanOutConsumer``; see ``change_source``), so every pattern gets
+the same safe event source, failure queue, alarms and metrics, and checks on the source
+stream's view type."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
@@ -18,9 +20,10 @@ from constructs import Construct
 from . import _validation as v
 from ._resources import build_function
 from ._validation import check_duration_range, check_range
+from .change_source import ConsumerSpec, SourceBinding, check_source
 from .monitoring import Monitoring
 from .runtime_assets import runtime_code
-from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .simple_controller import DEFAULT_RUNTIME
 from .stream_filter import StreamFilter
 from .stream_table import StreamTable
 
@@ -102,8 +105,17 @@ def runtime_controller(
     filters: Sequence[StreamFilter] = (),
     code: lambda_.Code | None = None,
     layers: list[lambda_.ILayerVersion] | None = None,
-) -> SimpleController:
-    """Build ``Function`` running ``handler`` and put it on the stream as ``Controller``."""
+    source: Any = None,
+    needs: str | None = None,
+) -> SourceBinding:
+    """Build ``Function`` running ``handler`` and bind it to ``source`` as ``Controller``.
+
+    ``source`` ``None`` is the table's stream (a ``SimpleController``); a
+    ``StreamFanOut`` gives a ``FanOutConsumer``. ``needs`` names the images the
+    handler reads (``"old"``, ``"new"``, ``"both"``).
+    """
+    pattern = type(scope).__name__
+    change_source = check_source(pattern, source, table)
     function = build_function(
         scope,
         "Function",
@@ -115,30 +127,28 @@ def runtime_controller(
         environment=environment,
         layers=layers,
     )
-    options = stream_options or StreamOptions()
-    return SimpleController(
+    return change_source.bind(
         scope,
         "Controller",
-        table=table,
         function=function,
-        filters=filters,
-        starting_position=options.starting_position,
-        batch_size=options.batch_size,
-        max_batching_window=options.max_batching_window,
-        parallelization_factor=options.parallelization_factor,
-        retry_attempts=options.retry_attempts,
-        max_record_age=options.max_record_age,
-        failure_destination=FailureDestination.sqs(),
-        removal_policy=removal_policy,
-        monitoring=monitoring,
+        consumer=ConsumerSpec(
+            pattern=pattern,
+            table=table,
+            filters=tuple(filters),
+            needs=needs,
+            stream_options=stream_options,
+            monitoring=monitoring,
+            removal_policy=removal_policy,
+        ),
     )
 
 
 class ControllerPattern:
-    """Function, alarms, metrics and dashboard rows of a pattern whose handler runs in
-    ``self.controller``: derived from it, never copied."""
+    """Function, alarms, metrics and dashboard rows of a pattern whose handler is bound
+    to its source as ``self.controller`` (a ``SimpleController`` on the table's stream, a
+    ``FanOutConsumer`` on a ``StreamFanOut``): derived from it, never copied."""
 
-    controller: SimpleController
+    controller: Any  # a SourceBinding
 
     @property
     def function(self) -> lambda_.Function:
@@ -148,7 +158,8 @@ class ControllerPattern:
 
     @property
     def alarms(self) -> dict[str, cloudwatch.Alarm]:
-        """The handler's alarms: iterator age, errors, throttles, failure queue."""
+        """The handler's alarms: on the stream iterator age, errors, throttles, failure
+        queue; on a fan-out errors, throttles, DLQ and oldest queued message."""
         return self.controller.alarms
 
     @property
@@ -157,8 +168,20 @@ class ControllerPattern:
         return self.controller.alarm_topic
 
     def metric_iterator_age(self) -> cloudwatch.Metric:
-        """Maximum iterator age of the pattern's handler (ms)."""
+        """Maximum iterator age of the pattern's handler (ms); a ``ValueError`` on a
+        fan-out, whose handler reads a queue (see ``metric_oldest_message_age``)."""
         return self.controller.metric_iterator_age()
+
+    def metric_oldest_message_age(self) -> cloudwatch.Metric:
+        """Age of the oldest message in the handler's queue (s), on a fan-out; a
+        ``ValueError`` on the table's stream (see ``metric_iterator_age``)."""
+        metric = getattr(self.controller, "metric_oldest_message_age", None)
+        if metric is None:
+            raise ValueError(
+                f"{cast(Construct, self).node.path} reads the table's stream, not a queue: "
+                "use metric_iterator_age()"
+            )
+        return metric()
 
     def metric_errors(self) -> cloudwatch.Metric:
         """Sum of the handler's errors (failed batches are retried, then sent to the DLQ)."""
@@ -169,5 +192,6 @@ class ControllerPattern:
         return self.controller.metric_failure_queue_depth()
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
-        """The handler, then its failure queue: rows for a ``StreamDashboard``."""
+        """The handler and its failure queue (and, on a fan-out, its queue): rows for a
+        ``StreamDashboard``."""
         return self.controller.dashboard_rows()

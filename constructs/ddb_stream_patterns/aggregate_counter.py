@@ -11,6 +11,7 @@ from constructs import Construct
 
 from . import _validation as v
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
+from .change_source import ChangeSource
 from .monitoring import Monitoring
 from .stream_table import StreamTable
 
@@ -54,6 +55,12 @@ class AggregateCounter(ControllerPattern, Construct):
         ``sum``). Default: no sum.
     stream_options, function_options, monitoring, removal_policy
         As for the other patterns.
+    source
+        Where the handler gets the table's changes: ``None``, the table's stream (one
+        stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        Default: ``None``.
 
     Attributes
     ----------
@@ -76,6 +83,7 @@ class AggregateCounter(ControllerPattern, Construct):
         function_options: lambda_.FunctionOptions | None = None,
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        source: ChangeSource | None = None,
     ) -> None:
         v.check_types("AggregateCounter", {
             "table": v.ITABLE, "group_attribute": str, "counter_table": v.ITABLE,
@@ -134,6 +142,8 @@ class AggregateCounter(ControllerPattern, Construct):
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            source=source,
+            needs="both",
         )
         # TransactWriteItems needs the action of each item it holds: markers are
         # conditional puts, counts are updates. Nothing is read.

@@ -18,7 +18,6 @@ concurrency protects slow downstream systems. The table's stream has a single re
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -29,45 +28,36 @@ from typing import TypeVar
 import aws_cdk as cdk
 import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
-import aws_cdk.aws_iam as iam
-import aws_cdk.aws_kms as kms
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
-import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sns_subscriptions as subs
 import aws_cdk.aws_sqs as sqs
 from constructs import Construct
 
 from . import _validation as v
-from ._nag import acknowledge
-from ._resources import build_function, secure_bucket, secure_queue, struct_values
-from ._validation import check_duration_range, check_range, is_token
+from ._filter_policy import check_policy_limits
+from ._resources import build_function, struct_values
+from ._validation import check_range, is_token
 from .monitoring import AlarmFactory, Monitoring
-from .runtime_assets import StreamRuntimeLayer, runtime_code
-from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .runtime_assets import StreamRuntimeLayer
+from .simple_controller import DEFAULT_RUNTIME
+from .stream_fan_out import (  # noqa: F401 (CLAIM_CHECK_PREFIX, MIN_...: kept importable here)
+    CLAIM_CHECK_PREFIX,
+    MIN_MAX_RECEIVE_COUNT,
+    PUBLISHED_ATTRIBUTES,
+    QueueOptions,
+    StreamFanOut,
+    _key_types,
+    check_queue_settings,
+)
 from .stream_filter import EVENT_NAMES, StreamFilter
-from .stream_table import check_filters_on_table
 
 __all__ = ["ComplexController", "Processor", "Route", "PUBLISHED_ATTRIBUTES"]
 
 T = TypeVar("T")
 
-# Where the router puts records too big for SNS (must match ddb_stream_runtime.router).
-CLAIM_CHECK_PREFIX = "claim-check/"
-# Message attributes the router always sets; routing attributes come on top.
-PUBLISHED_ATTRIBUTES = ("eventName", "tableName")
-_MAX_MESSAGE_ATTRIBUTES = 10  # SNS raw delivery drops a message with more
-_MAX_POLICY_KEYS = 5  # SNS filter policy limits
-_MAX_POLICY_COMBINATIONS = 150
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
-_SQS_VISIBILITY_MAX_S = 43_200
-# AWS's guidance for queues Lambda polls: maxReceiveCount of at least 5, so that messages
-# get several chances before they are dead-lettered (Lambda Developer Guide, "Using Lambda
-# with Amazon SQS" / "Understanding SQS retries").
-MIN_MAX_RECEIVE_COUNT = 5
-_DEFAULT_TIMEOUT = cdk.Duration.seconds(30)
 
 
 @dataclass(frozen=True)
@@ -224,8 +214,9 @@ _CONTROLLER_TYPES = {
 }
 
 
-class ComplexController(Construct):
-    """The complex controller pattern, as one construct.
+class ComplexController(StreamFanOut):
+    """The complex controller pattern, as one construct: a ``StreamFanOut`` whose
+    consumers are processors defined here.
 
     Parameters
     ----------
@@ -244,7 +235,8 @@ class ComplexController(Construct):
         be published). Default: none.
     fifo
         FIFO topic and queues, message group = item key: per-item ordering for every
-        processor, at FIFO throughput. Default: ``False``.
+        processor, at FIFO throughput (at most 100 processors: SNS's FIFO subscription
+        quota). Default: ``False``.
     claim_check
         Records too big for SNS (256 KB) go through a new S3 bucket; without it such a
         record goes to the controller's failure queue. Default: ``True``.
@@ -266,8 +258,11 @@ class ComplexController(Construct):
     name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
     runtime_layer (or ``None`` when every processor brings its function), alarms (a dict
     by purpose; the router's are prefixed ``controller.``), alarm_topic (where they
-    notify, or ``None``).
+    notify, or ``None``). Being a ``StreamFanOut``, it is also a ``source=`` for the
+    patterns (without ``ttlExpiry``: its router keeps its configuration).
     """
+
+    _PUBLISHES_TTL_EXPIRY = False
 
     def __init__(
         self,
@@ -290,66 +285,24 @@ class ComplexController(Construct):
         monitoring: Monitoring | None = None,
     ) -> None:
         v.check_types("ComplexController", _CONTROLLER_TYPES, locals())
-        super().__init__(scope, id)
+        Construct.__init__(self, scope, id)
         monitoring = monitoring or Monitoring()
-        _check_routing_attributes(routing_attributes)
-        StreamFilter.to_filters(list(filters))
-        check_filters_on_table("ComplexController", filters, table)
+        self._check_router_props(table, routing_attributes, filters)
         if not processors:
             raise ValueError("processors must name at least one Processor, got {}")
         published = _published_types(table, routing_attributes)
         for name, processor in processors.items():
             _check_processor(name, processor, published, fifo)
 
-        self.removal_policy = removal_policy
-        self.fifo = fifo
-        self.topic = sns.Topic(
-            self,
-            "Topic",
-            fifo=fifo or None,
-            enforce_ssl=True,
-            # SNS's AWS managed key: encrypted at rest, no key to manage or grant.
-            master_key=kms.Alias.from_alias_name(self, "TopicKey", "alias/aws/sns"),
-        )
-        self.claim_check_bucket: s3.IBucket | None = None
-        if claim_check:
-            self.claim_check_bucket = secure_bucket(
-                self,
-                "ClaimCheckBucket",
-                removal_policy=removal_policy,
-                # Pointers in queues expire after 14 days: so can the payloads.
-                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(15))],
-            )
-            acknowledge(
-                self.claim_check_bucket,
-                "AwsSolutions-S1",
-                "transient payloads written only by the router and read only by the "
-                "processors (least-privilege roles); audit with CloudTrail data events",
-            )
-        self.controller_function = self._router_function(
-            routing_attributes, controller_options, removal_policy
-        )
-        self.controller = SimpleController(
-            self,
-            "Controller",
-            table=table,
-            function=self.controller_function,
-            filters=filters,
-            batch_size=batch_size,
+        # The same construct ids as before StreamFanOut existed: logical ids stay stable.
+        self._build_router(
+            table=table, routing_attributes=routing_attributes, filters=filters, fifo=fifo,
+            claim_check=claim_check, router_options=controller_options, batch_size=batch_size,
             max_batching_window=max_batching_window,
-            parallelization_factor=parallelization_factor,
-            retry_attempts=retry_attempts,
-            max_record_age=max_record_age,
-            failure_destination=FailureDestination.sqs(),
-            removal_policy=removal_policy,
-            monitoring=monitoring,
+            parallelization_factor=parallelization_factor, retry_attempts=retry_attempts,
+            max_record_age=max_record_age, removal_policy=removal_policy, monitoring=monitoring,
         )
-        self.subscription_dead_letter_queue = self._queue("SubscriptionDlq")
-        acknowledge(
-            self.subscription_dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "this queue is itself a dead-letter queue: the SNS subscriptions' DLQ",
-        )
+        self._queue_options = QueueOptions()
 
         self.runtime_layer: StreamRuntimeLayer | None = None
         self.queues: dict[str, sqs.Queue] = {}
@@ -375,18 +328,6 @@ class ComplexController(Construct):
         self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
     # -- metrics -----------------------------------------------------------------
-
-    def metric_iterator_age(self) -> cloudwatch.Metric:
-        """Maximum iterator age of the router (ms)."""
-        return self.controller.metric_iterator_age()
-
-    def metric_notifications_failed(self) -> cloudwatch.Metric:
-        """SNS notifications that could not be delivered to a queue."""
-        return self.topic.metric_number_of_notifications_failed(statistic="Sum")
-
-    def metric_messages_published(self) -> cloudwatch.Metric:
-        """Messages the router published to the topic."""
-        return self.topic.metric_number_of_messages_published(statistic="Sum")
 
     def metric_queue_depth(self, name: str) -> cloudwatch.Metric:
         """Messages visible in processor ``name``'s queue."""
@@ -416,14 +357,7 @@ class ComplexController(Construct):
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
         """Router → topic → each processor's queue, function and DLQ."""
-        rows = self.controller.dashboard_rows()
-        rows.append([
-            cloudwatch.GraphWidget(
-                title=f"{self.node.path}: topic",
-                left=[self.metric_messages_published(), self.metric_notifications_failed()],
-                width=24,
-            )
-        ])
+        rows = super().dashboard_rows()
         for name, function in self.processor_functions.items():
             rows.append([
                 cloudwatch.GraphWidget(
@@ -447,118 +381,25 @@ class ComplexController(Construct):
             ])
         return rows
 
-    # -- router ------------------------------------------------------------------
-
-    def _router_function(
-        self,
-        routing_attributes: Sequence[str],
-        options: lambda_.FunctionOptions | None,
-        removal_policy: cdk.RemovalPolicy,
-    ) -> lambda_.Function:
-        environment = {
-            "TOPIC_ARN": self.topic.topic_arn,
-            "ROUTING_ATTRIBUTES": json.dumps(list(routing_attributes)),
-            "FIFO": "true" if self.fifo else "false",
-        }
-        if self.claim_check_bucket is not None:
-            environment["CLAIM_CHECK_BUCKET"] = self.claim_check_bucket.bucket_name
-        function = build_function(
-            self,
-            "ControllerFunction",
-            code=runtime_code(),
-            handler="ddb_stream_runtime.router.handler",
-            runtime=DEFAULT_RUNTIME,
-            removal_policy=removal_policy,
-            options=options,
-            environment=environment,
-            timeout=cdk.Duration.seconds(60),
-        )
-        self.topic.grant_publish(function)
-        self._grant_claim_checks(function, "s3:PutObject")
-        return function
-
-    def _grant_claim_checks(self, function: lambda_.IFunction, action: str) -> None:
-        """Only ``action`` on the claim-check prefix (``grant_put``/``grant_read`` add
-        ``s3:Abort*``, ``s3:List*``, ``s3:GetBucket*``: none is needed)."""
-        if self.claim_check_bucket is None:
-            return
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[action],
-                resources=[self.claim_check_bucket.arn_for_objects(f"{CLAIM_CHECK_PREFIX}*")],
-            )
-        )
-        if function.role is not None:
-            acknowledge(
-                function.role,
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(self.claim_check_bucket)}.Arn>/"
-                f"{CLAIM_CHECK_PREFIX}*]",
-                "claim-check object keys are per record: S3 object ARNs need a wildcard "
-                "under the claim-check prefix",
-            )
-
     # -- processors --------------------------------------------------------------
-
-    def _queue(self, id: str, **props: object) -> sqs.Queue:
-        if self.fifo:
-            props.setdefault("fifo", True)
-        return secure_queue(self, id, removal_policy=self.removal_policy, **props)
 
     def _add_processor(self, name: str, processor: Processor) -> None:
         function = processor.function or self._processor_function(name, processor)
-        timeout = _timeout_of(function)
-        if timeout is None and processor.visibility_timeout is None:
-            raise ValueError(
-                f"processors[{name!r}].visibility_timeout is required for the imported "
-                f"function {function.node.path!r}: its timeout is unknown here"
-            )
-        visibility = processor.visibility_timeout or cdk.Duration.seconds(
-            6 * int(timeout.to_seconds())
+        queued = self._subscribe(
+            self,
+            name,
+            function,
+            processor,
+            processor.route.filter_policy(),
+            where=f"processors[{name!r}]",
+            options_prop=f"processors[{name!r}]",
         )
-        if timeout is not None:
-            _check_visibility(name, visibility, timeout)
-
-        dlq = self._queue(f"{name}Dlq")
-        queue = self._queue(
-            f"{name}Queue",
-            # Shorter than its DLQ's 14 days: a redriven message keeps its first
-            # enqueue time, so an equal retention could expire it in the DLQ at once.
-            retention_period=cdk.Duration.days(4),
-            delivery_delay=processor.delay,
-            visibility_timeout=visibility,
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=dlq, max_receive_count=processor.max_receive_count
-            ),
-        )
-        if processor.acknowledge_low_max_receive_count:
-            cdk.Annotations.of(queue).add_info(
-                f"max_receive_count {processor.max_receive_count} is below AWS's "
-                f"{MIN_MAX_RECEIVE_COUNT} for queues Lambda polls, acknowledged: "
-                f"{processor.acknowledge_low_max_receive_count}"
-            )
-        subscription = subs.SqsSubscription(
-            queue,
-            raw_message_delivery=True,
-            filter_policy=processor.route.filter_policy() or None,
-            dead_letter_queue=self.subscription_dead_letter_queue,
-        )
-        self.topic.add_subscription(subscription)
-        event_source = sources.SqsEventSource(
-            queue,
-            batch_size=processor.batch_size,
-            max_batching_window=processor.max_batching_window,
-            max_concurrency=processor.max_concurrency,
-            report_batch_item_failures=True,
-        )
-        function.add_event_source(event_source)
-        self._grant_claim_checks(function, "s3:GetObject")
-
-        self.queues[name] = queue
+        self.queues[name] = queued.queue
         self.delays[name] = processor.delay
-        self.dead_letter_queues[name] = dlq
+        self.dead_letter_queues[name] = queued.dead_letter_queue
         self.processor_functions[name] = function
-        self.event_sources[name] = event_source
-        self.subscriptions[name] = subscription
+        self.event_sources[name] = queued.event_source
+        self.subscriptions[name] = queued.subscription
 
     def _processor_function(self, name: str, processor: Processor) -> lambda_.Function:
         if self.runtime_layer is None:
@@ -682,39 +523,7 @@ def _published_types(
     return types
 
 
-def _key_types(table: dynamodb.ITable) -> dict[str, str]:
-    """The table's primary key attributes and their types (S/N/B), when defined in this app."""
-    child = table.node.default_child if isinstance(table, Construct) else None
-    if not isinstance(child, (dynamodb.CfnTable, dynamodb.CfnGlobalTable)):
-        return {}  # an imported table: its schema is unknown at synth
-    stack = cdk.Stack.of(table)
-    keys = stack.resolve(child.key_schema) or []
-    definitions = stack.resolve(child.attribute_definitions) or []
-    types = {d.get("attributeName"): d.get("attributeType") for d in definitions}
-    return {k["attributeName"]: types.get(k["attributeName"]) for k in keys if "attributeName" in k}
-
-
 # -- validation (pure functions: they run before any resource is created) ---------
-
-
-def _check_routing_attributes(names: Sequence[str]) -> None:
-    if isinstance(names, str):
-        raise ValueError(f"routing_attributes must be a list of names, got {names!r}")
-    limit = _MAX_MESSAGE_ATTRIBUTES - len(PUBLISHED_ATTRIBUTES)
-    if len(names) > limit:
-        raise ValueError(
-            f"routing_attributes allows at most {limit} names (SNS raw delivery drops "
-            f"messages with more than {_MAX_MESSAGE_ATTRIBUTES} attributes), got {len(names)}: "
-            f"{list(names)!r}"
-        )
-    for name in names:
-        if name in PUBLISHED_ATTRIBUTES or not _ATTRIBUTE.match(str(name)):
-            raise ValueError(
-                f"routing_attributes has an invalid or reserved name {name!r} "
-                f"(reserved: {', '.join(PUBLISHED_ATTRIBUTES)})"
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"routing_attributes has duplicates: {list(names)!r}")
 
 
 def _check_processor(
@@ -741,13 +550,8 @@ def _check_processor(
             "built from code and handler"
         )
     _check_route(where, p.route, published)
-    check_duration_range(f"{where}.delay", p.delay, 0, 900)
-    check_range(f"{where}.max_concurrency", p.max_concurrency, 2, 1000)
     check_range(f"{where}.reserved_concurrency", p.reserved_concurrency, 1, 1_000_000)
-    check_range(f"{where}.max_receive_count", p.max_receive_count, 1, 1000)
-    _check_max_receive_count(where, p)
-    check_duration_range(f"{where}.max_batching_window", p.max_batching_window, 0, 300)
-    check_range(f"{where}.batch_size", p.batch_size, 1, 10 if fifo else 10_000)
+    check_queue_settings(where, p, fifo=fifo)
     if (
         p.max_concurrency is not None
         and p.reserved_concurrency is not None
@@ -759,35 +563,6 @@ def _check_processor(
             f"{where}.max_concurrency ({p.max_concurrency}) must not exceed "
             f"reserved_concurrency ({p.reserved_concurrency}): the event source ignores "
             "reserved concurrency and would be throttled"
-        )
-    if not is_token(p.batch_size) and p.batch_size > 10 and p.max_batching_window is None:
-        raise ValueError(
-            f"{where}.batch_size above 10 needs max_batching_window (SQS rule), "
-            f"got batch_size={p.batch_size}"
-        )
-
-
-def _check_max_receive_count(where: str, p: Processor) -> None:
-    """Below AWS's 5 only with a written reason; a reason for nothing is stale, so an error."""
-    reason = p.acknowledge_low_max_receive_count
-    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
-        raise ValueError(
-            f"{where}.acknowledge_low_max_receive_count must be a non-empty reason, got {reason!r}"
-        )
-    if is_token(p.max_receive_count):
-        return
-    if p.max_receive_count < MIN_MAX_RECEIVE_COUNT and reason is None:
-        raise ValueError(
-            f"{where}.max_receive_count must be at least {MIN_MAX_RECEIVE_COUNT} (AWS's guidance "
-            "for queues Lambda polls, so messages get several chances before the DLQ), got "
-            f"{p.max_receive_count!r}: raise it, or give acknowledge_low_max_receive_count="
-            "'<why fewer receives are right here>'"
-        )
-    if p.max_receive_count >= MIN_MAX_RECEIVE_COUNT and reason is not None:
-        raise ValueError(
-            f"{where}.acknowledge_low_max_receive_count only applies to a max_receive_count "
-            f"below {MIN_MAX_RECEIVE_COUNT}, got max_receive_count={p.max_receive_count!r}: "
-            "remove it"
         )
 
 
@@ -812,18 +587,7 @@ def _check_route(where: str, route: Route, published: Mapping[str, str | None]) 
             prop, rule
         )
         _check_rule_type(prop, key, rule, policy_filter, published.get(key))
-    policy = route.filter_policy()
-    if len(policy) > _MAX_POLICY_KEYS:
-        raise ValueError(
-            f"{where}.route has {len(policy)} filter policy keys, SNS allows "
-            f"{_MAX_POLICY_KEYS}: {sorted(policy)!r}"
-        )
-    combinations = math.prod(max(1, len(f.conditions)) for f in policy.values())
-    if combinations > _MAX_POLICY_COMBINATIONS:
-        raise ValueError(
-            f"{where}.route has {combinations} filter policy value combinations, SNS "
-            f"allows {_MAX_POLICY_COMBINATIONS}"
-        )
+    check_policy_limits(f"{where}.route", route.filter_policy())
 
 
 def _check_rule_type(
@@ -852,28 +616,3 @@ def _check_rule_type(
             "table, which the router publishes as an sns Number attribute, which string "
             "rules do not match: give numbers"
         )
-
-
-def _logical_id(construct: Construct) -> str:
-    return cdk.Stack.of(construct).get_logical_id(construct.node.default_child)
-
-
-def _timeout_of(function: lambda_.IFunction) -> cdk.Duration | None:
-    """A function's timeout when it is a ``Function`` of this app (Lambda's default: 3 s)."""
-    if isinstance(function, lambda_.Function):
-        return function.timeout or cdk.Duration.seconds(3)
-    return None
-
-
-def _check_visibility(name: str, visibility: cdk.Duration, timeout: cdk.Duration) -> None:
-    prop = f"processors[{name!r}].visibility_timeout"
-    if is_token(visibility.to_string()) or is_token(timeout.to_string()):
-        return
-    seconds, minimum = visibility.to_seconds(), 6 * timeout.to_seconds()
-    if seconds < minimum:
-        raise ValueError(
-            f"{prop} must be at least 6 x the function timeout ({minimum:g} s), "
-            f"got {seconds:g} s"
-        )
-    if seconds > _SQS_VISIBILITY_MAX_S:
-        raise ValueError(f"{prop} must be at most 12 hours, got {seconds:g} s")

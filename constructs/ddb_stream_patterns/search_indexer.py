@@ -31,6 +31,7 @@ from ._principals import (
 )
 from ._resources import build_function, struct_values
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
+from .change_source import ChangeSource
 from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import runtime_code
 from .simple_controller import DEFAULT_RUNTIME
@@ -111,6 +112,12 @@ class SearchIndexer(ControllerPattern, Construct):
     stream_options, function_options, monitoring, removal_policy
         As for the other patterns; monitoring adds the domain's red/yellow/writes-blocked
         alarms.
+    source
+        Where the handler gets the table's changes: ``None``, the table's stream (one
+        stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        Default: ``None``.
 
     Attributes
     ----------
@@ -141,6 +148,7 @@ class SearchIndexer(ControllerPattern, Construct):
         function_options: lambda_.FunctionOptions | None = None,
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        source: ChangeSource | None = None,
     ) -> None:
         v.check_types("SearchIndexer", {
             # id_attributes and the principals have their own checks (ValueError, named)
@@ -233,6 +241,8 @@ class SearchIndexer(ControllerPattern, Construct):
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            source=source,
+            needs="new",
         )
         role = self.function.role
         # FGAC entries ("backend_roles" or "users", ARN) of everyone who writes the index.

@@ -96,6 +96,7 @@ def _prop_types() -> dict[str, Any]:
         "bisect_batch_on_error": bool, "report_batch_item_failures": bool,
         "failure_destination": FailureDestination, "removal_policy": cdk.RemovalPolicy,
         "monitoring": Monitoring,
+        # source: checked by change_source.check_source (a protocol, not a class)
     }
 
 
@@ -150,6 +151,14 @@ class SimpleController(Construct):
     monitoring
         Alarms (iterator age, errors, throttles, failure-queue messages) and where they
         notify. Default: ``Monitoring()``: alarms on, notifying the stack's ``AlarmTopic``.
+    source
+        Where the function gets the table's changes: ``None``, the table's stream (this
+        controller is then a stream reader); or a ``StreamFanOut`` (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the function gets its own queue, DLQ,
+        subscription (``filters`` become its filter policy) and alarms; the stream props
+        above (``starting_position`` ... ``failure_destination``) go to the source, and a
+        fan-out refuses them (its queue options come with ``with_queue``). See
+        ``ddb_stream_patterns.change_source``. Default: ``None``.
 
     Attributes
     ----------
@@ -158,7 +167,10 @@ class SimpleController(Construct):
     event_source_mapping, failure_destination,
     failure_queue (or ``None``), failure_bucket (or ``None``), runtime_layer (or ``None``),
     log_group (or ``None``), alarms (a dict by purpose, empty when alarms are off),
-    alarm_topic (the topic the alarms notify, or ``None``).
+    alarm_topic (the topic the alarms notify, or ``None``), reads_table_stream,
+    source_binding (what ``source.bind`` returned, e.g. a ``FanOutConsumer``, or ``None``
+    on the table's stream). On another source ``failure_queue`` is the binding's (a
+    fan-out consumer's DLQ) and ``failure_destination`` is ``None``.
     """
 
     def __init__(
@@ -184,8 +196,23 @@ class SimpleController(Construct):
         failure_destination: FailureDestination | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         monitoring: Monitoring | None = None,
+        source: Any = None,
     ) -> None:
         check_types("SimpleController", _PROP_TYPES, locals())
+        from .change_source import TableStream, check_source
+
+        change_source = check_source("SimpleController", source, table)
+        reads_stream = isinstance(change_source, TableStream)
+        # The stream props given (not at their defaults): another source decides on them.
+        stream_props = _changed_stream_props({
+            "starting_position": starting_position, "batch_size": batch_size,
+            "max_batching_window": max_batching_window,
+            "parallelization_factor": parallelization_factor,
+            "retry_attempts": retry_attempts, "max_record_age": max_record_age,
+            "bisect_batch_on_error": bisect_batch_on_error,
+            "report_batch_item_failures": report_batch_item_failures,
+            "failure_destination": failure_destination,
+        })
         super().__init__(scope, id)
         require_stream(table)
         max_record_age = max_record_age or cdk.Duration.days(1)
@@ -219,6 +246,12 @@ class SimpleController(Construct):
             )
         #: The handler: the given ``IFunction``, or ``built_function``.
         self.function: lambda_.IFunction = function or self.built_function
+        #: Whether this controller is a reader of the table's stream (its default source).
+        self.reads_table_stream = reads_stream
+        self.source_binding: Any = None
+        if not reads_stream:
+            self._bind_source(change_source, filters, stream_props, monitoring, removal_policy)
+            return
 
         self.failure_queue: sqs.IQueue | None = None
         self.failure_bucket: s3.IBucket | None = None
@@ -249,10 +282,44 @@ class SimpleController(Construct):
         self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
         self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
+    def _bind_source(
+        self,
+        change_source: Any,
+        filters: Sequence[StreamFilter],
+        stream_props: dict[str, Any],
+        monitoring: Monitoring | None,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> None:
+        from .change_source import ConsumerSpec
+
+        binding = change_source.bind(
+            self,
+            "Source",
+            function=self.function,
+            consumer=ConsumerSpec(
+                pattern="SimpleController",
+                table=self.table,
+                filters=tuple(filters),
+                stream_props=stream_props,
+                monitoring=monitoring,
+                removal_policy=removal_policy,
+            ),
+        )
+        self.source_binding = binding
+        self.event_source = getattr(binding, "event_source", None)
+        self.event_source_mapping = binding.event_source_mapping
+        self.failure_destination = None
+        self.failure_queue = binding.failure_queue
+        self.failure_bucket = None
+        self.alarms = binding.alarms
+        self.alarm_topic = binding.alarm_topic
+
     # -- metrics -----------------------------------------------------------------
 
     def metric_iterator_age(self) -> cloudwatch.Metric:
         """Maximum iterator age of the handler (ms): how far behind the stream it is."""
+        if self.source_binding is not None:
+            return self.source_binding.metric_iterator_age()
         return lambda_metric(self.function, "IteratorAge", "Maximum")
 
     def metric_errors(self) -> cloudwatch.Metric:
@@ -279,7 +346,10 @@ class SimpleController(Construct):
         )
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
-        """Stream handler, then its failure destination: rows for a ``StreamDashboard``."""
+        """Stream handler, then its failure destination: rows for a ``StreamDashboard``
+        (on another source, that source's rows, e.g. queue, handler and DLQ)."""
+        if self.source_binding is not None:
+            return self.source_binding.dashboard_rows()
         rows: list[list[cloudwatch.IWidget]] = [[
             cloudwatch.GraphWidget(
                 title=f"{self.node.path}: handler",
@@ -409,18 +479,33 @@ def _mapping_of(function: lambda_.IFunction) -> lambda_.EventSourceMapping:
 MAX_STREAM_READERS = 2
 
 
+_STREAM_DEFAULTS: dict[str, Any] = {
+    "starting_position": lambda_.StartingPosition.TRIM_HORIZON, "batch_size": 100,
+    "max_batching_window": None, "parallelization_factor": 1, "retry_attempts": 10,
+    "max_record_age": None, "bisect_batch_on_error": True,
+    "report_batch_item_failures": True, "failure_destination": None,
+}
+
+
+def _changed_stream_props(given: dict[str, Any]) -> dict[str, Any]:
+    """The stream props set to something else than their default."""
+    return {k: v for k, v in given.items() if v != _STREAM_DEFAULTS[k]}
+
+
 def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) -> None:
     readers = [
         c.node.path
         for c in cdk.Stack.of(controller).node.find_all()
-        if isinstance(c, SimpleController) and c.table is table
+        if isinstance(c, SimpleController)
+        and getattr(c, "reads_table_stream", True)
+        and c.table is table
     ]
     if len(readers) > MAX_STREAM_READERS:
         warning_id = "ddb-stream-patterns:stream-readers"
         message = (
             f"table {table.node.path!r} now has {len(readers)} stream readers ({readers}); "
-            f"more than {MAX_STREAM_READERS} per shard get throttled: put the patterns behind "
-            "one ComplexController, or accept the extra latency"
+            f"more than {MAX_STREAM_READERS} per shard get throttled: read the stream through "
+            "one StreamFanOut (source=fan_out), or accept the extra latency"
         )
         # add_warning_v2 records a Node stack trace with the entry, and the CDK CLI prints
         # its top frame (".../program.js:1:5591") in front of the message. So CDK decides,

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from . import _validation as v
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
+from .change_source import ChangeSource
 from .monitoring import Monitoring
 from .runtime_assets import StreamRuntimeLayer
 
@@ -52,6 +53,12 @@ class TableReplicator(ControllerPattern, Construct):
         ``_streamSequence``.
     stream_options, function_options, monitoring, removal_policy
         As for the other patterns.
+    source
+        Where the handler gets the table's changes: ``None``, the table's stream (one
+        stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        Default: ``None``.
 
     Attributes
     ----------
@@ -72,6 +79,7 @@ class TableReplicator(ControllerPattern, Construct):
         function_options: lambda_.FunctionOptions | None = None,
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        source: ChangeSource | None = None,
     ) -> None:
         v.check_types("TableReplicator", {
             "table": v.ITABLE, "target_table": v.ITABLE, "transform": str,
@@ -120,6 +128,8 @@ class TableReplicator(ControllerPattern, Construct):
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            source=source,
+            needs="new" if transform is None else "both",
             code=transform_code,
             layers=[self.runtime_layer] if self.runtime_layer else None,
         )

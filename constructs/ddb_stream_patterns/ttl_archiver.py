@@ -14,6 +14,7 @@ from ._nag import acknowledge
 from ._resources import secure_bucket
 from ._stream_pattern import ControllerPattern, StreamOptions, require_view_type, runtime_controller
 from ._validation import check_duration_range
+from .change_source import ChangeSource
 from .monitoring import Monitoring
 from .stream_filter import StreamFilter
 from .stream_table import StreamTable
@@ -58,7 +59,8 @@ class TtlArchiver(ControllerPattern, Construct):
         where it is defined): move objects to this storage class after this time (at least
         30 days). Default: none (stay in S3 Standard). S3 does not transition objects under
         128 KB by default (``TransitionDefaultMinimumObjectSize``), and an archive object
-        holds one batch: at most ``stream_options.batch_size`` records, gzip-compressed, so
+        holds one batch: at most ``stream_options.batch_size`` records (on a fan-out, the
+        queue's ``QueueOptions.batch_size``, 10 by default), gzip-compressed, so
         it reaches 128 KB only if its records average 128 KB / batch size after
         compression (1.28 KB at the default 100). Smaller objects stay in S3 Standard (S3
         advises against transitioning them: each transition is a billed request). Synth warns
@@ -71,6 +73,12 @@ class TtlArchiver(ControllerPattern, Construct):
     stream_options, function_options, monitoring, removal_policy
         As for the other patterns (``StreamOptions``, ``FunctionOptions``, ``Monitoring``;
         ``RETAIN``).
+    source
+        Where the handler gets the table's changes: ``None``, the table's stream (one
+        stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
+        ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        Default: ``None``.
 
     Attributes
     ----------
@@ -98,6 +106,7 @@ class TtlArchiver(ControllerPattern, Construct):
         function_options: lambda_.FunctionOptions | None = None,
         monitoring: Monitoring | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+        source: ChangeSource | None = None,
     ) -> None:
         v.check_types("TtlArchiver", {
             "table": v.ITABLE, "ttl_attribute": str, "bucket": v.IBUCKET,
@@ -142,6 +151,8 @@ class TtlArchiver(ControllerPattern, Construct):
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            source=source,
+            needs="old",
             filters=[
                 StreamFilter(event_names=["REMOVE"])
                 if include_manual_deletes
@@ -150,9 +161,17 @@ class TtlArchiver(ControllerPattern, Construct):
         )
         self._grant(prefix)
         if transition_to is not None and archive_table is None:
-            self._warn_small_objects(transition_to, (stream_options or StreamOptions()).batch_size)
+            # One object per batch: the stream's batch size, or the fan-out queue's.
+            queue_options = getattr(self.controller, "queue_options", None)
+            if queue_options is not None:
+                self._warn_small_objects(transition_to, queue_options.batch_size, "queue_options")
+            else:
+                batch_size = (stream_options or StreamOptions()).batch_size
+                self._warn_small_objects(transition_to, batch_size, "stream_options")
 
-    def _warn_small_objects(self, storage_class: s3.StorageClass, batch_size: int) -> None:
+    def _warn_small_objects(
+        self, storage_class: s3.StorageClass, batch_size: int, options: str
+    ) -> None:
         """One archive object is one batch: say how big records must be for it to move."""
         per_record = S3_TRANSITION_MINIMUM_BYTES / batch_size / 1024
         cdk.Annotations.of(self).add_warning_v2(
@@ -163,7 +182,7 @@ class TtlArchiver(ControllerPattern, Construct):
             f"it reaches 128 KB only if its records average at least {per_record:.2f} KB each "
             "after compression. Smaller objects stay in S3 Standard (S3 advises against "
             "transitioning them: each transition is a billed request). Raise "
-            "stream_options batch_size and max_batching_window so objects grow, or acknowledge "
+            f"{options} batch_size and max_batching_window so objects grow, or acknowledge "
             "this warning",
         )
 

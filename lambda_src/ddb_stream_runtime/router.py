@@ -16,6 +16,10 @@ Configuration (environment variables, read on the first invocation)
     Bucket for records too large for SNS. Default: none (such a record fails).
 ``FIFO``
     ``"true"`` / ``"false"``. Default: true iff ``TOPIC_ARN`` ends with ``.fifo``.
+``PUBLISH_TTL_EXPIRY``
+    ``"true"`` / ``"false"``: add the ``ttlExpiry`` attribute (below). Default: false
+    (the ``StreamFanOut`` construct sets it, so that a consumer's filter policy can
+    keep TTL deletions only; ``ComplexController`` does not).
 
 Message attributes
 ------------------
@@ -23,6 +27,12 @@ Message attributes
 ``NewImage``, else ``OldImage`` (REMOVE, or an attribute the update removed),
 else ``Keys`` (so key attributes route on KEYS_ONLY streams too). Only the raw
 DynamoDB JSON of those attributes is read: images are never deserialized.
+
+With ``PUBLISH_TTL_EXPIRY``, a REMOVE made by DynamoDB's TTL process (its
+``userIdentity`` is ``{"type": "Service", "principalId": "dynamodb.amazonaws.com"}``)
+also carries ``ttlExpiry`` = ``"true"`` (String); every other record carries no
+``ttlExpiry`` (so a policy ``{"ttlExpiry": ["true"]}`` keeps TTL deletions only). It
+counts against the 10 attributes: at most 7 routing attributes then.
 
 =====  ===================  ================================================
 tag    SNS ``DataType``     ``StringValue``
@@ -92,6 +102,7 @@ __all__ = [
     "CLAIM_CHECK_FIELD",
     "CLAIM_CHECK_PREFIX",
     "MAX_MESSAGE_BYTES",
+    "TTL_EXPIRY_ATTRIBUTE",
     "ClaimCheckLocation",
     "ClaimCheckPointer",
     "MessageAttributeValue",
@@ -108,6 +119,9 @@ MAX_MESSAGE_BYTES = 262_144
 _MAX_ENTRIES = 10  # PublishBatch's limit
 _MAX_ATTRIBUTES = 10  # raw delivery silently drops messages with more
 _BUILT_IN_ATTRIBUTES = ("eventName", "tableName")
+TTL_EXPIRY_ATTRIBUTE = "ttlExpiry"
+_TTL_EXPIRY_VALUE: MessageAttributeValue = {"DataType": "String", "StringValue": "true"}
+_TTL_EXPIRY_BYTES = len(TTL_EXPIRY_ATTRIBUTE) + len("String") + len("true")
 _WHOLE_BATCH = ""  # Lambda reads an empty itemIdentifier as "the whole batch failed"
 _UNKNOWN_TABLE = "_unknown"
 
@@ -159,6 +173,9 @@ class RouterConfig:
         Bucket for records larger than 256 KiB. Default: None (they fail).
     fifo : bool, optional
         Add ``MessageGroupId`` / ``MessageDeduplicationId``. Default: False.
+    publish_ttl_expiry : bool, optional
+        Add ``ttlExpiry`` = ``"true"`` to TTL deletions (one more built-in
+        attribute: at most 7 routing attributes). Default: False.
     max_attempts : int, optional
         PublishBatch attempts for entries that fail without ``SenderFault``.
         Default: 3.
@@ -178,7 +195,8 @@ class RouterConfig:
     ...                        "ROUTING_ATTRIBUTES": '["status"]'})
     ... # doctest: +NORMALIZE_WHITESPACE
     RouterConfig(topic_arn='arn:aws:sns:us-east-1:1:t.fifo', routing_attributes=('status',),
-                 claim_check_bucket=None, fifo=True, max_attempts=3, backoff_seconds=0.05)
+                 claim_check_bucket=None, fifo=True, publish_ttl_expiry=False, max_attempts=3,
+                 backoff_seconds=0.05)
     >>> RouterConfig("arn:aws:sns:us-east-1:1:t", routing_attributes=("a.",))
     Traceback (most recent call last):
     ...
@@ -190,6 +208,7 @@ class RouterConfig:
     routing_attributes: tuple[str, ...] = ()
     claim_check_bucket: str | None = None
     fifo: bool = False
+    publish_ttl_expiry: bool = False
     max_attempts: int = 3
     backoff_seconds: float = 0.05
 
@@ -201,14 +220,15 @@ class RouterConfig:
             raise ValueError(f"topic {self.topic_arn!r} is a fifo topic but fifo is false")
         names = tuple(self.routing_attributes)
         object.__setattr__(self, "routing_attributes", names)
-        if len(_BUILT_IN_ATTRIBUTES) + len(names) > _MAX_ATTRIBUTES:
+        built_in = _built_in_attributes(self.publish_ttl_expiry)
+        if len(built_in) + len(names) > _MAX_ATTRIBUTES:
             raise ValueError(
-                f"at most {_MAX_ATTRIBUTES - len(_BUILT_IN_ATTRIBUTES)} routing attributes "
+                f"at most {_MAX_ATTRIBUTES - len(built_in)} routing attributes "
                 f"(sns raw delivery drops messages with more than {_MAX_ATTRIBUTES} attributes, "
-                f"{len(_BUILT_IN_ATTRIBUTES)} are built in), got {len(names)}: {list(names)}"
+                f"{len(built_in)} are built in), got {len(names)}: {list(names)}"
             )
         for name in names:
-            _check_attribute_name(name)
+            _check_attribute_name(name, built_in)
         if len(set(names)) != len(names):
             raise ValueError(f"routing attributes must be unique, got {list(names)}")
         if self.claim_check_bucket is not None and (
@@ -221,7 +241,8 @@ class RouterConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RouterConfig:
-        """Read ``TOPIC_ARN``, ``ROUTING_ATTRIBUTES``, ``CLAIM_CHECK_BUCKET`` and ``FIFO``.
+        """Read ``TOPIC_ARN``, ``ROUTING_ATTRIBUTES``, ``CLAIM_CHECK_BUCKET``, ``FIFO`` and
+        ``PUBLISH_TTL_EXPIRY``.
 
         Parameters
         ----------
@@ -247,10 +268,19 @@ class RouterConfig:
             routing_attributes=_parse_attribute_list(env.get("ROUTING_ATTRIBUTES", "")),
             claim_check_bucket=env.get("CLAIM_CHECK_BUCKET") or None,
             fifo=_parse_bool("FIFO", env.get("FIFO", ""), default=topic_arn.endswith(".fifo")),
+            publish_ttl_expiry=_parse_bool(
+                "PUBLISH_TTL_EXPIRY", env.get("PUBLISH_TTL_EXPIRY", ""), default=False
+            ),
         )
 
 
-def _check_attribute_name(name: Any) -> None:
+def _built_in_attributes(publish_ttl_expiry: bool) -> tuple[str, ...]:
+    if publish_ttl_expiry:
+        return (*_BUILT_IN_ATTRIBUTES, TTL_EXPIRY_ATTRIBUTE)
+    return _BUILT_IN_ATTRIBUTES
+
+
+def _check_attribute_name(name: Any, built_in: tuple[str, ...] = _BUILT_IN_ATTRIBUTES) -> None:
     if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
         raise ValueError(
             f"routing attribute {name!r} is not a valid sns message attribute name "
@@ -258,7 +288,7 @@ def _check_attribute_name(name: Any) -> None:
         )
     if name.lower().startswith(_RESERVED_PREFIXES):
         raise ValueError(f"routing attribute {name!r} uses a prefix reserved by aws")
-    if name in _BUILT_IN_ATTRIBUTES:
+    if name in built_in:
         raise ValueError(f"routing attribute {name!r} is always sent, do not list it")
 
 
@@ -480,6 +510,7 @@ class Router:
         """Build entries and cut them into calls; stop at the first record that cannot be sent."""
         names = self.config.routing_attributes
         fifo = self.config.fifo
+        ttl_flag = self.config.publish_ttl_expiry
         batches: list[list[_Planned]] = []
         batch: list[_Planned] = []
         batch_bytes = 0
@@ -504,6 +535,9 @@ class Router:
                 size += cached_event[1]
                 if table_attr is not None:
                     attrs["tableName"] = table_attr
+                if ttl_flag and event_name == "REMOVE" and record.is_ttl_expiry:
+                    attrs[TTL_EXPIRY_ATTRIBUTE] = _TTL_EXPIRY_VALUE
+                    size += _TTL_EXPIRY_BYTES
                 if names:
                     size += self._lift_attributes(record, names, attrs)
                 body = _encode(raw)  # ASCII: len() is the byte size

@@ -55,3 +55,20 @@ def test_fails_bad_props(stack, kwargs, message):
     kwargs.setdefault("group_attribute", "ListId")
     with pytest.raises(ValueError, match=message):
         AggregateCounter(stack, "Count", table=tasks(stack, stream_view_type=view), **kwargs)
+
+
+def test_same_handler_and_environment_on_a_fan_out(stack):
+    import aws_cdk as cdk
+
+    from ddb_stream_patterns import StreamFanOut
+
+    direct_stack = cdk.Stack(stack.node.root, "Direct")
+    direct = AggregateCounter(direct_stack, "Counts", table=tasks(direct_stack),
+                              group_attribute="ListId")
+    table = tasks(stack)
+    fanned = AggregateCounter(stack, "Counts", table=table, group_attribute="ListId",
+                              source=StreamFanOut(stack, "FanOut", table=table))
+    assert resource(stack, fanned.function)["Properties"]["Handler"] == resource(
+        direct_stack, direct.function)["Properties"]["Handler"] == "ddb_stream_runtime.counter.handler"
+    assert env_of(stack, fanned.function) == env_of(direct_stack, direct.function)
+    assert fanned.controller.queue is not None and not hasattr(direct.controller, "queue")

@@ -35,8 +35,8 @@ def test_the_warning_carries_no_stack_trace_only_the_message(stack):
     assert warning.path == "/TestStack/C2"
     assert warning.data == (
         "table 'TestStack/Table' now has 3 stream readers (['TestStack/C0', 'TestStack/C1', "
-        "'TestStack/C2']); more than 2 per shard get throttled: put the patterns behind one "
-        f"ComplexController, or accept the extra latency [ack: {WARNING_ID}]")
+        "'TestStack/C2']); more than 2 per shard get throttled: read the stream through one "
+        f"StreamFanOut (source=fan_out), or accept the extra latency [ack: {WARNING_ID}]")
     assert not warning.trace  # nothing for the CLI to print in front of the message
     # The probe that asks CDK about acknowledgements leaves nothing behind.
     assert [c.node.id for c in controllers[2].node.children if "Probe" in c.node.id] == []

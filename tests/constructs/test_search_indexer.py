@@ -327,3 +327,21 @@ def test_fails_principals_that_do_not_apply(stack):
     indexer = SearchIndexer(stack, "S4", table=table, index_name="tasks")
     with pytest.raises(ValueError, match="grant_backfill's grantee must be IAM roles or users .* got AccountRootPrincipal"):
         indexer.grant_backfill(iam.AccountRootPrincipal())
+
+
+def test_on_a_fan_out_the_queue_mapping_waits_for_the_writer_mapping(stack):
+    from ddb_stream_patterns import StreamFanOut
+
+    table = tasks(stack)
+    fan_out = StreamFanOut(stack, "FanOut", table=table)
+    indexer = SearchIndexer(stack, "Search", table=table, index_name="tasks", source=fan_out)
+    assert indexer.controller in fan_out.consumers
+    mapping = resource(stack, indexer.controller.event_source_mapping)
+    assert mapping["Properties"]["EventSourceArn"] == {
+        "Fn::GetAtt": [logical(stack, indexer.controller.queue), "Arn"]}
+    assert logical(stack, indexer.role_mappings[indexer.writer_role_name]) in mapping["DependsOn"]
+    env = env_of(stack, indexer.function)
+    assert env["VERSIONING"] == "external" and env["INDEX_NAME"] == "tasks"
+    # The domain's alarms come on top of the consumer's.
+    assert {"handlerErrors", "dlqMessages", "queueOldestMessage"} <= set(indexer.alarms)
+    assert any(k.startswith("domain") for k in indexer.alarms)

@@ -316,3 +316,29 @@ def test_s3_failure_destination_with_a_customer_managed_key(stack):
         "Resource": {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]},
     }]
     assert [s["Action"] for s in _s3_statements(stack, controller)] == ["s3:PutObject", "s3:ListBucket"]
+
+
+def test_a_given_function_on_a_fan_out_gets_a_queue_not_a_stream_mapping(stack):
+    from aws_cdk.assertions import Template
+
+    from ddb_stream_patterns import FanOutConsumer, StreamFanOut
+
+    table = StreamTable(stack, "T", partition_key=dynamodb.Attribute(
+        name="pk", type=dynamodb.AttributeType.STRING))
+    fan_out = StreamFanOut(stack, "FanOut", table=table)
+    function = lambda_.Function(stack, "Mine", code=lambda_.Code.from_inline("x = 1"),
+                                handler="index.handler", runtime=lambda_.Runtime.PYTHON_3_13)
+    controller = SimpleController(stack, "C", table=table, function=function, source=fan_out)
+    assert isinstance(controller.source_binding, FanOutConsumer)
+    assert controller.failure_destination is None
+    assert controller.failure_queue is controller.source_binding.dead_letter_queue
+    assert controller.event_source_mapping is controller.source_binding.event_source_mapping
+    assert set(controller.alarms) == {"handlerErrors", "handlerThrottles", "dlqMessages",
+                                      "queueOldestMessage"}
+    mappings = Template.from_stack(stack).find_resources("AWS::Lambda::EventSourceMapping")
+    mine = stack.get_logical_id(function.node.default_child)
+    [props] = [m["Properties"] for m in mappings.values()
+               if m["Properties"]["FunctionName"] == {"Ref": mine}]
+    assert "StartingPosition" not in props  # an SQS mapping
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert len(controller.dashboard_rows()) == 1

@@ -79,3 +79,18 @@ def test_fails_transform_without_old_images():
     with pytest.raises(ValueError, match="streams NEW_IMAGE, but TableReplicator with a transform reads both images"):
         TableReplicator(stack, "Rep", table=table, target_table=dynamodb.TableV2(stack, "T", **KEY),
                         transform="index:to_row", transform_code=CODE)
+
+
+def test_on_a_fan_out_grants_and_environment_are_unchanged(stack):
+    from ddb_stream_patterns import StreamFanOut
+
+    table = tasks(stack)
+    fan_out = StreamFanOut(stack, "FanOut", table=table)
+    target = dynamodb.TableV2(stack, "Target", **KEY)
+    replicator = TableReplicator(stack, "Copy", table=table, target_table=target, source=fan_out)
+    assert replicator.controller in fan_out.consumers
+    granted = actions(role_statements(stack, replicator.function))
+    assert {"dynamodb:PutItem", "dynamodb:DeleteItem", "sqs:ReceiveMessage"} <= granted
+    assert set(env_of(stack, replicator.function)) == {"TARGET_TABLE", "VERSION_ATTRIBUTE"}
+    assert resource(stack, replicator.function)["Properties"]["Handler"] == (
+        "ddb_stream_runtime.replicator.handler")

@@ -141,3 +141,41 @@ def test_transition_is_refused_for_a_given_bucket(stack):
                                          "not to the given bucket 'TestStack/Mine'"):
         TtlArchiver(stack, "Archive", table=tasks(stack), bucket=s3.Bucket(stack, "Mine"),
                     transition_to=s3.StorageClass.GLACIER)
+
+
+@pytest.mark.parametrize(("manual", "policy"), [
+    (False, {"eventName": ["REMOVE"], "ttlExpiry": ["true"]}),
+    (True, {"eventName": ["REMOVE"]}),
+])
+def test_on_a_fan_out_the_deletion_filter_is_the_subscription_policy(stack, manual, policy):
+    from ddb_stream_patterns import StreamFanOut
+
+    table = tasks(stack)
+    fan_out = StreamFanOut(stack, "FanOut", table=table)
+    archiver = TtlArchiver(stack, "Archive", table=table, source=fan_out,
+                           include_manual_deletes=manual)
+    queue = stack.get_logical_id(archiver.controller.queue.node.default_child)
+    [sub] = [s["Properties"] for s in Template.from_stack(stack).find_resources(
+        "AWS::SNS::Subscription").values()]
+    assert sub["Endpoint"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert sub["FilterPolicy"] == policy
+    # Same handler and environment as on the stream.
+    assert resource(stack, archiver.function)["Properties"]["Handler"] == (
+        "ddb_stream_runtime.archiver.handler")
+    bucket = stack.get_logical_id(archiver.bucket.node.default_child)
+    assert env_of(stack, archiver.function) == {"ARCHIVE_BUCKET": {"Ref": bucket},
+                                                "ARCHIVE_PREFIX": "archive/"}
+
+
+def test_transition_warning_counts_the_fan_out_queue_batch(stack):
+    from ddb_stream_patterns import QueueOptions, StreamFanOut
+
+    table = tasks(stack)
+    fan_out = StreamFanOut(stack, "FanOut", table=table)
+    archiver = TtlArchiver(
+        stack, "Archive", table=table, transition_to=s3.StorageClass.GLACIER,
+        source=fan_out.with_queue(QueueOptions(batch_size=64,
+                                               max_batching_window=cdk.Duration.seconds(30))))
+    [warning] = _transition_warnings(stack, archiver)
+    assert "at most 64 records" in warning.entry.data and "at least 2.00 KB each" in warning.entry.data
+    assert "Raise queue_options batch_size" in warning.entry.data

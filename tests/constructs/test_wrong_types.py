@@ -20,11 +20,13 @@ from ddb_stream_patterns import (
     FailureDestination,
     Monitoring,
     Processor,
+    QueueOptions,
     Route,
     Rule,
     SearchIndexer,
     SimpleController,
     StreamDashboard,
+    StreamFanOut,
     StreamFilter,
     StreamOptions,
     StreamRuntimeLayer,
@@ -167,6 +169,17 @@ ROWS: list[tuple[str, Make, str, str, str]] = [
      "patterns", "a list of", "int 7"),
     ("runtime-layer-description-int", lambda s: StreamRuntimeLayer(s, "L", description=1),
      "description", "a str", "int 1"),
+    ("fan-out-fifo-str", lambda s: StreamFanOut(s, "F", table=tasks(s), fifo="yes"),
+     "fifo", "a bool", "str 'yes'"),
+    ("fan-out-queue-options-dict",
+     lambda s: StreamFanOut(s, "F", table=tasks(s), queue_options={"batch_size": 5}),
+     "queue_options", "a QueueOptions", "dict {'batch_size': 5}"),
+    ("queue-options-batch-size-str", lambda s: QueueOptions(batch_size="5"),
+     "batch_size", "an int", "str '5'"),
+    ("queue-options-delay-int", lambda s: QueueOptions(delay=30),
+     "delay", "a cdk.Duration (e.g. Duration.seconds(30))", "int 30"),
+    ("ttl-archiver-source-str", lambda s: TtlArchiver(s, "A", table=tasks(s), source="stream"),
+     "source", "None (the table's stream) or a change source", "str 'stream'"),
 ]
 
 OWNERS = {
@@ -176,7 +189,8 @@ OWNERS = {
     "counter": "AggregateCounter", "indexer": "SearchIndexer", "replicator": "TableReplicator",
     "stream-options": "StreamOptions", "monitoring": "Monitoring",
     "thresholds": "AlarmThresholds", "alarm-topic": "AlarmTopic", "dashboard": "StreamDashboard",
-    "runtime-layer": "StreamRuntimeLayer",
+    "runtime-layer": "StreamRuntimeLayer", "fan-out": "StreamFanOut",
+    "queue-options": "QueueOptions",
 }
 
 

@@ -132,3 +132,52 @@ def test_every_shipped_handler_path_resolves(example_app):
     for handler in handlers:
         module, attribute = handler.rsplit(".", 1)
         assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def test_data_patterns_read_their_stream_through_one_fan_out(example_app):
+    stack = _stack(example_app, "DdbStreamPatterns-DataPatterns")
+    template = Template.from_stack(stack)
+    resources = template.to_json()["Resources"]
+    table_ids = {k for k, r in resources.items() if r["Type"] == "AWS::DynamoDB::GlobalTable"}
+    readers: dict[str, list[str]] = {}
+    queue_fed = []
+    for logical_id, mapping in template.find_resources("AWS::Lambda::EventSourceMapping").items():
+        source = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"]
+        if source[0] in table_ids:
+            readers.setdefault(source[0], []).append(logical_id)
+        else:
+            assert resources[source[0]]["Type"] == "AWS::SQS::Queue"
+            queue_fed.append(mapping["Properties"]["FunctionName"]["Ref"])
+    todo = stack.get_logical_id(stack.table.node.default_child)
+    # The todo table's stream has one reader (the router); the counter's own table none.
+    assert {k: len(v) for k, v in readers.items()} == {todo: 1}
+    patterns = [stack.archiver, stack.counter, stack.indexer, stack.replicator]
+    assert sorted(queue_fed) == sorted(
+        stack.get_logical_id(p.function.node.default_child) for p in patterns)
+    # Same handlers as on the stream.
+    assert {resources[stack.get_logical_id(p.function.node.default_child)]["Properties"]["Handler"]
+            for p in patterns} == {f"ddb_stream_runtime.{m}.handler"
+                                   for m in ("archiver", "counter", "indexer", "replicator")}
+    policies = {
+        s["Properties"]["Endpoint"]["Fn::GetAtt"][0]: s["Properties"].get("FilterPolicy")
+        for s in template.find_resources("AWS::SNS::Subscription").values()
+    }
+    assert len(policies) == 4
+    assert policies[stack.get_logical_id(stack.archiver.controller.queue.node.default_child)] == {
+        "eventName": ["REMOVE"], "ttlExpiry": ["true"]}
+    for pattern in (stack.counter, stack.indexer, stack.replicator):
+        assert policies[stack.get_logical_id(pattern.controller.queue.node.default_child)] is None
+    router = resources[stack.get_logical_id(stack.fan_out.controller_function.node.default_child)]
+    assert router["Properties"]["Environment"]["Variables"]["PUBLISH_TTL_EXPIRY"] == "true"
+
+
+def test_data_patterns_synth_without_readers_warning_or_acknowledgment(example_app):
+    stack = _stack(example_app, "DdbStreamPatterns-DataPatterns")
+    artifact = example_app.synth().get_stack_artifact(stack.artifact_id)
+    warnings = [str(e.data) for e in artifact.find_metadata_by_type("aws:cdk:warning")]
+    assert not [w for w in warnings if "stream readers" in w]
+    acknowledged = [
+        entry.data for c in stack.node.find_all() for entry in c.node.metadata
+        if "acknowledge" in entry.type.lower() and isinstance(entry.data, dict)
+    ]
+    assert not [a for a in acknowledged if "StreamPatterns-DDB1" in a]

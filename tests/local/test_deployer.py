@@ -494,7 +494,7 @@ def test_subscriptions_filter_and_deliver_raw(
 
 def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: LocalCloud) -> None:
     s3 = local_cloud.client("s3")
-    assert len(deployment.buckets) == 2
+    assert len(deployment.buckets) == 3  # two claim-check buckets (fan-outs) and the archive
     for name in deployment.buckets.values():
         s3.head_bucket(Bucket=name)
     archive = deployment.by_path(f"{DATA}/ExpiredTasks/ArchiveBucket")
@@ -504,7 +504,7 @@ def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: Local
 
 
 def test_every_function_imports_its_handler_and_runs(deployment: Deployment) -> None:
-    assert len(deployment.functions) == 10
+    assert len(deployment.functions) == 11
     for key, function in deployment.functions.items():
         if function.handler == "ddb_stream_runtime.role_mapping.handler":
             continue  # a custom resource's provider: custom resources are not run locally
@@ -531,7 +531,7 @@ def test_function_configuration(deployment: Deployment) -> None:
 
 def test_mappings_carry_every_property(deployment: Deployment) -> None:
     specs = {m.logical_id: m for m in deployment.mappings}
-    assert len(specs) == 9
+    assert len(specs) == 10
     assert all(isinstance(m, MappingSpec) for m in specs.values())
 
     notifier = deployment.find(SIMPLE, "StatusNotifierFunctionDynamoDBEventSource").local
@@ -547,17 +547,21 @@ def test_mappings_carry_every_property(deployment: Deployment) -> None:
     assert notifier.function is deployment.functions[deployment.find(SIMPLE, "StatusNotifierFunction").key]
 
     sqs_mappings = [m for m in specs.values() if m.kind == "sqs"]
-    assert len(sqs_mappings) == 3
+    assert len(sqs_mappings) == 7  # 3 ComplexController processors, 4 DataPatterns consumers
     for m in sqs_mappings:
         assert m.queue_url and m.queue_url.endswith(m.source_arn.rsplit(":", 1)[1])
         assert (m.batch_size, m.report_batch_item_failures) == (10, True)
         assert m.on_failure_arn is None
     throttled = deployment.find(COMPLEX, "CustomerEventsStatusNotifierFunctionSqsEventSource").local
     assert throttled.max_concurrency == 2
-    assert sorted(m.max_concurrency or 0 for m in sqs_mappings) == [0, 0, 2]
+    assert sorted(m.max_concurrency or 0 for m in sqs_mappings) == [0, 0, 0, 0, 0, 0, 2]
 
-    archiver = deployment.find(DATA, "ExpiredTasksFunctionDynamoDBEventSource").local
-    assert archiver.filter_patterns[0]["userIdentity"]["principalId"] == ["dynamodb.amazonaws.com"]
+    # DataPatterns reads its stream through a StreamFanOut: one stream mapping (the router);
+    # the archiver's TTL filter is its subscription's filter policy, not a mapping filter.
+    router = deployment.find(DATA, "TodoListTaskFanOutControllerFunctionDynamoDBEventSource").local
+    assert router.kind == "dynamodb"
+    archiver = deployment.find(DATA, "ExpiredTasksFunctionSqsEventSource").local
+    assert archiver.kind == "sqs" and not archiver.filter_patterns
 
 
 def test_opensearch_is_unsupported_policies_skipped_iam_enforced(deployment: Deployment) -> None:

@@ -91,12 +91,14 @@ def make_router(
     bucket: str | None = None,
     fifo: bool = False,
     sleep: Sleeps | None = None,
+    ttl_expiry: bool = False,
 ) -> Router:
     config = RouterConfig(
         FIFO_TOPIC if fifo else TOPIC,
         attributes,
         claim_check_bucket=bucket,
         fifo=fifo,
+        publish_ttl_expiry=ttl_expiry,
     )
     return Router(
         config,
@@ -691,6 +693,68 @@ def test_eight_routing_attributes_are_the_maximum() -> None:
         RouterConfig.from_env(
             {"TOPIC_ARN": TOPIC, "ROUTING_ATTRIBUTES": json.dumps([f"a{i}" for i in range(11)])}
         )
+
+
+# --- ttlExpiry (the fan-out's TTL filter) -------------------------------------------------
+
+
+TTL_FLAG = {"DataType": "String", "StringValue": "true"}
+
+
+def test_ttl_expiry_attribute_marks_only_ttl_deletions(
+    ttl_event: dict[str, Any], sample_event: dict[str, Any]
+) -> None:
+    sns = FakeSns()
+    router = make_router(sns, ttl_expiry=True)
+    assert router.route(ttl_event) == {"batchItemFailures": []}
+    assert router.route(sample_event) == {"batchItemFailures": []}
+    assert len(sns.published) == len(ttl_event["Records"]) + len(sample_event["Records"]) == 4
+    ttl_entry, *others = sns.published
+    assert ttl_entry["MessageAttributes"]["ttlExpiry"] == TTL_FLAG
+    # INSERT, MODIFY and a user's REMOVE (no userIdentity) carry no ttlExpiry at all.
+    assert [e["MessageAttributes"]["eventName"]["StringValue"] for e in others] == [
+        "INSERT", "MODIFY", "REMOVE"]
+    assert all("ttlExpiry" not in e["MessageAttributes"] for e in others)
+
+
+def test_ttl_expiry_needs_the_dynamodb_service_identity(ttl_event: dict[str, Any]) -> None:
+    event = copy.deepcopy(ttl_event)
+    event["Records"][0]["userIdentity"] = {"type": "Service", "principalId": "other.amazonaws.com"}
+    sns = FakeSns()
+    assert make_router(sns, ttl_expiry=True).route(event) == {"batchItemFailures": []}
+    assert len(sns.published) == 1
+    assert "ttlExpiry" not in sns.published[0]["MessageAttributes"]
+
+
+def test_ttl_expiry_is_off_by_default(ttl_event: dict[str, Any]) -> None:
+    sns = FakeSns()
+    assert make_router(sns).route(ttl_event) == {"batchItemFailures": []}
+    assert len(sns.published) == 1
+    assert set(sns.published[0]["MessageAttributes"]) == {"eventName", "tableName"}
+
+
+def test_ttl_expiry_counts_in_the_message_size(ttl_event: dict[str, Any]) -> None:
+    sns = FakeSns()
+    assert make_router(sns, ttl_expiry=True).route(ttl_event) == {"batchItemFailures": []}
+    [planned] = make_router(FakeSns(), ttl_expiry=True)._plan(ttl_event["Records"])[0][0]
+    assert planned.size == entry_bytes(sns.published[0])
+
+
+def test_ttl_expiry_leaves_room_for_seven_routing_attributes() -> None:
+    RouterConfig(TOPIC, tuple(f"a{i}" for i in range(7)), publish_ttl_expiry=True)
+    with pytest.raises(ValueError, match=r"at most 7 routing attributes .* 3 are built in\), got 8"):
+        RouterConfig(TOPIC, tuple(f"a{i}" for i in range(8)), publish_ttl_expiry=True)
+    with pytest.raises(ValueError, match="'ttlExpiry' is always sent"):
+        RouterConfig(TOPIC, ("ttlExpiry",), publish_ttl_expiry=True)
+    RouterConfig(TOPIC, ("ttlExpiry",))  # an ordinary item attribute when not published
+
+
+def test_ttl_expiry_from_env() -> None:
+    assert RouterConfig.from_env({"TOPIC_ARN": TOPIC}).publish_ttl_expiry is False
+    config = RouterConfig.from_env({"TOPIC_ARN": TOPIC, "PUBLISH_TTL_EXPIRY": "true"})
+    assert config.publish_ttl_expiry is True
+    with pytest.raises(ValueError, match="PUBLISH_TTL_EXPIRY must be 'true' or 'false'"):
+        RouterConfig.from_env({"TOPIC_ARN": TOPIC, "PUBLISH_TTL_EXPIRY": "1"})
 
 
 @pytest.mark.parametrize(
