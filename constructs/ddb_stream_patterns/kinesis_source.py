@@ -317,6 +317,8 @@ class KinesisController(SimpleController):
         #: No table: this controller reads the Kinesis stream (see ``source``).
         self.table = None
         self.source = source
+        self.reads_table_stream = False
+        self.source_binding = None  # this controller is its own binding
         self.runtime_layer = None
         self.log_group = None
         self.built_function: lambda_.Function | None = None
