@@ -112,7 +112,7 @@ class AggregateCounter(ControllerPattern, Construct):
                 "counter_partition_key, count_attribute, sum_attribute and the marker TTL "
                 f"attribute {MARKER_TTL_ATTRIBUTE!r} must differ, got {stored!r}"
             )
-        require_view_type(table, "both", "AggregateCounter")
+        require_view_type(table, "both", "AggregateCounter", source=source)
 
         self.counter_table = counter_table or StreamTable(
             self,

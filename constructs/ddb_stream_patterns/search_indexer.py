@@ -175,7 +175,7 @@ class SearchIndexer(ControllerPattern, Construct):
                 f"with '_', '-' or '.', got {index_name!r}"
             )
         id_attributes = _id_attributes(table, id_attributes)
-        require_view_type(table, "new", "SearchIndexer")
+        require_view_type(table, "new", "SearchIndexer", source=source)
         creates_domain = domain is None and collection is None
         own_fgac = "fine_grained_access_control" in struct_values(domain_props)
         admins = principal_list("admin_principals", admin_principals)

@@ -106,9 +106,9 @@ class TableReplicator(ControllerPattern, Construct):
             )
         # A transform derives the delete key from the old image, so it needs both.
         if transform is None:
-            require_view_type(table, "new", "TableReplicator")
+            require_view_type(table, "new", "TableReplicator", source=source)
         else:
-            require_view_type(table, "both", "TableReplicator with a transform")
+            require_view_type(table, "both", "TableReplicator with a transform", source=source)
 
         environment = {
             "TARGET_TABLE": target_table.table_name,
