@@ -292,3 +292,17 @@ def test_fails_a_key_filter_on_an_attribute_that_is_no_key(stack):
         SimpleController(stack, "User", table=table, code=CODE, handler="index.handler",
                          filters=[StreamFilter(keys={"status": Rule.equals("x")})],
                          source=KinesisSource.of_table(table))
+
+
+def test_a_kinesis_controller_takes_the_sources_settings_and_refuses_a_conflict(stack):
+    table = _kinesis_tasks(stack)
+    source = KinesisSource.of_table(table, batch_size=500, retry_attempts=2)
+    controller = KinesisController(stack, "C", source=source, code=CODE,
+                                   handler="index.handler", parallelization_factor=3)
+    mapping = mapping_of(stack, controller)
+    assert (mapping["BatchSize"], mapping["MaximumRetryAttempts"],
+            mapping["ParallelizationFactor"]) == (500, 2, 3)
+    with pytest.raises(ValueError, match=r"KinesisController TestStack/D: batch_size is given "
+                                         r"twice, 500 on the KinesisSource and 10 as batch_size"):
+        KinesisController(stack, "D", source=source, code=CODE, handler="index.handler",
+                          batch_size=10)
