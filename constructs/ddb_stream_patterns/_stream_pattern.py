@@ -194,8 +194,8 @@ class ControllerPattern:
         metric = getattr(self.controller, "metric_oldest_message_age", None)
         if metric is None:
             raise ValueError(
-                f"{cast(Construct, self).node.path} reads the table's stream, not a queue: "
-                "use metric_iterator_age()"
+                f"{cast(Construct, self).node.path} reads a stream (the table's, or Kinesis), "
+                "not a queue: use metric_iterator_age()"
             )
         return metric()
 

@@ -157,7 +157,9 @@ class SimpleController(Construct):
         ``fan_out.with_queue(QueueOptions(...))``): the function gets its own queue, DLQ,
         subscription (``filters`` become its filter policy) and alarms; the stream props
         above (``starting_position`` ... ``failure_destination``) go to the source, and a
-        fan-out refuses them (its queue options come with ``with_queue``). See
+        fan-out refuses them (its queue options come with ``with_queue``); or a
+        ``KinesisSource``: the function reads the Kinesis stream the table writes to, with
+        these props (the table then needs no DynamoDB stream). See
         ``ddb_stream_patterns.change_source``. Default: ``None``.
 
     Attributes
