@@ -34,6 +34,9 @@ A kind of source is ONE class that implements this protocol; no pattern changes:
     a ``ValueError`` naming the prop and value, whatever the source cannot honour (a
     filter it cannot express, stream options it does not use, images its table lacks).
     Return the binding.
+``carries_both_images`` (optional class attribute, default ``False``)
+    ``True`` when the source's records carry the item's old and new images whatever the
+    table's stream view type (Kinesis): the patterns then skip their view type checks.
 
 A ``SourceBinding`` (``SimpleController`` is the table stream's; ``FanOutConsumer`` the
 fan-out's) exposes what the pattern derives its own public surface from:
