@@ -29,6 +29,14 @@ from .stream_table import StreamTable
 
 __all__ = ["StreamOptions", "runtime_controller", "require_view_type", "ControllerPattern"]
 
+# What each runtime handler asks of its source beyond the records (see ``ConsumerSpec``):
+# the replicator and indexer order one item's changes; the counter's idempotency markers
+# must outlive every redelivery (``MARKER_RETENTION_SECONDS``).
+_ORDERED_HANDLERS = frozenset({
+    "ddb_stream_runtime.replicator.handler", "ddb_stream_runtime.indexer.handler",
+})
+_REDELIVERY_ENV = {"ddb_stream_runtime.counter.handler": "MARKER_RETENTION_SECONDS"}
+
 _VIEWS_WITH_OLD = {dynamodb.StreamViewType.OLD_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
 _VIEWS_WITH_NEW = {dynamodb.StreamViewType.NEW_IMAGE, dynamodb.StreamViewType.NEW_AND_OLD_IMAGES}
 VIEWS = {"old": _VIEWS_WITH_OLD, "new": _VIEWS_WITH_NEW, "both": _VIEWS_WITH_OLD & _VIEWS_WITH_NEW}
@@ -75,12 +83,18 @@ class StreamOptions:
         check_duration_range("stream_options.max_record_age", self.max_record_age, 60, 604_800)
 
 
-def require_view_type(table: dynamodb.ITable, needs: str, pattern: str) -> None:
+def require_view_type(
+    table: dynamodb.ITable, needs: str, pattern: str, *, source: Any = None
+) -> None:
     """Fail at synth when a ``StreamTable``'s view type lacks the images ``pattern`` reads.
 
     ``needs`` is ``"old"``, ``"new"`` or ``"both"``. Other tables' view types are not
     known here: the runtime then fails the records it cannot use (they reach the DLQ).
+    A ``source`` whose records carry both images whatever the view type
+    (``carries_both_images``: a ``KinesisSource``) needs nothing of it.
     """
+    if getattr(source, "carries_both_images", False):
+        return
     if not isinstance(table, StreamTable):
         return
     if table.stream_view_type not in VIEWS[needs]:
@@ -139,6 +153,8 @@ def runtime_controller(
             stream_options=stream_options,
             monitoring=monitoring,
             removal_policy=removal_policy,
+            ordered=handler in _ORDERED_HANDLERS,
+            redelivery_env=_REDELIVERY_ENV.get(handler),
         ),
     )
 
@@ -178,8 +194,8 @@ class ControllerPattern:
         metric = getattr(self.controller, "metric_oldest_message_age", None)
         if metric is None:
             raise ValueError(
-                f"{cast(Construct, self).node.path} reads the table's stream, not a queue: "
-                "use metric_iterator_age()"
+                f"{cast(Construct, self).node.path} reads a stream (the table's, or Kinesis), "
+                "not a queue: use metric_iterator_age()"
             )
         return metric()
 

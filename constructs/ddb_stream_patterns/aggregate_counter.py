@@ -59,7 +59,9 @@ class AggregateCounter(ControllerPattern, Construct):
         Where the handler gets the table's changes: ``None``, the table's stream (one
         stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
         ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
-        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given; or a
+        ``KinesisSource`` (``KinesisSource.of_table(table, enhanced_fan_out=...)``): the
+        handler reads the Kinesis stream the table writes to (``stream_options`` apply).
         Default: ``None``.
 
     Attributes
@@ -112,7 +114,7 @@ class AggregateCounter(ControllerPattern, Construct):
                 "counter_partition_key, count_attribute, sum_attribute and the marker TTL "
                 f"attribute {MARKER_TTL_ATTRIBUTE!r} must differ, got {stored!r}"
             )
-        require_view_type(table, "both", "AggregateCounter")
+        require_view_type(table, "both", "AggregateCounter", source=source)
 
         self.counter_table = counter_table or StreamTable(
             self,

@@ -7,7 +7,10 @@ Every pattern (``TtlArchiver``, ``AggregateCounter``, ``SearchIndexer``,
   mapping of the handler (:class:`TableStream`; each such pattern is one stream reader);
 - a :class:`~ddb_stream_patterns.StreamFanOut`: one router reads the stream and
   publishes to SNS; the handler gets its own SQS queue (``fan_out.with_queue(...)``
-  sets that queue's options).
+  sets that queue's options);
+- a :class:`~ddb_stream_patterns.KinesisSource`: the Kinesis data stream the table writes
+  its changes to, read by an event source mapping of the handler, shared-throughput or
+  through an enhanced fan-out consumer (binding: a ``KinesisController``).
 
 The handler is the same on every source (``ddb_stream_runtime.<pattern>.handler``): the
 runtime recognizes each record's shape.
@@ -18,7 +21,9 @@ A kind of source is ONE class that implements this protocol; no pattern changes:
 
 ``table``
     The ``ITable`` whose changes it carries. A pattern refuses a source on another table
-    than its own ``table=``.
+    than its own ``table=``. ``None`` when the source is not tied to a table in this app
+    (``KinesisSource(stream=...)``): its ``bind`` then checks that the pattern's table
+    feeds it.
 ``describe() -> str``
     A short name for messages, e.g. ``"StreamFanOut 'Stack/FanOut'"``.
 ``bind(scope, id, *, function, consumer) -> SourceBinding``
@@ -29,6 +34,9 @@ A kind of source is ONE class that implements this protocol; no pattern changes:
     a ``ValueError`` naming the prop and value, whatever the source cannot honour (a
     filter it cannot express, stream options it does not use, images its table lacks).
     Return the binding.
+``carries_both_images`` (optional class attribute, default ``False``)
+    ``True`` when the source's records carry the item's old and new images whatever the
+    table's stream view type (Kinesis): the patterns then skip their view type checks.
 
 A ``SourceBinding`` (``SimpleController`` is the table stream's; ``FanOutConsumer`` the
 fan-out's) exposes what the pattern derives its own public surface from:
@@ -85,6 +93,17 @@ class ConsumerSpec:
         and refuses the rest. Default: none.
     monitoring, removal_policy
         As given to the pattern.
+    ordered
+        The handler orders one item's changes (the replicator's conditional writes, the
+        indexer's external versions): by ``SequenceNumber`` on a stream or queue, by
+        ``ApproximateCreationDateTime`` on Kinesis. A source whose order key may be coarse
+        says so. Default: ``False``.
+    redelivery_env
+        Name of an environment variable through which the handler learns for how long
+        after a record's creation the source may still deliver it (seconds; the counter's
+        ``MARKER_RETENTION_SECONDS``). A source whose bound is set by its own options (a
+        Kinesis mapping's maximum record age) sets it; the others leave the handler's
+        per-source default. Default: none.
     """
 
     pattern: str
@@ -95,6 +114,8 @@ class ConsumerSpec:
     stream_props: Mapping[str, Any] = field(default_factory=dict)
     monitoring: Monitoring | None = None
     removal_policy: cdk.RemovalPolicy = field(default=cdk.RemovalPolicy.RETAIN)
+    ordered: bool = False
+    redelivery_env: str | None = None
 
 
 @runtime_checkable
@@ -176,8 +197,10 @@ def check_source(owner: str, source: object, table: dynamodb.ITable) -> ChangeSo
     if not isinstance(source, ChangeSource):
         raise TypeError(
             f"{owner}: source must be None (the table's stream) or a change source (a "
-            f"StreamFanOut, or fan_out.with_queue(...)), got {_show(source)}"
+            f"StreamFanOut, fan_out.with_queue(...), or a KinesisSource), got {_show(source)}"
         )
+    if source.table is None:  # not tied to a table here: its bind checks the table feeds it
+        return source
     if not _same_table(source.table, table):
         raise ValueError(
             f"{owner}: source {source.describe()} carries the changes of table "

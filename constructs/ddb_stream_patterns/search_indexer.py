@@ -116,7 +116,9 @@ class SearchIndexer(ControllerPattern, Construct):
         Where the handler gets the table's changes: ``None``, the table's stream (one
         stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
         ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
-        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given; or a
+        ``KinesisSource`` (``KinesisSource.of_table(table, enhanced_fan_out=...)``): the
+        handler reads the Kinesis stream the table writes to (``stream_options`` apply).
         Default: ``None``.
 
     Attributes
@@ -175,7 +177,7 @@ class SearchIndexer(ControllerPattern, Construct):
                 f"with '_', '-' or '.', got {index_name!r}"
             )
         id_attributes = _id_attributes(table, id_attributes)
-        require_view_type(table, "new", "SearchIndexer")
+        require_view_type(table, "new", "SearchIndexer", source=source)
         creates_domain = domain is None and collection is None
         own_fgac = "fine_grained_access_control" in struct_values(domain_props)
         admins = principal_list("admin_principals", admin_principals)

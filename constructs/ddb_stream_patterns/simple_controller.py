@@ -157,7 +157,9 @@ class SimpleController(Construct):
         ``fan_out.with_queue(QueueOptions(...))``): the function gets its own queue, DLQ,
         subscription (``filters`` become its filter policy) and alarms; the stream props
         above (``starting_position`` ... ``failure_destination``) go to the source, and a
-        fan-out refuses them (its queue options come with ``with_queue``). See
+        fan-out refuses them (its queue options come with ``with_queue``); or a
+        ``KinesisSource``: the function reads the Kinesis stream the table writes to, with
+        these props (the table then needs no DynamoDB stream). See
         ``ddb_stream_patterns.change_source``. Default: ``None``.
 
     Attributes
@@ -214,7 +216,8 @@ class SimpleController(Construct):
             "failure_destination": failure_destination,
         })
         super().__init__(scope, id)
-        require_stream(table)
+        if reads_stream:
+            require_stream(table)  # other sources read elsewhere (a fan-out's router checks)
         max_record_age = max_record_age or cdk.Duration.days(1)
         check_range("batch_size", batch_size, *_BATCH_SIZE)
         check_duration_range("max_batching_window", max_batching_window, *_BATCHING_WINDOW_S)
@@ -222,7 +225,10 @@ class SimpleController(Construct):
         check_range("retry_attempts", retry_attempts, *_RETRIES)
         check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
         filter_criteria = _filter_criteria(filters)
-        check_filters_on_table("SimpleController", filters, table)
+        check_filters_on_table(
+            "SimpleController", filters, table,
+            images=not getattr(change_source, "carries_both_images", False),
+        )
 
         if function is not None and (code is not None or handler is not None):
             raise ValueError(

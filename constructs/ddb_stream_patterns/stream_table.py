@@ -248,10 +248,14 @@ def table_schema(table: dynamodb.ITable) -> tuple[list[str], str | None] | None:
     return names, view if isinstance(view, str) and not is_token(view) else None
 
 
-def check_filters_on_table(owner: str, filters: Any, table: dynamodb.ITable) -> None:
+def check_filters_on_table(
+    owner: str, filters: Any, table: dynamodb.ITable, *, images: bool = True
+) -> None:
     """Refuse filters that can never match this table's stream records: a ``keys`` condition
-    on an attribute that is not a key, an image the stream view type does not carry.
-    Imported tables are not checked (their schema is unknown at synth)."""
+    on an attribute that is not a key, an image the stream view type does not carry
+    (unless ``images`` is ``False``: records that carry both images whatever the view
+    type, as on Kinesis). Imported tables are not checked (their schema is unknown at
+    synth)."""
     patterns = [(i, f.to_pattern().get("dynamodb")) for i, f in enumerate(filters or ())]
     patterns = [(i, p) for i, p in patterns if isinstance(p, dict)]
     if not any(set(p) & {"Keys", "NewImage", "OldImage"} for _, p in patterns):
@@ -268,7 +272,7 @@ def check_filters_on_table(owner: str, filters: Any, table: dynamodb.ITable) -> 
                     f"not a key of table {table.node.path!r} (keys: {keys}), so it never "
                     f"matches: filter on new_image or old_image instead"
                 )
-        if view is None or view not in _IMAGES_OF_VIEW:
+        if not images or view is None or view not in _IMAGES_OF_VIEW:
             continue
         for image in ("NewImage", "OldImage"):
             if image in pattern and image not in _IMAGES_OF_VIEW[view]:

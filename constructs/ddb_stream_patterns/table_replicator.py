@@ -57,7 +57,9 @@ class TableReplicator(ControllerPattern, Construct):
         Where the handler gets the table's changes: ``None``, the table's stream (one
         stream reader); or a ``StreamFanOut`` on the same table (``fan_out``, or
         ``fan_out.with_queue(QueueOptions(...))``): the same handler then reads its own SQS
-        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given.
+        queue (DLQ, filter policy, alarms), and ``stream_options`` must not be given; or a
+        ``KinesisSource`` (``KinesisSource.of_table(table, enhanced_fan_out=...)``): the
+        handler reads the Kinesis stream the table writes to (``stream_options`` apply).
         Default: ``None``.
 
     Attributes
@@ -106,9 +108,9 @@ class TableReplicator(ControllerPattern, Construct):
             )
         # A transform derives the delete key from the old image, so it needs both.
         if transform is None:
-            require_view_type(table, "new", "TableReplicator")
+            require_view_type(table, "new", "TableReplicator", source=source)
         else:
-            require_view_type(table, "both", "TableReplicator with a transform")
+            require_view_type(table, "both", "TableReplicator with a transform", source=source)
 
         environment = {
             "TARGET_TABLE": target_table.table_name,

@@ -20,6 +20,7 @@ STACKS = [
     "DdbStreamPatterns-SimpleController",
     "DdbStreamPatterns-ComplexController",
     "DdbStreamPatterns-DataPatterns",
+    "DdbStreamPatterns-KinesisPatterns",
 ]
 
 

@@ -44,15 +44,29 @@ def test_every_example_pattern_works(example_run):
     assert report.queues["DdbStreamPatterns-ComplexController/CustomerEvents/StatusNotifierQueue"]["delayed"] == 4
     # Data patterns on the todoListTask table, behind one StreamFanOut: each reads its queue.
     assert _flow(report, "DataPatterns/ExpiredTasks (queue)").succeeded == 3  # TTL only
-    [archive] = [v for k, v in report.outcomes.items() if "ArchiveBucket" in k]
+    [archive] = [v for k, v in report.outcomes.items() if "DataPatterns/" in k and "ArchiveBucket" in k]
     # Behind a queue the archiver writes one object per record (keyed by the record, so a
     # redelivered one lands on the same key): three expiries, three objects.
     assert len(archive) == 3 and all(key.endswith(".json.gz") for key in archive)
-    [counts] = [v for k, v in report.outcomes.items() if "CounterTable" in k]
+    [counts] = [v for k, v in report.outcomes.items() if "DataPatterns/" in k and "CounterTable" in k]
     assert {k: v["count"] for k, v in counts.items()} == {f"list-{i}": Decimal(2) for i in range(3)}
-    [report_rows] = [v for k, v in report.outcomes.items() if "TaskReport" in k]
+    [report_rows] = [v for k, v in report.outcomes.items() if "DataPatterns/" in k and "TaskReport" in k]
     assert report_rows == live
     assert report.outcomes["search index tasks"] == live
+    # KinesisPatterns: the same patterns through Kinesis (two enhanced fan-out consumers,
+    # one shared reader) leave the same results.
+    for name in ("TaskCountPerList", "TaskReporting", "ExpiredTasks"):
+        assert _flow(report, f"KinesisPatterns/{name} (kinesis)").records_in > 0
+    assert _flow(report, "KinesisPatterns/ExpiredTasks (kinesis)").succeeded == 3
+    [kinesis_archive] = [v for k, v in report.outcomes.items()
+                         if "KinesisPatterns/" in k and "ArchiveBucket" in k]
+    assert len(kinesis_archive) == 3
+    [kinesis_counts] = [v for k, v in report.outcomes.items()
+                        if "KinesisPatterns/" in k and "CounterTable" in k]
+    assert kinesis_counts == counts
+    [kinesis_rows] = [v for k, v in report.outcomes.items()
+                      if "KinesisPatterns/" in k and "TaskReport" in k]
+    assert kinesis_rows == live
     # Nothing failed, nothing reached a DLQ; the summary says so for a person.
     assert all(s.sent_to_failure_destination == 0 for s in report.flows.values())
     assert all(q["visible"] == 0 for q in report.queues.values())

@@ -15,6 +15,7 @@ import importlib
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -508,9 +509,12 @@ def _label(deployment: Deployment, mapping: MappingSpec) -> str:
     for resource in deployment.resources:
         if resource.local is mapping:
             path = resource.path or resource.key
-    function_path = path.split("/DynamoDBEventSource", 1)[0].split("/SqsEventSource", 1)[0]
+    if path == mapping.logical_id and hasattr(mapping.function, "stream_name"):
+        path = mapping.function.name  # the Kinesis feeder: DynamoDB's side, no construct
+    function_path = re.split(r"/(?:DynamoDB|Sqs|Kinesis|KinesisConsumer)EventSource", path)[0]
     pattern = function_path.removesuffix("/Function").removesuffix("Function")
-    return f"{pattern} ({'stream' if mapping.kind == 'dynamodb' else 'queue'})"
+    kind = {"dynamodb": "stream", "sqs": "queue", "kinesis": "kinesis"}[mapping.kind]
+    return f"{pattern} ({kind})"
 
 
 def _flows(deployment: Deployment, pollers: Pollers) -> dict[str, MappingStats]:
