@@ -8,7 +8,7 @@ import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_kinesis as kinesis
 import jsii
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from . import _validation as v
 from ._validation import is_token
@@ -172,11 +172,33 @@ class StreamTable(dynamodb.TableV2):
             # precision prop (only the v1 Table has kinesis_precision_timestamp), while
             # CloudFormation's KinesisStreamSpecification takes
             # ApproximateCreationDateTimePrecision (MICROSECOND | MILLISECOND) per replica.
-            cfn = self.node.default_child
-            cfn.add_property_override(
-                "Replicas.0.KinesisStreamSpecification.ApproximateCreationDateTimePrecision",
-                self.kinesis_precision.value,
-            )
+            # The primary replica (the one with the stream) is rendered last and replicas
+            # may be added after this constructor, so its index is found at synth.
+            cdk.Aspects.of(self).add(_KinesisPrecision(self, self.kinesis_precision.value))
+
+
+@jsii.implements(cdk.IAspect)
+class _KinesisPrecision:
+    """Set the precision on the replica whose ``KinesisStreamSpecification`` this table's
+    stream is (with ``replicas=``, index 0 is a secondary replica without ``StreamArn``,
+    which CloudFormation would reject)."""
+
+    def __init__(self, table: StreamTable, precision: str) -> None:
+        self._table = table
+        self._precision = precision
+
+    def visit(self, node: IConstruct) -> None:
+        cfn = self._table.node.default_child
+        # By path: jsii may hand the same construct back as another Python proxy.
+        if node.node.path != cfn.node.path:
+            return
+        replicas = cdk.Stack.of(self._table).resolve(cfn.replicas) or []
+        for index, replica in enumerate(replicas):
+            if "kinesisStreamSpecification" in replica:
+                cfn.add_property_override(
+                    f"Replicas.{index}.KinesisStreamSpecification."
+                    "ApproximateCreationDateTimePrecision", self._precision)
+                return
 
 
 def _check_stream_reachable(scope: Construct, id: str, stream: Any) -> None:

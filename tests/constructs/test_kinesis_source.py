@@ -86,6 +86,25 @@ def test_given_stream_and_millisecond_precision(stack):
     assert table.kinesis_stream is stream and table.kinesis_stream_created is None
 
 
+def test_precision_lands_on_the_replica_with_the_stream_when_there_are_replicas():
+    # TableV2 renders the primary replica last: with replicas=, index 0 is a secondary
+    # replica without StreamArn, which CloudFormation rejects ("StreamArn: Required").
+    app = cdk.App()
+    stack = cdk.Stack(app, "Global", env=cdk.Environment(account="123456789012",
+                                                        region="eu-west-1"))
+    table = StreamTable(stack, "Table", partition_key=PK, kinesis_stream=True,
+                        kinesis_precision=dynamodb.ApproximateCreationDateTimePrecision.MILLISECOND,
+                        replicas=[dynamodb.ReplicaTableProps(region="us-east-1")])
+    table.add_replica(region="us-west-2")  # added after the constructor: still found
+    replicas = _only(stack, "AWS::DynamoDB::GlobalTable")["Properties"]["Replicas"]
+    assert [r["Region"] for r in replicas] == ["us-east-1", "us-west-2", "eu-west-1"]
+    with_spec = [r for r in replicas if "KinesisStreamSpecification" in r]
+    assert [r["Region"] for r in with_spec] == ["eu-west-1"]
+    assert with_spec[0]["KinesisStreamSpecification"]["StreamArn"]
+    assert with_spec[0]["KinesisStreamSpecification"][
+        "ApproximateCreationDateTimePrecision"] == "MILLISECOND"
+
+
 def test_without_kinesis_nothing_changes(stack):
     table = StreamTable(stack, "Table", partition_key=PK)
     replica = _only(stack, "AWS::DynamoDB::GlobalTable")["Properties"]["Replicas"][0]
