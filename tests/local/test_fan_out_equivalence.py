@@ -219,3 +219,42 @@ def test_fan_out_under_forced_redelivery_ends_like_the_direct_path(local_cloud, 
     _, dead = replica_rows(local_cloud, out["replica"])
     assert dead == {("list-1", "task-01"), ("list-2", "task-05"),
                     ("list-1", "task-16"), ("list-2", "task-17")}
+
+
+def test_fifo_fan_out_runs_end_to_end_and_deletes_stay_deletes(local_cloud, deploy_app, search):
+    stack, deployment = deploy_two_paths(local_cloud, deploy_app, search, fifo=True)
+    sns, sqs = local_cloud.client("sns"), local_cloud.client("sqs")
+    # Deployed as FIFO: the topic and every consumer queue.
+    topic = deployment.by_path(stack.fan_out.topic.node.path).physical_id
+    assert topic.endswith(".fifo")
+    assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["FifoTopic"] == "true"
+    queues = [m.queue_url for m in deployment.mappings if m.kind == "sqs"]
+    assert len(queues) == 4 and all(q.endswith(".fifo") for q in queues)
+
+    table = deployment.by_path(stack.table.node.path).physical_id
+    expired = write_changes(local_cloud.client("dynamodb"), table)
+    groups: list[str] = []
+    archive_queue = next(q for q in queues if "FannedArchive" in q)
+    pollers = Pollers(deployment.mappings, local_cloud.client, sqs_redelivery_rate=0.3, seed=4)
+    # The message group is the item's key: peek at one queue before it is consumed.
+    sqs_poller = next(p for p in pollers.pollers.values()
+                      if isinstance(p, SqsPoller) and p.queue_url == archive_queue)
+    receive = sqs_poller._receive
+
+    def spy():
+        messages = receive()
+        groups.extend(m["Attributes"]["MessageGroupId"] for m in messages)
+        return messages
+
+    sqs_poller._receive = spy
+    run_to_the_end(local_cloud, deployment, pollers, table)
+
+    assert sum(p.redelivered["undeleted"] for p in pollers.pollers.values()
+               if isinstance(p, SqsPoller)) > 0
+    assert len(set(groups)) == expired  # one group per expired item
+    out = compare_paths(local_cloud, stack, deployment, search, expired)
+    # Per-item order holds on FIFO: the replicator deletes, no tombstones are left.
+    live, dead = replica_rows(local_cloud, out["replica"])
+    assert dead == set() and len(live) == LISTS * TASKS - 2 - expired
+    assert sqs.get_queue_attributes(QueueUrl=archive_queue, AttributeNames=["FifoQueue"])[
+        "Attributes"]["FifoQueue"] == "true"
