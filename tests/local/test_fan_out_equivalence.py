@@ -219,6 +219,17 @@ def test_fan_out_under_forced_redelivery_ends_like_the_direct_path(local_cloud, 
     _, dead = replica_rows(local_cloud, out["replica"])
     assert dead == {("list-1", "task-01"), ("list-2", "task-05"),
                     ("list-1", "task-16"), ("list-2", "task-17")}
+    # Each tombstone expires (30 days after its write) on the TTL the replicator enabled.
+    ddb = local_cloud.client("dynamodb")
+    ttl = ddb.describe_time_to_live(TableName=out["replica"])["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "_tombstoneExpiresAt")
+    now = time.time()
+    for item in ddb.scan(TableName=out["replica"])["Items"]:
+        if "_deleted" in item:
+            expires = int(item["_tombstoneExpiresAt"]["N"])
+            assert 29 * 86_400 < expires - now <= 30 * 86_400
+        else:
+            assert "_tombstoneExpiresAt" not in item
 
 
 def test_fifo_fan_out_runs_end_to_end_and_deletes_stay_deletes(local_cloud, deploy_app, search):
