@@ -76,9 +76,9 @@ class TtlArchiver(ControllerPattern, Construct):
           in). Each object is one gzip-compressed image, so only records of 128 KB or
           more after compression ever transition, whatever the queue's batch size. The
           cost follows: one S3 PUT request per archived record instead of one per batch
-          (at S3 Standard's published PUT price, $0.005 per 1,000 requests in us-east-1,
-          a million TTL expiries cost about $5 in PUTs behind a queue against about
-          $0.05 in batches of 100 on the stream; see the README's Fan-out section).
+          (at the commonly quoted S3 Standard PUT price, $0.005 per 1,000 requests in
+          us-east-1, a million TTL expiries cost about $5 in PUTs behind a queue against
+          about $0.05 in batches of 100 on the stream; see the README's Fan-out section).
 
         Smaller objects stay in S3 Standard. Synth warns with these numbers
         (``ddb-stream-patterns:archive-transition-minimum-size``); acknowledge it with
