@@ -909,3 +909,16 @@ def test_sqs_redelivery_rate_must_be_a_probability_below_one(client_factory, uni
         SqsPoller(sqs_spec(Recorder(), url, arn), client_factory, redelivery_rate=rate)
     with pytest.raises(ValueError, match=r"sqs_redelivery_rate must be a number in \[0, 1\)"):
         Pollers([], client_factory, sqs_redelivery_rate=rate)
+    from ddb_stream_patterns.local import LocalCloud
+
+    with pytest.raises(ValueError, match=r"sqs_redelivery_rate must be a number in \[0, 1\)"):
+        LocalCloud(sqs_redelivery_rate=rate)  # checked before any server starts
+
+
+def test_the_command_refuses_a_redelivery_rate_outside_0_1(capsys):
+    from ddb_stream_patterns.local.runner import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sqs-redelivery-rate", "1"])
+    assert exit_info.value.code == 2
+    assert "--sqs-redelivery-rate must be in [0, 1), got 1.0" in capsys.readouterr().err

@@ -691,11 +691,11 @@ def main(argv: list[str] | None = None) -> int:
              "delivery), with standard-queue batches shuffled (default: 0, off)",
     )
     args = parser.parse_args(argv)
+    if not 0 <= args.sqs_redelivery_rate < 1:
+        parser.error(f"--sqs-redelivery-rate must be in [0, 1), got {args.sqs_redelivery_rate}")
     exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 0:
         parser.error(f"--items must be 0 or more, got {args.items}")
-    if not 0 <= args.sqs_redelivery_rate < 1:
-        parser.error(f"--sqs-redelivery-rate must be in [0, 1), got {args.sqs_redelivery_rate}")
     try:
         table_items = _load_items(args.items_file, args.items_from, args.project)
     except ItemsError as exc:
