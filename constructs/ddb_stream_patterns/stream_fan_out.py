@@ -279,7 +279,10 @@ class StreamFanOut(Construct):
         not be published). Default: none.
     fifo
         FIFO topic and FIFO queues, message group = item key: per-item order for every
-        consumer, at FIFO throughput, at most 100 consumers (SNS quota). Default: ``False``.
+        consumer, at FIFO throughput, at most 100 consumers (SNS quota). With per-item
+        order a ``TableReplicator`` deletes on REMOVE; on standard queues (the default)
+        it writes expiring tombstones instead (see ``TableReplicator``), and every
+        consumer must bear redelivery and reordering (the patterns do). Default: ``False``.
     claim_check
         Records too big for SNS (256 KB) go through a new S3 bucket; without it such a
         record goes to the router's failure queue. Default: ``True``.

@@ -34,9 +34,12 @@ class TtlArchiver(ControllerPattern, Construct):
 
     The event source mapping filters to TTL deletions (REMOVE by the DynamoDB service
     principal), so manual deletes never invoke the function unless
-    ``include_manual_deletes``. By default each batch becomes one gzip JSON-lines object
-    in S3, partitioned by date; its key comes from the batch's sequence range, so a
-    retried batch overwrites its object instead of duplicating it.
+    ``include_manual_deletes``. On the table's stream each batch becomes one gzip
+    JSON-lines object in S3, partitioned by date; its key comes from the batch's sequence
+    range, so a retried batch overwrites its object instead of duplicating it. Behind a
+    queue (``source=`` a fan-out) or Kinesis, batches are re-formed on redelivery, so each
+    record becomes its own object, written with a conditional put under a key derived from
+    the record's identity: exactly one copy per record, at one PUT request per record.
 
     Parameters
     ----------
@@ -58,16 +61,29 @@ class TtlArchiver(ControllerPattern, Construct):
         Lifecycle of a created bucket (an error with ``bucket``: set your bucket's lifecycle
         where it is defined): move objects to this storage class after this time (at least
         30 days). Default: none (stay in S3 Standard). S3 does not transition objects under
-        128 KB by default (``TransitionDefaultMinimumObjectSize``), and an archive object
-        holds one batch: at most ``stream_options.batch_size`` records (on a fan-out, the
-        queue's ``QueueOptions.batch_size``, 10 by default), gzip-compressed, so
-        it reaches 128 KB only if its records average 128 KB / batch size after
-        compression (1.28 KB at the default 100). Smaller objects stay in S3 Standard (S3
-        advises against transitioning them: each transition is a billed request). Synth warns
-        with these numbers (``ddb-stream-patterns:archive-transition-minimum-size``);
-        acknowledge it with ``cdk.Annotations.of(archiver).acknowledge_warning(id, reason)``
-        once that is what you want, or raise the batch size and batching window so that
-        objects grow.
+        128 KB by default (``TransitionDefaultMinimumObjectSize``), and S3 advises against
+        transitioning small objects (each transition is a billed request). How big an
+        archive object gets depends on the source:
+
+        * on the table's stream, an object holds one batch: at most
+          ``stream_options.batch_size`` records (100 by default), gzip-compressed, so it
+          reaches 128 KB only if its records average 128 KB / batch size after
+          compression (1.28 KB at the default 100); raise the batch size and batching
+          window so that objects grow;
+        * on a fan-out (or any queue or Kinesis source) the runtime writes ONE OBJECT PER
+          RECORD (a conditional ``PutObject`` keyed by the record's identity, so that a
+          redelivered record never makes a second copy, whatever batch it comes back
+          in). Each object is one gzip-compressed image, so only records of 128 KB or
+          more after compression ever transition, whatever the queue's batch size. The
+          cost follows: one S3 PUT request per archived record instead of one per batch
+          (at the commonly quoted S3 Standard PUT price, $0.005 per 1,000 requests in
+          us-east-1, a million TTL expiries cost about $5 in PUTs behind a queue against
+          about $0.05 in batches of 100 on the stream; see the README's Fan-out section).
+
+        Smaller objects stay in S3 Standard. Synth warns with these numbers
+        (``ddb-stream-patterns:archive-transition-minimum-size``); acknowledge it with
+        ``cdk.Annotations.of(archiver).acknowledge_warning(id, reason)`` once that is what
+        you want.
     include_manual_deletes
         Also archive items deleted by users. Default: ``False``.
     stream_options, function_options, monitoring, removal_policy
@@ -161,17 +177,16 @@ class TtlArchiver(ControllerPattern, Construct):
         )
         self._grant(prefix)
         if transition_to is not None and archive_table is None:
-            # One object per batch: the stream's batch size, or the fan-out queue's.
-            queue_options = getattr(self.controller, "queue_options", None)
-            if queue_options is not None:
-                self._warn_small_objects(transition_to, queue_options.batch_size, "queue_options")
-            else:
+            # A SimpleController on the stream says so; a FanOutConsumer has no such flag.
+            if getattr(self.controller, "reads_table_stream", False):
+                # One object per batch of the stream.
                 batch_size = (stream_options or StreamOptions()).batch_size
-                self._warn_small_objects(transition_to, batch_size, "stream_options")
+                self._warn_small_batches(transition_to, batch_size)
+            else:
+                # Behind a queue (or Kinesis) the runtime writes one object per record.
+                self._warn_object_per_record(transition_to)
 
-    def _warn_small_objects(
-        self, storage_class: s3.StorageClass, batch_size: int, options: str
-    ) -> None:
+    def _warn_small_batches(self, storage_class: s3.StorageClass, batch_size: int) -> None:
         """One archive object is one batch: say how big records must be for it to move."""
         per_record = S3_TRANSITION_MINIMUM_BYTES / batch_size / 1024
         cdk.Annotations.of(self).add_warning_v2(
@@ -182,8 +197,22 @@ class TtlArchiver(ControllerPattern, Construct):
             f"it reaches 128 KB only if its records average at least {per_record:.2f} KB each "
             "after compression. Smaller objects stay in S3 Standard (S3 advises against "
             "transitioning them: each transition is a billed request). Raise "
-            f"{options} batch_size and max_batching_window so objects grow, or acknowledge "
+            "stream_options batch_size and max_batching_window so objects grow, or acknowledge "
             "this warning",
+        )
+
+    def _warn_object_per_record(self, storage_class: s3.StorageClass) -> None:
+        """Behind a queue one archive object is one record: batching cannot help."""
+        cdk.Annotations.of(self).add_warning_v2(
+            TRANSITION_MINIMUM_WARNING,
+            f"transition_to {storage_class.value}: S3 lifecycle does not transition objects under "
+            "128 KB by default (TransitionDefaultMinimumObjectSize all_storage_classes_128K), and "
+            "behind a queue or Kinesis each archive object is ONE record (so that a redelivered "
+            "record never makes a second copy), gzip-compressed: only records of at least 128 KB "
+            "after compression ever transition, whatever the queue's batch size, and each record "
+            "costs one S3 PUT request. Smaller objects stay in S3 Standard (S3 advises against "
+            "transitioning them: each transition is a billed request). Read the stream directly "
+            "(source=None) for one object per batch, or acknowledge this warning",
         )
 
     def _bucket(
@@ -210,7 +239,8 @@ class TtlArchiver(ControllerPattern, Construct):
         acknowledge(
             bucket,
             "AwsSolutions-S1",
-            "written only by the archiver's role, one object per batch; audit reads with "
+            "written only by the archiver's role (one object per batch or per record); audit "
+            "reads with "
             "CloudTrail data events, or pass your own bucket with access logs",
         )
         return bucket
@@ -231,8 +261,8 @@ class TtlArchiver(ControllerPattern, Construct):
             acknowledge(
                 self.function.role,
                 f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
-                "archive object keys are per batch: S3 object ARNs need a wildcard under "
-                "the archive prefix",
+                "archive object keys are per batch or per record: S3 object ARNs need a "
+                "wildcard under the archive prefix",
             )
 
 

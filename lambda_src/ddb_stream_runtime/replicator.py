@@ -30,6 +30,12 @@ Configuration (environment variables, read on the first invocation)
 ``TOMBSTONE_ATTRIBUTE``
     Unordered sources only (standard SQS queue, Kinesis): the attribute, set to
     ``true``, that marks a deleted item's tombstone. Default: ``_deleted``.
+``TOMBSTONE_TTL_ATTRIBUTE``, ``TOMBSTONE_RETENTION_SECONDS``
+    Unordered sources only: each tombstone also gets ``TOMBSTONE_TTL_ATTRIBUTE`` set
+    to the epoch second ``TOMBSTONE_RETENTION_SECONDS`` after it is written (a
+    DynamoDB TTL number), so that a target with TTL on that attribute drops it once no
+    late record can come any more. Give both or neither. Default: none (tombstones
+    stay until a newer change replaces them).
 ``TRANSFORM``
     Optional ``module:function`` (importable from the function's code),
     resolved once, on the first invocation. It receives an image as plain
@@ -102,7 +108,12 @@ would have left no version to refuse it, resurrecting the item. So from those
 sources a REMOVE writes a *tombstone* instead: the key, the version and
 ``TOMBSTONE_ATTRIBUTE: true`` (conditional like every write), which refuses every
 older record and is replaced by any newer one. Readers of the target skip items
-with the tombstone attribute (a TTL on the target can expire them). A FIFO queue
+with the tombstone attribute. With ``TOMBSTONE_TTL_ATTRIBUTE`` a tombstone carries
+its expiry (write time + ``TOMBSTONE_RETENTION_SECONDS``): TTL on the target then
+deletes it, which is safe once the retention is longer than any record can still
+arrive late (the queue's and its DLQ's retention, plus any DLQ redrive: a redriven
+message is a new message; on Kinesis, the stream's retention). A live item never
+carries the expiry: a newer put replaces the whole item. A FIFO queue
 (message group = item key) keeps per-item order, so deletes stay plain deletes there.
 
 Why deletes are safe under redelivery (stream, FIFO queue)
@@ -144,6 +155,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -219,6 +231,11 @@ class ReplicatorConfig:
         Conditional writes in flight at once, 1 to 64. Default: 16.
     tombstone_attribute : str, optional
         Marks tombstones (standard SQS queue, Kinesis). Default: ``"_deleted"``.
+    tombstone_ttl_attribute : str, optional
+        A tombstone's expiry (epoch seconds) goes in this attribute. Default: None.
+    tombstone_retention_seconds : int, optional
+        How long after it is written a tombstone expires; required with
+        ``tombstone_ttl_attribute`` (and only with it), at least 1. Default: None.
 
     Raises
     ------
@@ -231,7 +248,8 @@ class ReplicatorConfig:
     ... # doctest: +NORMALIZE_WHITESPACE
     ReplicatorConfig(target_table='AppUsers', version_attribute='_streamSequence',
                      transform='views:app_user', write_concurrency=16,
-                     tombstone_attribute='_deleted')
+                     tombstone_attribute='_deleted', tombstone_ttl_attribute=None,
+                     tombstone_retention_seconds=None)
     >>> ReplicatorConfig("AppUsers", transform="views.app_user")
     Traceback (most recent call last):
     ...
@@ -243,6 +261,8 @@ class ReplicatorConfig:
     transform: str | None = None
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
     tombstone_attribute: str = DEFAULT_TOMBSTONE_ATTRIBUTE
+    tombstone_ttl_attribute: str | None = None
+    tombstone_retention_seconds: int | None = None
 
     def __post_init__(self) -> None:
         concurrency = self.write_concurrency
@@ -267,6 +287,27 @@ class ReplicatorConfig:
                 "tombstone_attribute must be a non-empty string other than the version "
                 f"attribute, got {tombstone!r}"
             )
+        ttl, retention = self.tombstone_ttl_attribute, self.tombstone_retention_seconds
+        if ttl is not None and (
+            not isinstance(ttl, str) or not ttl
+            or ttl in (self.version_attribute, self.tombstone_attribute)
+        ):
+            raise ValueError(
+                "tombstone_ttl_attribute must be a non-empty string other than the version and "
+                f"tombstone attributes, got {ttl!r}"
+            )
+        if (ttl is None) != (retention is None):
+            raise ValueError(
+                "tombstone_ttl_attribute and tombstone_retention_seconds go together, got "
+                f"tombstone_ttl_attribute={ttl!r}, tombstone_retention_seconds={retention!r}"
+            )
+        if retention is not None and (
+            isinstance(retention, bool) or not isinstance(retention, int) or retention < 1
+        ):
+            raise ValueError(
+                f"tombstone_retention_seconds must be a whole number of seconds, at least 1, "
+                f"got {retention!r}"
+            )
         if self.transform is not None and not (
             isinstance(self.transform, str) and _SPEC.fullmatch(self.transform)
         ):
@@ -277,7 +318,8 @@ class ReplicatorConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReplicatorConfig:
-        """Read ``TARGET_TABLE``, ``VERSION_ATTRIBUTE``, ``WRITE_CONCURRENCY`` and ``TRANSFORM``.
+        """Read ``TARGET_TABLE``, ``VERSION_ATTRIBUTE``, ``WRITE_CONCURRENCY``, ``TRANSFORM``
+        and the ``TOMBSTONE_*`` variables.
 
         Parameters
         ----------
@@ -305,10 +347,20 @@ class ReplicatorConfig:
                 f"WRITE_CONCURRENCY must be an integer from 1 to {MAX_WRITE_CONCURRENCY}, "
                 f"got {concurrency_text!r}"
             ) from None
+        retention_text = env.get("TOMBSTONE_RETENTION_SECONDS", "").strip()
+        try:
+            retention = int(retention_text) if retention_text else None
+        except ValueError:
+            raise ValueError(
+                "TOMBSTONE_RETENTION_SECONDS must be a whole number of seconds, "
+                f"got {retention_text!r}"
+            ) from None
         return cls(
             target_table=target,
             version_attribute=env.get("VERSION_ATTRIBUTE") or DEFAULT_VERSION_ATTRIBUTE,
             tombstone_attribute=env.get("TOMBSTONE_ATTRIBUTE") or DEFAULT_TOMBSTONE_ATTRIBUTE,
+            tombstone_ttl_attribute=env.get("TOMBSTONE_TTL_ATTRIBUTE", "").strip() or None,
+            tombstone_retention_seconds=retention,
             transform=env.get("TRANSFORM", "").strip() or None,
             write_concurrency=concurrency,
         )
@@ -676,6 +728,8 @@ class Replicator:
         Default: the function ``config.transform`` names, if any.
     logger : logging.Logger, optional
         Default: the ``ddb_stream_runtime.replicator`` logger.
+    clock : callable, optional
+        Epoch seconds now, for tombstone expiries. Default: ``time.time``.
 
     Raises
     ------
@@ -713,8 +767,10 @@ class Replicator:
         dynamodb_client: Any = None,
         transform: Transform | None = None,
         logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._clock = clock  # epoch seconds: a tombstone's expiry counts from its write
         if transform is None and config.transform is not None:
             transform = load_transform(config.transform)
         self.transform = transform
@@ -796,6 +852,9 @@ class Replicator:
         item = dict(key)
         item[self.config.version_attribute] = {"S": version}
         item[self.config.tombstone_attribute] = {"BOOL": True}
+        if self.config.tombstone_ttl_attribute is not None:
+            expires = int(self._clock()) + self.config.tombstone_retention_seconds
+            item[self.config.tombstone_ttl_attribute] = {"N": str(expires)}
         return ("tombstone", version, {"Item": item})
 
     def _copy(self, record: StreamRecord) -> list[_Write]:

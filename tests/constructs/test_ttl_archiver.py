@@ -167,7 +167,9 @@ def test_on_a_fan_out_the_deletion_filter_is_the_subscription_policy(stack, manu
                                                 "ARCHIVE_PREFIX": "archive/"}
 
 
-def test_transition_warning_counts_the_fan_out_queue_batch(stack):
+def test_transition_warning_on_a_fan_out_counts_one_object_per_record(stack):
+    """Behind a queue the runtime writes one object per record: the queue's batch size
+    does not make objects bigger, so the warning must not tell the user to raise it."""
     from ddb_stream_patterns import QueueOptions, StreamFanOut
 
     table = tasks(stack)
@@ -177,5 +179,8 @@ def test_transition_warning_counts_the_fan_out_queue_batch(stack):
         source=fan_out.with_queue(QueueOptions(batch_size=64,
                                                max_batching_window=cdk.Duration.seconds(30))))
     [warning] = _transition_warnings(stack, archiver)
-    assert "at most 64 records" in warning.entry.data and "at least 2.00 KB each" in warning.entry.data
-    assert "Raise queue_options batch_size" in warning.entry.data
+    message = warning.entry.data
+    assert "each archive object is ONE record" in message
+    assert "whatever the queue's batch size" in message and "one S3 PUT request" in message
+    assert "64" not in message and "batch_size" not in message  # no advice to raise it
+    assert TtlArchiver.TRANSITION_MINIMUM_WARNING in message

@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -839,3 +840,85 @@ def test_the_run_summary_names_each_failing_mapping_and_its_last_error():
     assert lines[2:] == ["  Stack/Typo (stream): 3 failed invocation(s), last: "
                          "Runtime.HandlerNotFound: Handler 'handle' missing"]
     assert render_errors({"Stack/Fine (queue)": MappingStats(invocations=5)}) == []
+
+
+# --- forced redelivery (SqsPoller redelivery_rate) -------------------------------------------
+
+
+def test_sqs_forced_redelivery_brings_processed_messages_back_and_shuffles(client_factory,
+                                                                          unique):
+    url, arn = make_queue(client_factory, unique("redeliver"), VisibilityTimeout="180")
+    sqs = client_factory("sqs")
+    bodies = [f"m-{i:02d}" for i in range(30)]
+    for body in bodies:
+        sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes={
+            "eventName": {"DataType": "String", "StringValue": "INSERT"}})
+    fn = Recorder()
+    poller = SqsPoller(sqs_spec(fn, url, arn, batch_size=10), client_factory,
+                       redelivery_rate=0.5, seed=7)
+    run(poller)
+
+    seen = [r["body"] for batch in fn.batches for r in batch]
+    assert poller.redelivered["undeleted"] > 0 and poller.redelivered["resent"] > 0
+    # Every message processed, some twice: exactly the forced ones.
+    assert set(seen) == set(bodies)
+    assert len(seen) == len(bodies) + sum(poller.redelivered.values())
+    # A lost delete comes back as the same message (a second receive); a duplicate
+    # delivery as another message with the same body and attributes.
+    records = [r for batch in fn.batches for r in batch]
+    again = [r for r in records if r["attributes"]["ApproximateReceiveCount"] == "2"]
+    assert len(again) == poller.redelivered["undeleted"]
+    ids = Counter(r["messageId"] for r in records)
+    assert len(ids) == len(bodies) + poller.redelivered["resent"]  # copies: new IDs
+    assert all(r["messageAttributes"]["eventName"]["stringValue"] == "INSERT"
+               for r in records)
+    assert seen != sorted(seen)  # batches shuffled (moto alone delivers in order)
+    assert drain(client_factory, url) == []  # nothing left behind
+
+
+def test_sqs_forced_redelivery_on_a_fifo_queue_keeps_group_order(client_factory, unique):
+    url, arn = make_queue(client_factory, unique("redeliver") + ".fifo", FifoQueue="true",
+                          ContentBasedDeduplication="true", VisibilityTimeout="180")
+    sqs = client_factory("sqs")
+    for i in range(12):
+        sqs.send_message(QueueUrl=url, MessageBody=f"{i % 2}-{i:02d}",
+                         MessageGroupId=f"g{i % 2}")
+    fn = Recorder()
+    poller = SqsPoller(sqs_spec(fn, url, arn, batch_size=10), client_factory,
+                       redelivery_rate=0.5, seed=3)
+    run(poller)
+    assert poller.fifo and poller.redelivered["undeleted"] > 0
+    assert poller.redelivered["resent"] == 0  # a copy would be deduplicated by SQS
+    seen = [r["body"] for batch in fn.batches for r in batch]
+    for group in ("0", "1"):
+        in_group = [b for b in seen if b.startswith(group)]
+        # Each group's first deliveries in order, a redelivery never ahead of an earlier
+        # message, and the last processing of each message in order too.
+        firsts = list(dict.fromkeys(in_group))
+        assert firsts == sorted(firsts) and len(firsts) == 6
+        for k, body in enumerate(in_group):
+            assert set(firsts[:firsts.index(body)]) <= set(in_group[:k])
+        last = {b: k for k, b in enumerate(in_group)}
+        assert sorted(firsts, key=last.__getitem__) == firsts, json.dumps([[r["body"] for r in b] for b in fn.batches])
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1, 1.5, True, "0.3"])
+def test_sqs_redelivery_rate_must_be_a_probability_below_one(client_factory, unique, rate):
+    url, arn = make_queue(client_factory, unique("rate"))
+    with pytest.raises(ValueError, match=r"redelivery_rate must be a number in \[0, 1\), got"):
+        SqsPoller(sqs_spec(Recorder(), url, arn), client_factory, redelivery_rate=rate)
+    with pytest.raises(ValueError, match=r"sqs_redelivery_rate must be a number in \[0, 1\)"):
+        Pollers([], client_factory, sqs_redelivery_rate=rate)
+    from ddb_stream_patterns.local import LocalCloud
+
+    with pytest.raises(ValueError, match=r"sqs_redelivery_rate must be a number in \[0, 1\)"):
+        LocalCloud(sqs_redelivery_rate=rate)  # checked before any server starts
+
+
+def test_the_command_refuses_a_redelivery_rate_outside_0_1(capsys):
+    from ddb_stream_patterns.local.runner import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sqs-redelivery-rate", "1"])
+    assert exit_info.value.code == 2
+    assert "--sqs-redelivery-rate must be in [0, 1), got 1.0" in capsys.readouterr().err

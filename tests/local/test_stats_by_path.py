@@ -91,3 +91,19 @@ def test_a_failing_tests_report_names_mappings_by_construct_path(deployment):
     deployment.mappings[0].stats.last_error_message = "bad"
     assert pytest_plugin.describe_errors([deployment]) == (
         f"mapping {NOTIFIER_PATH}: 2 failed invocation(s) of 2, last: ValueError: bad")
+
+
+def test_run_pollers_passes_the_clouds_forced_redelivery(deployment, monkeypatch):
+    seen = {}
+
+    class FakePollers:
+        def __init__(self, mappings, client, clock_scale, **kwargs):
+            seen.update(kwargs)
+
+        def run_until_idle(self, timeout, **kwargs):
+            pass
+
+    monkeypatch.setattr(pytest_plugin, "Pollers", FakePollers)
+    cloud = SimpleNamespace(client=None, clock_scale=1.0, sqs_redelivery_rate=0.25)
+    pytest_plugin.run_pollers(cloud, deployment, timeout=5)
+    assert seen == {"sqs_redelivery_rate": 0.25}

@@ -651,3 +651,49 @@ def test_reshaped_view_leaves_a_tombstone_where_a_key_moved_away_behind_sqs(dyna
     assert set(rows) == {"a", "b"}
     assert rows["a"]["_deleted"] == {"BOOL": True} and "_deleted" not in rows["b"]
     assert rows["b"]["task"] == {"S": "t1"}
+
+
+def test_sqs_tombstone_carries_its_expiry_and_a_live_item_never_does(dynamodb: Any) -> None:
+    config = ReplicatorConfig("replica", tombstone_ttl_attribute="_tombstoneExpiresAt",
+                              tombstone_retention_seconds=30 * 86_400)
+    replicator = Replicator(config, dynamodb_client=dynamodb, clock=lambda: 1_800_000_000.5)
+    records, _ = history([("t1", "a"), ("t1", None)])
+    insert, remove = records
+    assert replicator.replicate(as_sqs([remove, insert])) == OK  # reordered: the late insert
+    [tombstone] = dynamodb.scan(TableName="replica")["Items"]
+    assert tombstone["_deleted"] == {"BOOL": True}
+    assert tombstone["_tombstoneExpiresAt"] == {"N": str(1_800_000_000 + 30 * 86_400)}
+    again = stream_record(9, "INSERT", "t1", new=image("t1", "c", 9))
+    assert replicator.replicate(as_sqs([again])) == OK
+    [live] = dynamodb.scan(TableName="replica")["Items"]
+    assert "_tombstoneExpiresAt" not in live and "_deleted" not in live
+
+
+def test_fifo_and_stream_deletes_write_no_expiry_either(dynamodb: Any) -> None:
+    config = ReplicatorConfig("replica", tombstone_ttl_attribute="_tombstoneExpiresAt",
+                              tombstone_retention_seconds=60)
+    replicator = Replicator(config, dynamodb_client=dynamodb)
+    records, _ = history([("t1", "a"), ("t1", None), ("t2", "a"), ("t2", None)])
+    assert replicator.replicate({"Records": records[:2]}) == OK
+    assert replicator.replicate(as_sqs(records[2:], fifo=True)) == OK
+    assert dynamodb.scan(TableName="replica")["Items"] == []  # deleted, not tombstoned
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"TOMBSTONE_TTL_ATTRIBUTE": "x"}, "tombstone_ttl_attribute and tombstone_retention_seconds "
+                                       "go together, got tombstone_ttl_attribute='x', "
+                                       "tombstone_retention_seconds=None"),
+    ({"TOMBSTONE_RETENTION_SECONDS": "60"}, "go together"),
+    ({"TOMBSTONE_TTL_ATTRIBUTE": "x", "TOMBSTONE_RETENTION_SECONDS": "soon"},
+     "TOMBSTONE_RETENTION_SECONDS must be a whole number of seconds, got 'soon'"),
+    ({"TOMBSTONE_TTL_ATTRIBUTE": "x", "TOMBSTONE_RETENTION_SECONDS": "0"},
+     "tombstone_retention_seconds must be a whole number of seconds, at least 1, got 0"),
+    ({"TOMBSTONE_TTL_ATTRIBUTE": "_deleted", "TOMBSTONE_RETENTION_SECONDS": "60"},
+     "tombstone_ttl_attribute must be a non-empty string other than"),
+])
+def test_tombstone_expiry_configuration_is_checked(env: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ReplicatorConfig.from_env({"TARGET_TABLE": "replica", **env})
+    ok = ReplicatorConfig.from_env({"TARGET_TABLE": "replica", "TOMBSTONE_TTL_ATTRIBUTE": "x",
+                                    "TOMBSTONE_RETENTION_SECONDS": "60"})
+    assert (ok.tombstone_ttl_attribute, ok.tombstone_retention_seconds) == ("x", 60)

@@ -67,6 +67,15 @@ class LocalCloud:
         is served; a call the role does not allow fails in the function with the error
         AWS returns (``AccessDeniedException``, ``AuthorizationError``, ``AccessDenied``).
         ``False`` restores the old behaviour (IAM skipped). Default: ``True``.
+    sqs_redelivery_rate
+        Forced redelivery on every SQS event source (fan-out consumers, controller
+        queues), in ``[0, 1)``: the probability that a message a function processed
+        successfully comes back, left undeleted (as when a consumer's ``DeleteMessage``
+        is lost) or sent again (as when SNS delivers a notification twice), with the
+        batches of standard queues shuffled; see
+        :class:`~ddb_stream_patterns.local.pollers.SqsPoller`'s ``redelivery_rate``.
+        Pollers built for this cloud (``run_pollers``, ``python -m
+        ddb_stream_patterns.local --sqs-redelivery-rate``) use it. Default: 0 (off).
 
     Undeliverable on-failure records go to :attr:`undeliverable_path` (JSON Lines:
     ``data_dir/undeliverable.jsonl``, or a file in the temporary directory).
@@ -82,9 +91,14 @@ class LocalCloud:
         data_dir: str | Path | None = None,
         clock_scale: float = 1.0,
         enforce_iam: bool = True,
+        sqs_redelivery_rate: float = 0.0,
     ) -> None:
         if not (isinstance(clock_scale, (int, float)) and 0 < clock_scale <= 1):
             raise ValueError(f"clock_scale must be in (0, 1], got {clock_scale!r}")
+        from .pollers import check_redelivery_rate
+
+        check_redelivery_rate("sqs_redelivery_rate", sqs_redelivery_rate)
+        self.sqs_redelivery_rate = float(sqs_redelivery_rate)
         self.region = region
         self.data_dir = Path(data_dir) if data_dir is not None else None
         if self.data_dir is not None:

@@ -56,6 +56,19 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   saved as JSON under ``checkpoint_dir`` (a persistent :class:`LocalCloud`'s
   ``data_dir/checkpoints``); a new poller of the same mapping resumes after them, so
   only an unfinished batch is delivered again, as Lambda redelivers it.
+* **Forced redelivery** (off by default; ``SqsPoller(redelivery_rate=...)``,
+  ``Pollers(sqs_redelivery_rate=...)``, ``LocalCloud(sqs_redelivery_rate=...)``). SQS
+  is at-least-once: a consumer's ``DeleteMessage`` can be lost (the message comes back
+  after its visibility timeout, in another batch) and SNS can deliver a notification
+  twice (a second message, another ``messageId``). moto does neither, so this option
+  makes them happen: each successfully processed message is, with the given
+  probability, either left undeleted (visible again after ``redelivery_delay_s``) or
+  sent again as a copy, and each batch from a standard queue is shuffled before the
+  invocation (SQS does not keep order). FIFO queues keep their order and only get the
+  undeleted kind, for the last message of a group in a batch (a copy would be
+  deduplicated; SQS holds the group's later messages while it is in flight. moto
+  mishandles several in-flight messages of one group becoming visible together: it
+  serves the last one first).
 * **Concurrency.** Everything runs in one thread: ``max_concurrency`` (SQS) and the
   per-shard parallelism of streams are not modelled, and shards are polled round-robin.
 * **Limits not modelled:** the 6 MB invocation payload cap, Lambda's throttling of more
@@ -89,6 +102,7 @@ import json
 import logging
 import math
 import os
+import random
 import tempfile
 import threading
 import time
@@ -1086,6 +1100,12 @@ class StreamPoller(_Poller):
 # --- SQS ------------------------------------------------------------------------------------
 
 
+def check_redelivery_rate(prop: str, rate: object) -> None:
+    """A forced-redelivery probability: a number in [0, 1)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"{prop} must be a number in [0, 1), got {rate!r}")
+
+
 class SqsPoller(_Poller):
     """An SQS event source mapping, against moto.
 
@@ -1107,6 +1127,25 @@ class SqsPoller(_Poller):
         ``clock_scale``. Default: None.
     copy_events
         Hand each invocation a fresh JSON copy of its event. Default: True.
+    redelivery_rate
+        Forced redelivery, 0-1: the probability that a message the function processed
+        successfully comes back, as it does on AWS when a consumer's ``DeleteMessage``
+        is lost or SNS delivers a notification twice. Half of those are left undeleted
+        (visible again after ``redelivery_delay_s``, ``ApproximateReceiveCount`` grows),
+        half are sent again as a new message with the same body and attributes (another
+        ``messageId``; standard queues only). FIFO queues get only the first kind, for
+        the last message of a group in the batch: SQS serves no later message of the
+        group while it is in flight, so a group is never processed out of order. Only a
+        message's first receive is forced back, so each message is processed at most a
+        few times. With a rate above 0, each batch from a standard queue is also
+        shuffled before it is handed to the function. :attr:`redelivered` counts them.
+        Default: 0 (off: moto's exactly-once delivery, in order).
+    redelivery_delay_s
+        Seconds an undeleted message stays invisible before it comes back (AWS: the
+        visibility timeout). Default: 1.
+    seed
+        Seed of the random choices of ``redelivery_rate`` (reproducible runs).
+        Default: None (a fresh seed).
 
     Notes
     -----
@@ -1124,9 +1163,17 @@ class SqsPoller(_Poller):
         clock_scale: float = 1.0,
         failed_visibility_timeout_s: int | None = None,
         copy_events: bool = True,
+        redelivery_rate: float = 0.0,
+        redelivery_delay_s: int = 1,
+        seed: int | str | None = None,
     ) -> None:
         if mapping.kind != "sqs":
             raise ValueError(f"SqsPoller takes an 'sqs' mapping, got {mapping.kind!r}")
+        check_redelivery_rate("redelivery_rate", redelivery_rate)
+        if not (isinstance(redelivery_delay_s, int) and 0 <= redelivery_delay_s <= 43_200):
+            raise ValueError(
+                f"redelivery_delay_s must be whole seconds in 0-43200, got {redelivery_delay_s!r}"
+            )
         if mapping.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {mapping.batch_size}")
         if not clock_scale > 0:
@@ -1140,6 +1187,12 @@ class SqsPoller(_Poller):
         self._lock = threading.Lock()  # stats and the fields below, across threads
         self._comes_back_at = float("-inf")  # monotonic: when the last failed ones return
         self._last_poll_at = float("-inf")  # monotonic: when the last poll began
+        self.redelivery_rate = float(redelivery_rate)
+        self.redelivery_delay_s = redelivery_delay_s
+        self._random = random.Random(seed)  # noqa: S311 (fault injection, not crypto)
+        self.fifo = self.queue_url.endswith(".fifo")
+        #: Messages forced back: ``{"undeleted": n, "resent": n}`` (``redelivery_rate``).
+        self.redelivered = {"undeleted": 0, "resent": 0}
 
     @property
     def concurrency(self) -> int:
@@ -1161,6 +1214,9 @@ class SqsPoller(_Poller):
         messages = self._receive()
         if not messages:
             return 0
+        if self.redelivery_rate and not self.fifo:
+            with self._lock:
+                self._random.shuffle(messages)  # a standard queue keeps no order
         records, dropped = [], []
         for message in messages:
             record = to_lambda_sqs_record(message, self.queue_arn)
@@ -1192,7 +1248,8 @@ class SqsPoller(_Poller):
                 failed_ids = set(failures.identifiers)
                 failed_attempts = len(failed_ids)
         succeeded = [r for r in records if r["messageId"] not in failed_ids]
-        self._delete(succeeded)
+        back = self._force_back(succeeded, messages) if self.redelivery_rate else []
+        self._delete([r for r in succeeded if r["messageId"] not in back])
         self._release([r for r in records if r["messageId"] in failed_ids])
         with self._lock:
             self.stats.succeeded += len(succeeded)
@@ -1264,6 +1321,55 @@ class SqsPoller(_Poller):
                 _LOGGER.warning("%s: could not delete message: %s", self.mapping.logical_id,
                                 entry)
 
+    def _force_back(self, succeeded: Sequence[Mapping[str, Any]],
+                    messages: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Forced redelivery: pick processed messages that come back; returns the IDs of
+        those left undeleted (copies are sent here; their originals are deleted)."""
+        received = {m["MessageId"]: m for m in messages}
+        undeleted: list[Mapping[str, Any]] = []
+        resend: list[Mapping[str, Any]] = []
+        # FIFO: only the last message of a group in the batch (moto, like SQS, serves no
+        # later message of the group while it is in flight, so the order holds; moto
+        # mishandles several in-flight messages of one group coming back together).
+        last_of_group = {r["attributes"].get("MessageGroupId"): r["messageId"]
+                         for r in succeeded}
+        with self._lock:
+            for record in succeeded:
+                if self.fifo and last_of_group.get(
+                        record["attributes"].get("MessageGroupId")) != record["messageId"]:
+                    continue
+                if record["attributes"].get("ApproximateReceiveCount", "1") != "1":
+                    continue  # forced back once already: let it go
+                if self._random.random() >= self.redelivery_rate:
+                    continue
+                if self.fifo or self._random.random() < 0.5:
+                    undeleted.append(record)
+                else:
+                    resend.append(received[record["messageId"]])
+            self.redelivered["undeleted"] += len(undeleted)
+            self.redelivered["resent"] += len(resend)
+            if undeleted:
+                self._comes_back_at = max(self._comes_back_at,
+                                          time.monotonic() + self.redelivery_delay_s)
+        sqs = self._client("sqs")
+        for start in range(0, len(undeleted), _SQS_RECEIVE_MAX):
+            chunk = undeleted[start:start + _SQS_RECEIVE_MAX]
+            sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": r["receiptHandle"],
+                 "VisibilityTimeout": self.redelivery_delay_s}
+                for i, r in enumerate(chunk)])
+        for message in resend:  # as SNS delivering the notification a second time
+            attributes = {
+                name: {k: v for k, v in value.items()
+                       if k in ("DataType", "StringValue", "BinaryValue")}
+                for name, value in (message.get("MessageAttributes") or {}).items()
+            }
+            params: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": message["Body"]}
+            if attributes:
+                params["MessageAttributes"] = attributes
+            sqs.send_message(**params)
+        return {r["messageId"] for r in undeleted}
+
     def _release(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Leave failed messages invisible for their (scaled) visibility timeout.
 
@@ -1331,6 +1437,13 @@ class Pollers:
     clock_scale
         Passed to each :class:`SqsPoller`: visibility timeouts of failed messages are
         multiplied by it (``LocalCloud(clock_scale=...)``). Default: 1.
+    sqs_redelivery_rate
+        Forced redelivery on every SQS mapping (:class:`SqsPoller`'s ``redelivery_rate``:
+        lost deletes, duplicate notifications, shuffled batches;
+        ``LocalCloud(sqs_redelivery_rate=...)``). Default: 0 (off).
+    seed
+        Seeds each SQS poller's random choices (with its mapping's logical ID), for
+        reproducible runs. Default: None.
 
     Examples
     --------
@@ -1340,7 +1453,9 @@ class Pollers:
     """
 
     def __init__(self, mappings: Iterable[MappingSpec], client_factory: ClientFactory, *,
-                 clock_scale: float = 1.0) -> None:
+                 clock_scale: float = 1.0, sqs_redelivery_rate: float = 0.0,
+                 seed: int | None = None) -> None:
+        check_redelivery_rate("sqs_redelivery_rate", sqs_redelivery_rate)
         self.pollers: dict[str, StreamPoller | SqsPoller] = {}
         for mapping in mappings:
             if mapping.logical_id in self.pollers:
@@ -1351,8 +1466,10 @@ class Pollers:
             if kind is None:
                 raise ValueError(f"unsupported mapping kind {mapping.kind!r}")
             if kind is SqsPoller:
-                self.pollers[mapping.logical_id] = SqsPoller(mapping, client_factory,
-                                                             clock_scale=clock_scale)
+                self.pollers[mapping.logical_id] = SqsPoller(
+                    mapping, client_factory, clock_scale=clock_scale,
+                    redelivery_rate=sqs_redelivery_rate,
+                    seed=None if seed is None else f"{seed}:{mapping.logical_id}")
             else:
                 self.pollers[mapping.logical_id] = kind(mapping, client_factory)
         self.clock_scale = clock_scale

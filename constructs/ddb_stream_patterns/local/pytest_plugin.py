@@ -85,7 +85,9 @@ def run_pollers(
     ``deployment.stats_of(construct)`` gives one construct's mapping stats. For backward
     compatibility, the returned dict also answers a mapping's bare logical ID.
     """
-    pollers = Pollers(deployment.mappings, cloud.client, clock_scale=cloud.clock_scale)
+    rate = getattr(cloud, "sqs_redelivery_rate", 0.0)  # forced redelivery, when asked for
+    extra = {"sqs_redelivery_rate": rate} if rate else {}
+    pollers = Pollers(deployment.mappings, cloud.client, clock_scale=cloud.clock_scale, **extra)
     pollers.run_until_idle(timeout=timeout, **kwargs)
     return _StatsByPath(deployment)
 

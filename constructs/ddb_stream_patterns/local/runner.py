@@ -370,6 +370,7 @@ def run(
     data_dir: str | Path | None = None,
     enforce_iam: bool = True,
     table_items: Mapping[str, Iterable[UserItem | Mapping[str, Any]]] | None = None,
+    sqs_redelivery_rate: float = 0.0,
 ) -> RunReport:
     """Synthesize, deploy into a fresh local cloud, write items, poll, report.
 
@@ -382,6 +383,8 @@ def run(
     ``data_dir`` runs the cloud in persistent mode (see :class:`LocalCloud`).
     ``enforce_iam`` checks each function's calls against its role (default ``True``;
     see :class:`LocalCloud`); calls it denied are listed in the report.
+    ``sqs_redelivery_rate`` forces redelivery on every SQS event source (see
+    :class:`LocalCloud`; default 0, off).
     """
     out = out or sys.stdout
     project = Path(project).resolve()
@@ -390,7 +393,8 @@ def run(
         say(f"synthesizing {app or _app_command(project)!r}")
         assembly = synthesize(app or _app_command(project), Path(tmp) / "cdk.out", project)
         say("starting DynamoDB Local, moto's server and the OpenSearch stand-in")
-        with LocalCloud(data_dir=data_dir, enforce_iam=enforce_iam) as cloud, \
+        with LocalCloud(data_dir=data_dir, enforce_iam=enforce_iam,
+                        sqs_redelivery_rate=sqs_redelivery_rate) as cloud, \
                 FakeOpenSearch() as search:
             host = search.endpoint.split("://", 1)[1]
             with deploy(
@@ -417,7 +421,8 @@ def run(
                     before_polling(deployment)
                 say("running the event source mappings until every stream and queue is idle")
                 pollers = Pollers(deployment.mappings, cloud.client,
-                                  clock_scale=cloud.clock_scale)
+                                  clock_scale=cloud.clock_scale,
+                                  sqs_redelivery_rate=cloud.sqs_redelivery_rate)
                 _poll(pollers, cloud, writes, timeout, say)
                 report = RunReport(
                     deployment_summary=deployment.summary(),
@@ -683,7 +688,15 @@ def main(argv: list[str] | None = None) -> int:
         help="do not check functions' AWS calls against their roles' IAM policies "
              "(default: enforced, a missing grant fails with AccessDenied as in AWS)",
     )
+    parser.add_argument(
+        "--sqs-redelivery-rate", type=float, default=0.0, metavar="RATE",
+        help="forced redelivery on every SQS event source, in [0, 1): the share of "
+             "processed messages that come back (a lost DeleteMessage, a duplicate SNS "
+             "delivery), with standard-queue batches shuffled (default: 0, off)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.sqs_redelivery_rate < 1:
+        parser.error(f"--sqs-redelivery-rate must be in [0, 1), got {args.sqs_redelivery_rate}")
     exit_on_signals()  # SIGTERM / SIGHUP unwind like Ctrl-C: every server and worker stops
     if args.items < 0:
         parser.error(f"--items must be 0 or more, got {args.items}")
@@ -693,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         run(args.app, project=args.project, items=args.items, timeout=args.timeout,
-            data_dir=args.data_dir, enforce_iam=args.enforce_iam, table_items=table_items)
+            data_dir=args.data_dir, enforce_iam=args.enforce_iam, table_items=table_items,
+            sqs_redelivery_rate=args.sqs_redelivery_rate)
     except ItemsError as exc:  # known only once deployed: a table name, a key attribute
         print(f"error: {exc}", file=sys.stderr)
         return 2
