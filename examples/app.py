@@ -160,8 +160,8 @@ class DataPatternsStack(cdk.Stack):
             source=self.fan_out,
         )
         small_batches_stay = (
-            "batches under 128 KB stay in S3 Standard on purpose: only bulk expiries of large "
-            "items are worth a transition request"
+            "behind the fan-out each archive object is one record: records under 128 KB stay "
+            "in S3 Standard on purpose, only large items are worth a transition request"
         )
         cdk.Annotations.of(self.archiver).acknowledge_warning(
             TtlArchiver.TRANSITION_MINIMUM_WARNING, small_batches_stay

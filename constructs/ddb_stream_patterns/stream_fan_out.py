@@ -97,10 +97,13 @@ __all__ = [
     "TTL_EXPIRY_ATTRIBUTE",
     "MAX_FIFO_SUBSCRIPTIONS",
     "MAX_FILTER_POLICIES",
+    "CLAIM_CHECK_ROLE_WARNING",
 ]
 
 # Where the router puts records too big for SNS (must match ddb_stream_runtime.router).
 CLAIM_CHECK_PREFIX = "claim-check/"
+#: Warning id: a function imported without its role cannot be granted claim-check access.
+CLAIM_CHECK_ROLE_WARNING = "ddb-stream-patterns:claim-check-without-role"
 # Message attributes the router always sets; routing attributes come on top.
 PUBLISHED_ATTRIBUTES = ("eventName", "tableName")
 MAX_MESSAGE_ATTRIBUTES = 10  # SNS raw delivery drops a message with more
@@ -171,6 +174,13 @@ def check_queue_settings(where: str, s: Any, *, fifo: bool) -> None:
     _check_max_receive_count(where, s)
     check_duration_range(f"{where}.max_batching_window", s.max_batching_window, 0, 300)
     check_range(f"{where}.batch_size", s.batch_size, 1, 10 if fifo else 10_000)
+    if fifo and s.max_batching_window is not None:
+        # Lambda, "Parameters for Amazon SQS event source mappings": "Batching window is
+        # not supported for FIFO queues" (CDK would fail later, as a jsii RuntimeError).
+        raise ValueError(
+            f"{where}.max_batching_window is not supported for FIFO queues (Lambda), got "
+            f"{v._show(s.max_batching_window)}: remove it"
+        )
     if not is_token(s.batch_size) and s.batch_size > 10 and s.max_batching_window is None:
         raise ValueError(
             f"{where}.batch_size above 10 needs max_batching_window (SQS rule), "
@@ -482,6 +492,18 @@ class StreamFanOut(Construct):
         """Only ``action`` on the claim-check prefix (``grant_put``/``grant_read`` add
         ``s3:Abort*``, ``s3:List*``, ``s3:GetBucket*``: none is needed)."""
         if self.claim_check_bucket is None:
+            return
+        if function.role is None:
+            # add_to_role_policy does nothing then: records over 256 KB would arrive as
+            # pointers the function may not read, retried into the DLQ with no other sign.
+            cdk.Annotations.of(function).add_warning_v2(
+                CLAIM_CHECK_ROLE_WARNING,
+                f"function {function.node.path!r} was imported without its role, so it cannot "
+                f"be granted {action} on {CLAIM_CHECK_PREFIX}* of the claim-check bucket "
+                "(records too large for SNS are stored there): grant it to the function's "
+                "role yourself and acknowledge this warning, import the function with "
+                "role=..., or use claim_check=False",
+            )
             return
         function.add_to_role_policy(
             iam.PolicyStatement(

@@ -147,7 +147,7 @@ class TtlArchiver(ControllerPattern, Construct):
         if not prefix or prefix.startswith("/") or not prefix.endswith("/"):
             raise ValueError(f"prefix must be non-empty, relative and end with '/', got {prefix!r}")
         check_duration_range("transition_after", transition_after, 30 * 86_400, 36_500 * 86_400)
-        require_view_type(table, "old", "TtlArchiver")
+        require_view_type(table, "old", "TtlArchiver", source=source)
         _enable_ttl(table, ttl_attribute)
 
         self.archive_table = archive_table

@@ -194,6 +194,9 @@ def test_images_are_in_every_kinesis_record_whatever_the_view_type(stack):
                         stream_view_type=dynamodb.StreamViewType.KEYS_ONLY)
     counter = _counter(stack, table)  # needs both images: Kinesis has them
     assert isinstance(counter.controller, KinesisController)
+    archiver = TtlArchiver(stack, "Archive", table=table, ttl_attribute="expiresAt",
+                           source=KinesisSource.of_table(table))
+    assert isinstance(archiver.controller, KinesisController)  # reads old images: there too
     user = SimpleController(stack, "User", table=table, code=CODE, handler="index.handler",
                             filters=[StreamFilter(new_image={"status": Rule.exists()})],
                             source=KinesisSource.of_table(table))

@@ -413,6 +413,9 @@ def test_fails_stream_props_of_a_simple_controller_on_a_fan_out(stack):
     (dict(batch_size=20, max_batching_window=cdk.Duration.seconds(1)), True,
      r"queue_options.batch_size must be between 1 and 10, got 20"),
     (dict(batch_size=20), False, "queue_options.batch_size above 10 needs max_batching_window"),
+    (dict(max_batching_window=cdk.Duration.seconds(5)), True,
+     r"queue_options.max_batching_window is not supported for FIFO queues \(Lambda\), got "
+     r"Duration.seconds\(5\)|queue_options.max_batching_window is not supported for FIFO"),
     (dict(max_receive_count=2), False, "queue_options.max_receive_count must be at least 5"),
     (dict(max_concurrency=1), False, "queue_options.max_concurrency"),
     (dict(visibility_timeout=cdk.Duration.seconds(60)), False,
@@ -423,6 +426,34 @@ def test_fails_bad_queue_options(stack, options, fifo, message):
     with pytest.raises(ValueError, match=message):
         TtlArchiver(stack, "Archive", table=fan_out.table,
                     source=fan_out.with_queue(QueueOptions(**options)))
+
+
+def test_a_function_imported_without_its_role_is_warned_about_claim_checks(stack):
+    # add_to_role_policy is a no-op without a role: records over 256 KB would reach the
+    # function as claim checks it may not read, and end in the DLQ with no other sign.
+    from aws_cdk.assertions import Annotations, Match
+
+    from ddb_stream_patterns.stream_fan_out import CLAIM_CHECK_ROLE_WARNING
+
+    fan_out = _fan_out(stack)
+    imported = lambda_.Function.from_function_attributes(
+        stack, "Imported", function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        same_environment=True)
+    SimpleController(stack, "User", table=fan_out.table, function=imported, source=fan_out.with_queue(
+        QueueOptions(visibility_timeout=cdk.Duration.minutes(6))))
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp(f"without its role.*s3:GetObject.*{CLAIM_CHECK_ROLE_WARNING}"))
+    assert len(warnings) == 1, warnings
+    # Without a claim-check bucket nothing needs the role: no warning.
+    other = cdk.Stack(cdk.App(), "NoClaims")
+    fan_out = StreamFanOut(other, "FanOut", table=tasks(other), claim_check=False)
+    imported = lambda_.Function.from_function_attributes(
+        other, "Imported", function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        same_environment=True)
+    SimpleController(other, "User", table=fan_out.table, function=imported, source=fan_out.with_queue(
+        QueueOptions(visibility_timeout=cdk.Duration.minutes(6))))
+    assert not Annotations.from_stack(other).find_warning(
+        "*", Match.string_like_regexp(CLAIM_CHECK_ROLE_WARNING))
 
 
 def test_fails_more_routing_attributes_than_the_message_allows(stack):
