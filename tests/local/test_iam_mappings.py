@@ -94,6 +94,9 @@ def test_on_failure_send_denied_without_send_message_is_kept(local_cloud, deploy
     deployment = deploy_app(NotifierStack(cdk.App(), "NoSendMessage").node.root)
     _without(deployment, "StatusNotifier", "sqs:SendMessage")
     [mapping] = deployment.mappings
+    # The mapping carries its Id (CloudFormation's Ref), which names S3 on-failure objects.
+    [resource] = [r for r in deployment.resources if r.type == "AWS::Lambda::EventSourceMapping"]
+    assert mapping.uuid == resource.physical_id and len(mapping.uuid) == 36
     _write(local_cloud, deployment, "NoSendMessage", n=2)
     undeliverable = tmp_path / "undeliverable.jsonl"
     pollers = Pollers(deployment.mappings, local_cloud.client)
