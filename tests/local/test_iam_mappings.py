@@ -94,6 +94,9 @@ def test_on_failure_send_denied_without_send_message_is_kept(local_cloud, deploy
     deployment = deploy_app(NotifierStack(cdk.App(), "NoSendMessage").node.root)
     _without(deployment, "StatusNotifier", "sqs:SendMessage")
     [mapping] = deployment.mappings
+    # The mapping carries its Id (CloudFormation's Ref), which names S3 on-failure objects.
+    [resource] = [r for r in deployment.resources if r.type == "AWS::Lambda::EventSourceMapping"]
+    assert mapping.uuid == resource.physical_id and len(mapping.uuid) == 36
     _write(local_cloud, deployment, "NoSendMessage", n=2)
     undeliverable = tmp_path / "undeliverable.jsonl"
     pollers = Pollers(deployment.mappings, local_cloud.client)
@@ -115,7 +118,10 @@ def test_on_failure_send_denied_without_send_message_is_kept(local_cloud, deploy
     assert len(lines) == 2 and pollers[mapping.logical_id].undeliverable == 2
     assert all("sqs:SendMessage" in line["error"] and line["destination"] == dlq_arn
                for line in lines)
-    assert all(line["payload"]["records"] for line in lines)
+    # The line holds what the queue would have got (metadata only) and the records.
+    assert all("records" not in line["payload"] and line["records"] for line in lines)
+    assert all(line["payload"]["DDBStreamBatchInfo"]["batchSize"] == len(line["records"])
+               for line in lines)
 
 
 class ArchiverStack(cdk.Stack):

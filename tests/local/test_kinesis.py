@@ -276,13 +276,17 @@ def test_poller_bisects_retries_and_sends_kinesis_on_failure_records(client_fact
     assert poller.stats.sent_to_failure_destination == 1
     [message] = drain(client_factory, url)
     body = json.loads(message["Body"])
+    # AWS's SQS/SNS on-failure record: metadata only, the records are not in it.
     assert set(body) == {"requestContext", "responseContext", "version", "timestamp",
-                         "KinesisBatchInfo", "records"}
+                         "KinesisBatchInfo"}
+    assert "records" not in body and "payload" not in body
     info = body["KinesisBatchInfo"]
     assert set(info) == {"shardId", "startSequenceNumber", "endSequenceNumber",
                          "approximateArrivalOfFirstRecord", "approximateArrivalOfLastRecord",
                          "batchSize", "streamArn"}
-    poison_seq = body["records"][0]["kinesis"]["sequenceNumber"]
+    [failed] = poller.failure_records  # the records stay local
+    assert failed.record == body and failed.delivered
+    poison_seq = failed.records[0]["kinesis"]["sequenceNumber"]
     assert info["startSequenceNumber"] == info["endSequenceNumber"] == poison_seq
     assert info["batchSize"] == 1 and info["streamArn"] == arn
     assert info["shardId"] == "shardId-000000000000"
@@ -291,7 +295,55 @@ def test_poller_bisects_retries_and_sends_kinesis_on_failure_records(client_fact
     assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert body["requestContext"]["approximateInvokeCount"] == 2  # first try + 1 retry
     assert body["responseContext"]["functionError"] == "Unhandled"
-    assert _items(body["records"]) == ["i5"]
+    assert _items(failed.records) == ["i5"]
+    # The coordinates re-read the batch from the stream, as a replay tool on AWS must.
+    assert [r["SequenceNumber"] for r in _reread(client_factory, stream, info)] == [poison_seq]
+
+
+def _reread(client_factory, stream: str, info: dict) -> list[dict]:
+    """Read a failed batch back from the Kinesis stream by its on-failure coordinates."""
+    kinesis = client_factory("kinesis")
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId=info["shardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+        StartingSequenceNumber=info["startSequenceNumber"])["ShardIterator"]
+    end, out = int(info["endSequenceNumber"]), []
+    while iterator and len(out) < info["batchSize"]:
+        page = kinesis.get_records(ShardIterator=iterator)
+        out += [r for r in page["Records"] if int(r["SequenceNumber"]) <= end]
+        if not page["Records"] or int(page["Records"][-1]["SequenceNumber"]) >= end:
+            break
+        iterator = page.get("NextShardIterator")
+    return out
+
+
+def test_kinesis_s3_on_failure_object_holds_the_records(client_factory, unique):
+    stream = unique("ks")
+    arn = _stream(client_factory, stream)
+    bucket = unique("kfail").lower()
+    s3 = client_factory("s3")
+    s3.create_bucket(Bucket=bucket)
+    _put(client_factory, stream, "old-1", "old-2")
+    time.sleep(1.2)
+    fn = Recorder()
+    poller = KinesisPoller(_spec(fn, arn, max_record_age_s=1, on_failure_arn=f"arn:aws:s3:::{bucket}",
+                                 uuid="0b7c1b5e-6d0a-4c39-9d6e-3f1e8f5a2c11"), client_factory)
+    run(poller)
+    assert fn.events == []  # aged out before any invocation
+    [obj] = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    [failed] = poller.failure_records
+    assert obj["Key"] == failed.s3_key
+    assert obj["Key"].startswith(
+        "aws/lambda/0b7c1b5e-6d0a-4c39-9d6e-3f1e8f5a2c11/shardId-000000000000/")
+    body = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    assert set(body) == {"requestContext", "responseContext", "version", "timestamp",
+                         "KinesisBatchInfo", "payload"}
+    assert body["requestContext"]["condition"] == "RecordAgeExceeded"
+    records = json.loads(body["payload"])["Records"]  # an escaped JSON string
+    assert _items(records) == ["old-1", "old-2"]
+    info = body["KinesisBatchInfo"]
+    assert info["batchSize"] == 2
+    assert [info["startSequenceNumber"], info["endSequenceNumber"]] == [
+        records[0]["kinesis"]["sequenceNumber"], records[-1]["kinesis"]["sequenceNumber"]]
 
 
 def test_partial_batch_response_by_kinesis_sequence_number(client_factory, unique):
@@ -385,8 +437,13 @@ def test_a_table_feeds_two_kinesis_consumers_end_to_end_under_duplicates(
     queue = deployment.queues[next(k for k in deployment.queues if "SharedFailureQueue" in k)]
     failed = [json.loads(m["Body"]) for m in drain(local_cloud.client, queue)]
     assert len(failed) == shared.sent_to_failure_destination >= len(poison)
-    assert {k for f in failed for k in _items(f["records"])} == poison
+    assert all("records" not in f for f in failed)  # AWS sends the coordinates alone
     assert all(f["KinesisBatchInfo"]["batchSize"] == 1 for f in failed)
+    # ... which are enough to read the poison records back from the stream.
+    stream_name = failed[0]["KinesisBatchInfo"]["streamArn"].rsplit("/", 1)[-1]
+    reread = [r for f in failed for r in _reread(local_cloud.client, stream_name,
+                                                   f["KinesisBatchInfo"])]
+    assert {json.loads(r["Data"])["dynamodb"]["Keys"]["orderId"]["S"] for r in reread} == poison
     removals = deployment.stats_of(stack.removals)
     assert removals.succeeded >= len(deleted) and removals.filtered_out > 0
     assert removals.records_in == shared.records_in  # both read the whole stream

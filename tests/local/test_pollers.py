@@ -6,6 +6,7 @@ import base64
 import doctest
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -338,8 +339,10 @@ def test_poison_record_alone_reaches_the_on_failure_queue(client_factory, unique
     messages = drain(client_factory, dlq_url)
     assert len(messages) == 1
     body = json.loads(messages[0]["Body"])
+    # AWS's SQS/SNS on-failure record: metadata only, the records are not in it.
     assert set(body) == {"requestContext", "responseContext", "version", "timestamp",
-                         "DDBStreamBatchInfo", "records"}
+                         "DDBStreamBatchInfo"}
+    assert "records" not in body and "payload" not in body
     assert body["version"] == "1.0"
     assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert body["requestContext"]["approximateInvokeCount"] == 3
@@ -347,15 +350,23 @@ def test_poison_record_alone_reaches_the_on_failure_queue(client_factory, unique
     assert body["responseContext"]["executedVersion"] == "$LATEST"
     assert body["responseContext"]["statusCode"] == 200
     assert ("functionError" in body["responseContext"]) is not partial
+    # Its coordinates are those of the batch given up on: the poison record, alone.
+    [failed] = poller.failure_records
+    assert failed.record == body and failed.delivered and failed.destination == dlq_arn
+    [poison_record] = failed.records  # kept locally, never sent to the queue
+    last_try = next(b for b in reversed(fn.batches) if keys_of(b) == [poison])
+    assert poison_record == last_try[0]  # as the function last received it
     info = body["DDBStreamBatchInfo"]
-    poison_record = body["records"][0]
-    assert info["batchSize"] == 1 and len(body["records"]) == 1
+    assert set(info) == {"shardId", "startSequenceNumber", "endSequenceNumber",
+                         "approximateArrivalOfFirstRecord", "approximateArrivalOfLastRecord",
+                         "batchSize", "streamArn"}
+    assert info["batchSize"] == 1
     assert info["streamArn"] == stream
-    assert info["shardId"].startswith("shardId-")
+    assert info["shardId"] in poller.shards
     assert info["startSequenceNumber"] == info["endSequenceNumber"] \
         == poison_record["dynamodb"]["SequenceNumber"]
     assert info["approximateArrivalOfFirstRecord"].endswith("Z")
-    assert keys_of(body["records"]) == [poison]
+    assert keys_of(failed.records) == [poison]
     assert StreamRecord.from_lambda(poison_record).keys == {"pk": poison}
     assert spec.stats.sent_to_failure_destination == 1
     assert spec.stats.succeeded == len(keys) - 1
@@ -385,8 +396,99 @@ def test_old_records_are_given_up_on_with_record_age_exceeded(client_factory, un
     assert body["requestContext"]["condition"] == "RecordAgeExceeded"
     assert body["requestContext"]["approximateInvokeCount"] == len(fn.events) > 1
     assert body["responseContext"]["functionError"] == "Unhandled"
-    assert keys_of(body["records"]) == ["stale"]
-    assert poller.failure_records == [body]
+    assert "records" not in body
+    [failed] = poller.failure_records
+    assert failed.record == body and keys_of(failed.records) == ["stale"]
+    assert body["DDBStreamBatchInfo"]["startSequenceNumber"] \
+        == failed.records[0]["dynamodb"]["SequenceNumber"]
+
+
+def _reread(client_factory, info: Mapping[str, Any]) -> list[dict]:
+    """What a replay tool does with an SQS/SNS on-failure record: read the batch back
+    from the stream by its coordinates (while the stream still holds it)."""
+    streams = client_factory("dynamodbstreams")
+    iterator = streams.get_shard_iterator(
+        StreamArn=info["streamArn"], ShardId=info["shardId"],
+        ShardIteratorType="AT_SEQUENCE_NUMBER",
+        SequenceNumber=info["startSequenceNumber"])["ShardIterator"]
+    end, out = int(info["endSequenceNumber"]), []
+    while iterator and len(out) < info["batchSize"]:
+        page = streams.get_records(ShardIterator=iterator)
+        out += [r for r in page["Records"] if int(r["dynamodb"]["SequenceNumber"]) <= end]
+        if not page["Records"] or int(page["Records"][-1]["dynamodb"]["SequenceNumber"]) >= end:
+            break
+        iterator = page.get("NextShardIterator")
+    return out
+
+
+def test_sqs_on_failure_coordinates_re_read_the_failed_batch_from_the_stream(
+        client_factory, unique):
+    table = unique("reread")
+    stream = make_table(client_factory, table)
+    dlq_url, dlq_arn = make_queue(client_factory, unique("on-failure"))
+    for key in ("a", "b", "c"):
+        put(client_factory, table, key)
+
+    def fail(event: dict) -> None:
+        raise ValueError("always fails")
+
+    poller = StreamPoller(stream_spec(Recorder(fail), stream, batch_size=10,
+                                      max_retry_attempts=0, on_failure_arn=dlq_arn),
+                          client_factory)
+    run(poller)
+    [message] = drain(client_factory, dlq_url)
+    body = json.loads(message["Body"])
+    assert "records" not in body
+    info = body["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 3
+    # The coordinates are enough to get the records back, as a replay tool on AWS must.
+    again = _reread(client_factory, info)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in again] == ["a", "b", "c"]
+    assert [r["dynamodb"]["SequenceNumber"] for r in again] \
+        == [r["dynamodb"]["SequenceNumber"] for r in poller.failure_records[0].records]
+
+
+def test_s3_on_failure_object_holds_the_metadata_and_the_invocation_record(
+        client_factory, unique):
+    table = unique("s3dest")
+    stream = make_table(client_factory, table)
+    bucket = unique("failures").lower()
+    s3 = client_factory("s3")
+    s3.create_bucket(Bucket=bucket)
+    for key in ("ok", "poison"):
+        put(client_factory, table, key)
+    fn = Recorder(_all_or_nothing("poison"), name="worker")
+    mapping_uuid = "f89f8514-cdd9-4602-9e1f-01a5b77d449b"
+    spec = stream_spec(fn, stream, batch_size=10, bisect_on_error=True, max_retry_attempts=1,
+                       on_failure_arn=f"arn:aws:s3:::{bucket}", uuid=mapping_uuid)
+    poller = StreamPoller(spec, client_factory)
+    run(poller)
+
+    objects = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert len(objects) == 1  # the poison record's batch, and nothing else
+    [failed] = poller.failure_records
+    key = objects[0]["Key"]
+    assert failed.delivered and failed.s3_key == key
+    # AWS's key: aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<UUID>
+    info = failed.record["DDBStreamBatchInfo"]
+    stamp = failed.record["timestamp"]  # e.g. 2026-12-02T07:51:54.123Z
+    day, clock = stamp[:10], stamp[11:19].replace(":", ".")
+    assert re.fullmatch(
+        rf"aws/lambda/{mapping_uuid}/{re.escape(info['shardId'])}/"
+        rf"{day.replace('-', '/')}/{day}T{clock}-[0-9a-f-]{{36}}", key), key
+    body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert set(body) == {"requestContext", "responseContext", "version", "timestamp",
+                         "DDBStreamBatchInfo", "payload"}
+    assert {k: v for k, v in body.items() if k != "payload"} == failed.record
+    # "payload": the original invocation record, as an escaped JSON string.
+    assert isinstance(body["payload"], str)
+    event = json.loads(body["payload"])
+    assert event == {"Records": failed.records}
+    assert keys_of(event["Records"]) == ["poison"]
+    assert event["Records"][0]["dynamodb"]["SequenceNumber"] == info["startSequenceNumber"] \
+        == info["endSequenceNumber"]
+    assert info["batchSize"] == 1
+    assert StreamRecord.from_lambda(event["Records"][0]).keys == {"pk": "poison"}
 
 
 def test_ttl_expiry_reaches_the_handler_as_aws_sends_it(client_factory, unique):

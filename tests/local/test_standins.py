@@ -97,9 +97,13 @@ def test_undeliverable_on_failure_records_are_written_to_a_file(
     assert len(lines) == 1
     assert lines[0]["destination"] == target
     assert "EndpointConnectionError" in lines[0]["error"]
-    payload = lines[0]["payload"]
+    payload = lines[0]["payload"]  # what the queue would have received: metadata only
     assert payload["requestContext"]["condition"] == "RetryAttemptsExhausted"
-    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in payload["records"]] == ["poison"]
+    assert "records" not in payload
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in lines[0]["records"]] == ["poison"]
+    assert payload["DDBStreamBatchInfo"]["startSequenceNumber"] \
+        == lines[0]["records"][0]["dynamodb"]["SequenceNumber"]
+    assert not poller.failure_records[0].delivered
 
 
 def test_failed_stream_batches_back_off_instead_of_a_hot_loop(client_factory, unique) -> None:

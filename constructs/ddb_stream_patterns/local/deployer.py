@@ -1496,6 +1496,7 @@ def _create_mapping(d: _StackDeployer, logical_id: str, props: dict) -> _Created
         report_batch_item_failures="ReportBatchItemFailures"
         in (props.get("FunctionResponseTypes") or []),
         on_failure_arn=destination,
+        uuid=mapping_id,
         max_concurrency=(
             int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None
         ),

@@ -30,8 +30,13 @@ Where it differs from AWS
   upper-case hex digits) nor whether a duplicate keeps its ``eventID``.
 * Enhanced fan-out consumers are read with ``GetRecords`` like shared readers (moto has
   no ``SubscribeToShard``): same records, same order, no push latency or 2 MB/s pipe.
-* The on-failure record adds a local ``"records"`` list (the failed records), as the
-  stream poller does; AWS sends only ``KinesisBatchInfo``'s coordinates.
+
+The on-failure record is AWS's, as for DynamoDB sources (see :mod:`.pollers`): an SQS
+queue or an SNS topic gets the metadata only, ``KinesisBatchInfo``'s coordinates (shard,
+start and end sequence numbers, batch size), and the records must be re-read from the
+stream within its retention period (24 h by default, up to 365 days); an S3 bucket also
+gets them, as the ``payload`` of the object ``aws/lambda/<ESM-UUID>/<shardID>/...``.
+``KinesisPoller.failure_records`` keeps them locally.
 """
 
 from __future__ import annotations
@@ -512,8 +517,6 @@ class KinesisPoller(StreamPoller):
                 "batchSize": len(items),
                 "streamArn": self.kinesis_stream_arn,
             },
-            # Local addition: the failed records themselves (AWS sends only coordinates).
-            "records": [p.record for p in items],
         }
 
 

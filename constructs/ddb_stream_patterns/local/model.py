@@ -72,7 +72,10 @@ class MappingSpec:
     max_retry_attempts: int = -1  # -1: until the record expires (Lambda's default)
     max_record_age_s: int = -1
     report_batch_item_failures: bool = False
-    on_failure_arn: str | None = None  # SQS queue (or S3 bucket) ARN
+    on_failure_arn: str | None = None  # SQS queue, SNS topic or S3 bucket ARN
+    #: The mapping's UUID (CloudFormation's ``Ref``/``Id``; it names an S3 on-failure
+    #: object). None: the pollers derive one from ``logical_id``.
+    uuid: str | None = None
     max_concurrency: int | None = None
     queue_url: str | None = None  # for kind == "sqs"
     stats: MappingStats = field(default_factory=MappingStats)

@@ -35,13 +35,23 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   CREATION_TIME_GRANULARITY_S, the time this poller read it)`` (its youngest possible
   creation time), so a record is never aged out before it really is older than
   ``max_record_age_s``. ``ApproximateCreationDateTime`` itself is delivered as read.
-* **The on-failure record** has AWS's shape for stream sources (``requestContext``,
-  ``responseContext``, ``version``, ``timestamp``, ``DDBStreamBatchInfo``) plus a
-  ``"records"`` list holding the failed records themselves: AWS sends only the batch
-  coordinates, to re-read from the shard, which a local stream (in memory, soon gone)
-  makes pointless. The same payloads are kept in :attr:`StreamPoller.failure_records`,
-  also when there is no destination; one the destination did not take (moto stopped)
-  is appended to a JSON Lines file, :attr:`StreamPoller.undeliverable_path`.
+* **The on-failure record** is what AWS sends (Lambda Developer Guide, "Retain discarded
+  records for a DynamoDB event source"): to an SQS queue or an SNS topic, the metadata
+  only (``requestContext``, ``responseContext``, ``version``, ``timestamp``,
+  ``DDBStreamBatchInfo``: shard id, start and end sequence numbers, batch size, stream
+  ARN), no records. "The actual records aren't included, so you must process this record
+  and retrieve them from the stream before they expire and are lost": within DynamoDB
+  Streams' 24 h retention (a Kinesis stream's own retention for Kinesis sources). Only an
+  S3 destination receives the records: the metadata plus ``payload``, the invocation
+  record (``{"Records": [...]}``) as an escaped JSON string, under the key
+  ``aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<Random UUID>``
+  (:func:`failure_object_key`; the UUID is ``MappingSpec.uuid``, the mapping's
+  CloudFormation ``Id``). ``FailureDestination.s3()`` is therefore the destination that
+  keeps the payloads. Locally, every batch given up on (destination or not) is also kept
+  in :attr:`StreamPoller.failure_records` (:class:`FailedBatch`: the record sent and the
+  records themselves), and one the destination did not take (moto stopped, IAM denied
+  it) is appended to a JSON Lines file, :attr:`StreamPoller.undeliverable_path`, with
+  its records.
 * **Retries** of a failed stream batch wait 50 ms, doubling up to 2 s (no hot loop
   against a function that keeps failing). With
   ``max_retry_attempts=-1`` and ``max_record_age_s=-1`` (Lambda's defaults) a poison
@@ -124,6 +134,7 @@ __all__ = [
     "DDB_LOCAL_TTL_EVENT_NAME",
     "TTL_USER_IDENTITY",
     "ClientFactory",
+    "FailedBatch",
     "ItemFailures",
     "PollerTimeout",
     "Pollers",
@@ -134,6 +145,7 @@ __all__ = [
     "STREAM_READ_ACTIONS",
     "StreamPoller",
     "check_mapping_permissions",
+    "failure_object_key",
     "record_denial",
     "parse_batch_item_failures",
     "rewrite_ttl_record",
@@ -626,6 +638,57 @@ class _Shard:
         return self.exhausted and not self.buffer
 
 
+def failure_object_key(mapping_uuid: str, shard_id: str, when: datetime) -> str:
+    """The key of the S3 object holding an on-failure record of a stream mapping.
+
+    AWS's naming convention (Lambda Developer Guide, "Retain discarded records for a
+    DynamoDB event source" and its Kinesis twin):
+    ``aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<Random UUID>``.
+
+    >>> key = failure_object_key("f89f8514-cdd9-4602-9e1f-01a5b77d449b", "shardId-1",
+    ...                          datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    >>> key.rsplit("-", 5)[0]
+    'aws/lambda/f89f8514-cdd9-4602-9e1f-01a5b77d449b/shardId-1/2026/01/02/2026-01-02T03.04.05'
+    """
+    return (f"aws/lambda/{mapping_uuid}/{shard_id}/{when:%Y/%m/%d}/"
+            f"{when:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
+
+
+@dataclass
+class FailedBatch:
+    """Records a stream mapping gave up on: what Lambda sends, and what it does not.
+
+    ``record`` is the on-failure record exactly as Lambda sends it to an SQS queue or an
+    SNS topic: metadata only (``requestContext``, ``responseContext``, ``version``,
+    ``timestamp``, and ``DDBStreamBatchInfo`` or ``KinesisBatchInfo``: the shard and the
+    sequence range to re-read). ``records`` are the records themselves, as the function
+    received them: AWS writes them only into an S3 destination's object
+    (:meth:`s3_object`); with a queue or a topic they must be re-read from the stream
+    before its retention expires. Locally they stay here, for tests and the run summary.
+    """
+
+    mapping: str  # the mapping's logical id
+    record: dict[str, Any]
+    records: list[dict[str, Any]]
+    destination: str | None = None
+    delivered: bool = False  # the destination took it
+    s3_key: str | None = None  # the object's key, for an S3 destination
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The invocation record of these records: ``{"Records": [...]}``."""
+        return {"Records": self.records}
+
+    def s3_object(self) -> dict[str, Any]:
+        """What Lambda writes to an S3 destination: the metadata, plus ``payload``, "the
+        original invocation record as an escaped JSON string" (Lambda Developer Guide)."""
+        return {**self.record, "payload": json.dumps(self.event)}
+
+    def body_for(self, destination: str) -> dict[str, Any]:
+        """The JSON document the destination (an ARN) receives."""
+        return self.s3_object() if _arn_parts(destination)["service"] == "s3" else self.record
+
+
 class StreamPoller(_Poller):
     """A DynamoDB stream event source mapping, against DynamoDB Local.
 
@@ -674,8 +737,12 @@ class StreamPoller(_Poller):
         super().__init__(mapping, client_factory, copy_events=copy_events)
         self.stream_arn = mapping.source_arn
         self.describe_interval_s = describe_interval_s
-        #: Every on-failure record given up on, sent to the destination or not.
-        self.failure_records: list[dict[str, Any]] = []
+        #: Every batch given up on, sent to the destination or not: the on-failure record
+        #: AWS sends and (local only, for a queue or topic) the records themselves.
+        self.failure_records: list[FailedBatch] = []
+        #: The mapping's UUID, which names S3 on-failure objects.
+        self.mapping_uuid = mapping.uuid or str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                           mapping.logical_id))
         self._shards: dict[str, _Shard] = {}
         self._described_at = float("-inf")
         self._function_arn = self._guess_function_arn()
@@ -1039,16 +1106,16 @@ class StreamPoller(_Poller):
                 "batchSize": len(items),
                 "streamArn": self.stream_arn,
             },
-            # Local addition: the failed records themselves (AWS sends only coordinates).
-            "records": [p.record for p in items],
         }
 
     def _give_up(self, shard: _Shard, items: list[_Pending], condition: str,
                  invoke_count: int, outcome: _Outcome | None) -> None:
-        payload = self._failure_record(shard, items, condition, invoke_count, outcome)
-        self.failure_records.append(payload)
-        self.stats.sent_to_failure_destination += len(items)
         target = self.mapping.on_failure_arn
+        failed = FailedBatch(self.mapping.logical_id,
+                             self._failure_record(shard, items, condition, invoke_count, outcome),
+                             [p.record for p in items], target)
+        self.failure_records.append(failed)
+        self.stats.sent_to_failure_destination += len(items)
         cause = (f"; last error {outcome.error_type}: {outcome.error_message}"
                  if outcome is not None and outcome.error is not None else "")
         _LOGGER.warning("%s: giving up on %d records of shard %s (%s%s)%s",
@@ -1057,14 +1124,20 @@ class StreamPoller(_Poller):
         if not target:
             return
         try:
-            self._send(target, payload, shard.shard_id)
-        except Exception as exc:  # the local cloud keeps going; the payload goes to a file
-            self._keep_undeliverable(target, payload, exc)
+            self._send(target, failed, shard.shard_id)
+            failed.delivered = True
+        except Exception as exc:  # the local cloud keeps going; the record goes to a file
+            self._keep_undeliverable(target, failed, exc)
 
-    def _keep_undeliverable(self, target: str, payload: dict[str, Any], exc: Exception) -> None:
-        """Append an on-failure record the destination did not take to a JSON Lines file."""
+    def _keep_undeliverable(self, target: str, failed: FailedBatch, exc: Exception) -> None:
+        """Append an on-failure record the destination did not take to a JSON Lines file:
+        ``payload`` is what the destination would have received, ``records`` the records
+        given up on (local: a queue or topic would not have received them)."""
         line = {"mapping": self.mapping.logical_id, "destination": target,
-                "error": f"{type(exc).__name__}: {exc}", "payload": payload}
+                "error": f"{type(exc).__name__}: {exc}", "payload": failed.body_for(target),
+                "records": failed.records}
+        if failed.s3_key:
+            line["key"] = failed.s3_key
         self.undeliverable_path.parent.mkdir(parents=True, exist_ok=True)
         with self.undeliverable_path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
@@ -1073,19 +1146,23 @@ class StreamPoller(_Poller):
                       self.mapping.logical_id, target, type(exc).__name__, exc,
                       self.undeliverable_path)
 
-    def _send(self, target: str, payload: dict[str, Any], shard_id: str) -> None:
-        """Write the on-failure record, as the function's role (:meth:`_require`)."""
+    def _send(self, target: str, failed: FailedBatch, shard_id: str) -> None:
+        """Write the on-failure record, as the function's role (:meth:`_require`): the
+        metadata alone to a queue or a topic, the metadata and the invocation record to a
+        bucket (:meth:`FailedBatch.s3_object`, under :func:`failure_object_key`)."""
         parts = _arn_parts(target)
-        body = json.dumps(payload)
         service = parts["service"]
         if service not in DESTINATION_ACTIONS:
             raise ValueError(f"unsupported on-failure destination {target!r}")
+        body = json.dumps(failed.body_for(target))
         key = None
         resource = target
         if service == "s3":
-            now = datetime.now(timezone.utc)
-            key = (f"aws/lambda/{self.mapping.logical_id}/{shard_id}/{now:%Y/%m/%d}/"
-                   f"{now:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
+            try:
+                when = datetime.strptime(failed.record["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            except (KeyError, ValueError):
+                when = datetime.now(timezone.utc)
+            key = failed.s3_key = failure_object_key(self.mapping_uuid, shard_id, when)
             resource = f"{target}/{key}"
         self._require(DESTINATION_ACTIONS[service], resource)
         if service == "sqs":
