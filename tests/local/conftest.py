@@ -47,6 +47,38 @@ def client_factory(ddb_local: DynamoDBLocal, moto_server: MotoServer) -> Callabl
     return factory
 
 
+@pytest.fixture(autouse=True)
+def _drop_the_tables_a_test_made(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete the DynamoDB Local tables a test created, when it is done.
+
+    DynamoDB Local's TTL sweep serves only the first few TTL-enabled tables of an
+    instance (7 measured, with each further table's expired items never deleted; deleting
+    older tables brings the sweep back): tables left behind by earlier tests would
+    silently stop TTL deletions for every test after them.
+    """
+    if "ddb_local" not in request.fixturenames:
+        yield
+        return
+    ddb = request.getfixturevalue("client_factory")("dynamodb")
+    before = set(_table_names(ddb))
+    yield
+    for name in set(_table_names(ddb)) - before:
+        try:
+            ddb.delete_table(TableName=name)
+        except ddb.exceptions.ResourceNotFoundException:
+            pass
+
+
+def _table_names(ddb: Any) -> list[str]:
+    names, kwargs = [], {}
+    while True:
+        page = ddb.list_tables(**kwargs)
+        names += page.get("TableNames", [])
+        if "LastEvaluatedTableName" not in page:
+            return names
+        kwargs = {"ExclusiveStartTableName": page["LastEvaluatedTableName"]}
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """A name nobody else in this session uses (tables and queues outlive their tests)."""

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 SIMPLE = "DdbStreamPatterns-SimpleController"
 COMPLEX = "DdbStreamPatterns-ComplexController"
 DATA = "DdbStreamPatterns-DataPatterns"
+KINESIS = "DdbStreamPatterns-KinesisPatterns"
 
 
 # =========================================================================== intrinsics
@@ -394,6 +395,10 @@ def deployment(local_cloud: LocalCloud, example_assembly: Path) -> Iterator[Depl
     with deploy(local_cloud, example_assembly, name_prefix=f"t{uuid.uuid4().hex[:6]}-") as d:
         d.start_functions()  # workers import their handlers in parallel meanwhile
         yield d
+    # DynamoDB Local sweeps TTL on only the first few TTL tables (see conftest.py).
+    ddb = local_cloud.client("dynamodb")
+    for table in d.tables.values():
+        ddb.delete_table(TableName=table)
 
 
 def _templates(assembly: Path) -> dict[str, dict]:
@@ -494,7 +499,9 @@ def test_subscriptions_filter_and_deliver_raw(
 
 def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: LocalCloud) -> None:
     s3 = local_cloud.client("s3")
-    assert len(deployment.buckets) == 3  # two claim-check buckets (fan-outs) and the archive
+    # Two claim-check buckets (fan-outs) and the two archives (DataPatterns, KinesisPatterns).
+    assert len(deployment.buckets) == 4
+    assert sum("ArchiveBucket" in key for key in deployment.buckets) == 2
     for name in deployment.buckets.values():
         s3.head_bucket(Bucket=name)
     archive = deployment.by_path(f"{DATA}/ExpiredTasks/ArchiveBucket")
@@ -504,7 +511,9 @@ def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: Local
 
 
 def test_every_function_imports_its_handler_and_runs(deployment: Deployment) -> None:
-    assert len(deployment.functions) == 11
+    # 11 in the first three stacks, and the archiver, counter and replicator on Kinesis.
+    assert len(deployment.functions) == 14
+    assert sum(key.startswith(KINESIS) for key in deployment.functions) == 3
     for key, function in deployment.functions.items():
         if function.handler == "ddb_stream_runtime.role_mapping.handler":
             continue  # a custom resource's provider: custom resources are not run locally
@@ -531,7 +540,10 @@ def test_function_configuration(deployment: Deployment) -> None:
 
 def test_mappings_carry_every_property(deployment: Deployment) -> None:
     specs = {m.logical_id: m for m in deployment.mappings}
-    assert len(specs) == 10
+    # 10 in the first three stacks; on Kinesis three consumers and the feeder (DynamoDB's
+    # side: the table's changes written to the Kinesis stream).
+    assert len(specs) == 14
+    assert sorted(m.kind for m in deployment.mappings).count("kinesis") == 3
     assert all(isinstance(m, MappingSpec) for m in specs.values())
 
     notifier = deployment.find(SIMPLE, "StatusNotifierFunctionDynamoDBEventSource").local

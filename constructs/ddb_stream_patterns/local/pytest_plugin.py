@@ -60,7 +60,8 @@ def deploy_app(
     request: pytest.FixtureRequest, local_cloud: LocalCloud
 ) -> Iterator[Callable[..., Deployment]]:
     """Synthesize a ``cdk.App`` and deploy it; each call gets its own name prefix, so
-    tests sharing the session's cloud never share tables or queues."""
+    tests sharing the session's cloud never share tables or queues. The tables are
+    deleted after the test (DynamoDB Local sweeps TTL on only its first few TTL tables)."""
     deployments: list[Deployment] = []
     request.node.stash[DEPLOYMENTS] = deployments
 
@@ -72,8 +73,16 @@ def deploy_app(
         return deployment
 
     yield _deploy
+    ddb = local_cloud.client("dynamodb")
     for deployment in deployments:
         deployment.close()
+        # DynamoDB Local's TTL sweep serves only the first few TTL-enabled tables of an
+        # instance (7 measured): tables left behind would stop TTL deletions in later tests.
+        for table in deployment.tables.values():
+            try:
+                ddb.delete_table(TableName=table)
+            except ddb.exceptions.ResourceNotFoundException:
+                pass
 
 
 def run_pollers(
