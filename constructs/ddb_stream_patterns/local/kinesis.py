@@ -56,6 +56,7 @@ from typing import Any
 
 from .model import MappingSpec
 from .pollers import (
+    _REOPEN,
     ClientFactory,
     StreamPoller,
     _error_code,
@@ -371,6 +372,7 @@ class KinesisPoller(StreamPoller):
     """
 
     _KIND = "kinesis"
+    _PENDING = _KinesisPending
 
     def __init__(self, mapping: MappingSpec, client_factory: ClientFactory, **kwargs: Any
                  ) -> None:
@@ -448,47 +450,28 @@ class KinesisPoller(StreamPoller):
         return not self._filters or any(
             f.matches({**record, "data": _decoded(record)}) for f in self._filters)
 
-    def _fill(self, shard: _Shard) -> int:
-        filtered = 0
-        kinesis = self._client("kinesis")
-        while not shard.exhausted and len(shard.buffer) < self.mapping.batch_size:
-            if shard.iterator is None:
-                self._open(shard)
-                if shard.exhausted:
-                    break
-            try:
-                page = kinesis.get_records(ShardIterator=shard.iterator,
-                                           Limit=_GET_RECORDS_LIMIT)
-            except Exception as exc:
-                code = _error_code(exc)
-                if code == "ExpiredIteratorException":
-                    shard.iterator = None
-                    continue
-                if code == "ResourceNotFoundException":
-                    shard.exhausted = True
-                    break
-                if code in ("ProvisionedThroughputExceededException", "LimitExceededException"):
-                    break
-                raise
-            now = time.time()
-            records = page.get("Records", [])
-            for api_record in records:
-                record = to_lambda_kinesis_record(
-                    api_record, shard_id=shard.shard_id, stream_arn=self.kinesis_stream_arn,
-                    region=self._region, invoke_identity_arn=self._identity)
-                self.stats.records_in += 1
-                shard.last_read = record["kinesis"]["sequenceNumber"]
-                if self._passes(record):
-                    shard.buffer.append(_KinesisPending(record, now))
-                else:
-                    self.stats.filtered_out += 1
-                    filtered += 1
-            shard.iterator = page.get("NextShardIterator")
-            if shard.iterator is None:
+    def _read_page(self, shard: _Shard) -> Any:
+        try:
+            return self._client("kinesis").get_records(ShardIterator=shard.iterator,
+                                                       Limit=_GET_RECORDS_LIMIT)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code == "ExpiredIteratorException":
+                shard.iterator = None
+                return _REOPEN
+            if code == "ResourceNotFoundException":
                 shard.exhausted = True
-            if not records:
-                break
-        return filtered
+                return None
+            if code in ("ProvisionedThroughputExceededException", "LimitExceededException"):
+                return None
+            raise
+
+    def _lambda_record(self, api_record: dict[str, Any], shard: _Shard
+                       ) -> tuple[dict[str, Any], str | None]:
+        record = to_lambda_kinesis_record(
+            api_record, shard_id=shard.shard_id, stream_arn=self.kinesis_stream_arn,
+            region=self._region, invoke_identity_arn=self._identity)
+        return record, record["kinesis"]["sequenceNumber"]
 
     def _failure_record(self, shard: _Shard, items: list[_Pending], condition: str,
                         invoke_count: int, outcome: _Outcome | None) -> dict[str, Any]:

@@ -689,6 +689,9 @@ class FailedBatch:
         return self.s3_object() if _arn_parts(destination)["service"] == "s3" else self.record
 
 
+_REOPEN = object()  # _read_page: reopen the shard's iterator and read again
+
+
 class StreamPoller(_Poller):
     """A DynamoDB stream event source mapping, against DynamoDB Local.
 
@@ -713,6 +716,7 @@ class StreamPoller(_Poller):
     """
 
     _KIND = "dynamodb"  # the mapping kind this poller reads (local/kinesis.py: "kinesis")
+    _PENDING = _Pending  # a buffered record (Kinesis: with its arrival for the maximum age)
 
     def __init__(
         self,
@@ -864,39 +868,31 @@ class StreamPoller(_Poller):
             shard.exhausted = True
 
     def _fill(self, shard: _Shard) -> int:
-        """Read while the buffer holds less than a batch; returns records filtered out."""
+        """Read while the buffer holds less than a batch; returns records filtered out.
+
+        The loop is shared with other stream kinds (Kinesis): a subclass reads a page
+        (:meth:`_read_page`) and turns an API record into Lambda's (:meth:`_lambda_record`).
+        """
         filtered = 0
-        streams = self._client("dynamodbstreams")
         while not shard.exhausted and len(shard.buffer) < self.mapping.batch_size:
             if shard.iterator is None:
                 self._open(shard)
                 if shard.exhausted:
                     break
-            try:
-                page = streams.get_records(ShardIterator=shard.iterator, Limit=_GET_RECORDS_LIMIT)
-            except Exception as exc:
-                code = _error_code(exc)
-                if code in ("ExpiredIteratorException", "TrimmedDataAccessException"):
-                    shard.iterator = None  # reopen after the last record read
-                    if code == "TrimmedDataAccessException":
-                        shard.last_read, shard.iterator_type = None, "TRIM_HORIZON"
-                    continue
-                if code == "ResourceNotFoundException":
-                    _LOGGER.warning("%s: shard %s is gone", self.mapping.logical_id,
-                                    shard.shard_id)
-                    shard.exhausted = True
-                    break
-                if code in ("LimitExceededException", "ThrottlingException"):
-                    break
-                raise
+            page = self._read_page(shard)
+            if page is _REOPEN:
+                continue
+            if page is None:
+                break
             now = time.time()
             records = page.get("Records", [])
             for api_record in records:
-                record = to_lambda_record(api_record, self.stream_arn)
+                record, sequence = self._lambda_record(api_record, shard)
                 self.stats.records_in += 1
-                shard.last_read = record["dynamodb"].get("SequenceNumber", shard.last_read)
+                if sequence is not None:
+                    shard.last_read = sequence
                 if self._passes(record):
-                    shard.buffer.append(_Pending(record, now))
+                    shard.buffer.append(self._PENDING(record, now))
                 else:
                     self.stats.filtered_out += 1
                     filtered += 1
@@ -907,7 +903,33 @@ class StreamPoller(_Poller):
                 break
         return filtered
 
-    # -- batches
+    def _read_page(self, shard: _Shard) -> Any:
+        """One GetRecords page; ``_REOPEN`` to reopen the shard, ``None`` to stop reading."""
+        try:
+            return self._client("dynamodbstreams").get_records(
+                ShardIterator=shard.iterator, Limit=_GET_RECORDS_LIMIT)
+        except Exception as exc:
+            code = _error_code(exc)
+            if code in ("ExpiredIteratorException", "TrimmedDataAccessException"):
+                shard.iterator = None  # reopen after the last record read
+                if code == "TrimmedDataAccessException":
+                    shard.last_read, shard.iterator_type = None, "TRIM_HORIZON"
+                return _REOPEN
+            if code == "ResourceNotFoundException":
+                _LOGGER.warning("%s: shard %s is gone", self.mapping.logical_id,
+                                shard.shard_id)
+                shard.exhausted = True
+                return None
+            if code in ("LimitExceededException", "ThrottlingException"):
+                return None
+            raise
+
+    def _lambda_record(self, api_record: dict[str, Any], shard: _Shard
+                       ) -> tuple[dict[str, Any], str | None]:
+        """Lambda's record for one API record, and its sequence number (if it has one)."""
+        record = to_lambda_record(api_record, self.stream_arn)
+        return record, record["dynamodb"].get("SequenceNumber")
+
 
     def _poll_shard(self, shard: _Shard) -> int:
         if shard.buffer and time.monotonic() < shard.not_before:
