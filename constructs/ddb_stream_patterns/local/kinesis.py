@@ -478,19 +478,8 @@ class KinesisPoller(StreamPoller):
         """Lambda's on-failure record for a Kinesis source (Lambda developer guide,
         "Retain discarded batch records for a Kinesis Data Streams event source")."""
         first, last = items[0].record["kinesis"], items[-1].record["kinesis"]
-        response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-        if outcome is not None and outcome.function_error:
-            response["functionError"] = outcome.function_error
         return {
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "functionArn": self._function_arn,
-                "condition": condition,
-                "approximateInvokeCount": invoke_count,
-            },
-            "responseContext": response,
-            "version": "1.0",
-            "timestamp": _iso(time.time()),
+            **self._failure_envelope(condition, invoke_count, outcome),
             "KinesisBatchInfo": {
                 "shardId": shard.shard_id,
                 "startSequenceNumber": first["sequenceNumber"],

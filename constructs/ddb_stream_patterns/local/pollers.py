@@ -1098,17 +1098,12 @@ class StreamPoller(_Poller):
             region, account = "us-east-1", "123456789012"
         return f"arn:aws:lambda:{region}:{account or '123456789012'}:function:{function.name}"
 
-    def _failure_record(self, shard: _Shard, items: list[_Pending], condition: str,
-                        invoke_count: int, outcome: _Outcome | None) -> dict[str, Any]:
-        first, last = items[0].record["dynamodb"], items[-1].record["dynamodb"]
+    def _failure_envelope(self, condition: str, invoke_count: int,
+                          outcome: _Outcome | None) -> dict[str, Any]:
+        """What every stream kind's on-failure record starts with (then its batch info)."""
         response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
         if outcome is not None and outcome.function_error:
             response["functionError"] = outcome.function_error
-
-        def arrival(ddb: Mapping[str, Any]) -> str | None:
-            seconds = ddb.get("ApproximateCreationDateTime")
-            return None if seconds is None else _iso(float(seconds))
-
         return {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
@@ -1119,6 +1114,18 @@ class StreamPoller(_Poller):
             "responseContext": response,
             "version": "1.0",
             "timestamp": _iso(time.time()),
+        }
+
+    def _failure_record(self, shard: _Shard, items: list[_Pending], condition: str,
+                        invoke_count: int, outcome: _Outcome | None) -> dict[str, Any]:
+        first, last = items[0].record["dynamodb"], items[-1].record["dynamodb"]
+
+        def arrival(ddb: Mapping[str, Any]) -> str | None:
+            seconds = ddb.get("ApproximateCreationDateTime")
+            return None if seconds is None else _iso(float(seconds))
+
+        return {
+            **self._failure_envelope(condition, invoke_count, outcome),
             "DDBStreamBatchInfo": {
                 "shardId": shard.shard_id,
                 "startSequenceNumber": first.get("SequenceNumber"),
