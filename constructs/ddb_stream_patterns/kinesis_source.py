@@ -53,7 +53,13 @@ from ._validation import (
     is_token,
 )
 from .monitoring import AlarmFactory, Monitoring
-from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController, _mapping_of
+from .simple_controller import (
+    DEFAULT_RUNTIME,
+    FailureDestination,
+    SimpleController,
+    _check_function_choice,
+    _mapping_of,
+)
 from .stream_filter import StreamFilter, kinesis_filters
 from .stream_table import ISTREAM, StreamTable, check_filters_on_table
 
@@ -599,16 +605,7 @@ class KinesisController(SimpleController):
         check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
         filter_criteria = kinesis_filters(list(filters))
 
-        if function is not None and (code is not None or handler is not None):
-            raise ValueError(
-                "give either function or code and handler, not both "
-                f"(got function {function.node.path!r} and handler {handler!r})"
-            )
-        if function is not None and function_options is not None:
-            raise ValueError(
-                "function_options only apply to a function built from code and handler, "
-                f"not to the given function {function.node.path!r}"
-            )
+        _check_function_choice(function, code, handler, function_options)
 
         #: No table: this controller reads the Kinesis stream (see ``source``).
         self.table = None

@@ -230,16 +230,7 @@ class SimpleController(Construct):
             images=not getattr(change_source, "carries_both_images", False),
         )
 
-        if function is not None and (code is not None or handler is not None):
-            raise ValueError(
-                "give either function or code and handler, not both "
-                f"(got function {function.node.path!r} and handler {handler!r})"
-            )
-        if function is not None and function_options is not None:
-            raise ValueError(
-                "function_options only apply to a function built from code and handler, "
-                f"not to the given function {function.node.path!r}"
-            )
+        _check_function_choice(function, code, handler, function_options)
 
         self.table = table
         self.runtime_layer: StreamRuntimeLayer | None = None
@@ -469,6 +460,23 @@ class _S3FailureRecords:
                     "no read or delete) needs a wildcard over the failure bucket's objects",
                 )
         return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
+
+
+def _check_function_choice(
+    function: lambda_.IFunction | None, code: lambda_.Code | None, handler: str | None,
+    function_options: lambda_.FunctionOptions | None,
+) -> None:
+    """A controller runs a given function, or builds one from code and handler: not both."""
+    if function is not None and (code is not None or handler is not None):
+        raise ValueError(
+            "give either function or code and handler, not both "
+            f"(got function {function.node.path!r} and handler {handler!r})"
+        )
+    if function is not None and function_options is not None:
+        raise ValueError(
+            "function_options only apply to a function built from code and handler, "
+            f"not to the given function {function.node.path!r}"
+        )
 
 
 def _filter_criteria(filters: Sequence[StreamFilter]) -> list:
