@@ -397,7 +397,7 @@ class KinesisPoller(StreamPoller):
             return self._may_read(("kinesis:SubscribeToShard",), self.mapping.source_arn)
         return True
 
-    def _discover(self, *, initial: bool) -> None:
+    def _list_shards(self) -> list[dict[str, Any]]:
         kinesis = self._client("kinesis")
         described: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.stream_name}
@@ -405,27 +405,8 @@ class KinesisPoller(StreamPoller):
             page = kinesis.list_shards(**kwargs)
             described.extend(page.get("Shards", []))
             if not page.get("NextToken"):
-                break
+                return described
             kwargs = {"NextToken": page["NextToken"]}
-        self._described_at = time.monotonic()
-        latest = initial and self.mapping.starting_position == "LATEST"
-        for item in described:
-            shard_id = item["ShardId"]
-            if shard_id in self._shards:
-                continue
-            shard = _Shard(shard_id, item.get("ParentShardId"))
-            self._shards[shard_id] = shard
-            saved = self._saved.get(shard_id)
-            if saved is not None:
-                shard.last_read = shard.checkpoint = saved.get("checkpoint")
-                shard.exhausted = bool(saved.get("done"))
-                continue
-            if latest:
-                if "EndingSequenceNumber" in item.get("SequenceNumberRange", {}):
-                    shard.exhausted = True
-                else:
-                    shard.iterator_type = "LATEST"
-                    self._open(shard)
 
     def _open(self, shard: _Shard) -> None:
         kinesis = self._client("kinesis")

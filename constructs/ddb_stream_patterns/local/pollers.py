@@ -802,7 +802,9 @@ class StreamPoller(_Poller):
 
     # -- shards
 
-    def _discover(self, *, initial: bool) -> None:
+    def _list_shards(self) -> list[dict[str, Any]]:
+        """Every shard of the stream, as the API describes it (another stream kind, e.g.
+        Kinesis, lists its own; the rest of discovery is shared)."""
         streams = self._client("dynamodbstreams")
         described: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
@@ -810,8 +812,11 @@ class StreamPoller(_Poller):
             page = streams.describe_stream(**kwargs)["StreamDescription"]
             described.extend(page.get("Shards", []))
             if not page.get("LastEvaluatedShardId"):
-                break
+                return described
             kwargs["ExclusiveStartShardId"] = page["LastEvaluatedShardId"]
+
+    def _discover(self, *, initial: bool) -> None:
+        described = self._list_shards()
         self._described_at = time.monotonic()
         latest = initial and self.mapping.starting_position == "LATEST"
         for item in described:
