@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ddb_stream_patterns.local.intrinsics import (
     resolve,
 )
 from ddb_stream_patterns.local.model import MappingSpec
+from ddb_stream_patterns.local.servers import DynamoDBLocal
 
 REPO = Path(__file__).resolve().parents[2]
 SIMPLE = "DdbStreamPatterns-SimpleController"
@@ -364,6 +366,64 @@ def test_cycles_and_missing_imports_are_errors(local_cloud: LocalCloud, tmp_path
         "QueueName": {"Fn::ImportValue": "nobody-exports-this"}}}}}
     with pytest.raises(DeploymentError, match=r"Importer/Q \(AWS::SQS::Queue\).*nobody-exports-this"):
         deploy(local_cloud, _write_assembly(tmp_path, {"Importer": importer}, {}))
+
+
+def _ttl_tables_template(names: list[str]) -> dict:
+    return {"Resources": {
+        name.replace("-", ""): {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": name,
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+        }} for name in names
+    }}
+
+
+def test_ttl_tables_past_dynamodb_locals_sweep_limit_are_reported(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """DynamoDB Local sweeps TTL on 7 tables only; the deploy that takes an instance past
+    7 says so, counting an earlier deploy's tables, and it is true: that many tables keep
+    their expired items while the others' are deleted."""
+    try:
+        moto = request.getfixturevalue("moto_server")
+    except pytest.FixtureLookupError:
+        moto = None
+    early = [f"ttl-early-{i}" for i in range(4)]
+    late = [f"ttl-late-{i}" for i in range(5)]
+    with DynamoDBLocal() as ddb_local, LocalCloud(ddb_local, moto) as cloud:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = deploy(cloud, _write_assembly(tmp_path / "a", {"Early": _ttl_tables_template(early)}, {}))
+        assert sorted(first.ttl_tables) == early
+        assert first.ttl_sweep_overflow == 0 and first.warnings == []
+        second = deploy(cloud, _write_assembly(tmp_path / "b", {"Late": _ttl_tables_template(late)}, {}))
+        assert sorted(second.ttl_tables) == sorted(early + late)
+        assert second.ttl_sweep_overflow == 2
+        [warning] = second.warnings
+        assert "serves only 7 tables" in warning
+        assert "9 TTL-enabled tables (4 from earlier deploys)" in warning
+        assert "ttl-early-0 (an earlier deploy's)" in warning and "ttl-late-4;" in warning
+        assert "expired items of 2 of them will never be deleted" in warning
+        assert "delete the tables you no longer use" in warning.lower()
+        assert f"warning: {warning}" in second.summary()
+
+        # It is true: every table gets an expired item; 7 tables are swept, 2 never are.
+        ddb = cloud.client("dynamodb")
+        past = str(int(time.time()) - 60)
+        for table in early + late:
+            ddb.put_item(TableName=table, Item={"pk": {"S": "x"}, "expiresAt": {"N": past}})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            left = [t for t in early + late if ddb.scan(TableName=t)["Count"]]
+            if len(left) <= 2:
+                break
+            time.sleep(1)
+        time.sleep(12)  # one more sweep (about every 10 s): the 2 still hold theirs
+        left = [t for t in early + late if ddb.scan(TableName=t)["Count"]]
+        assert len(left) == second.ttl_sweep_overflow
+        first.close()
+        second.close()
 
 
 # =========================================================================== the example app

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from . import kinesis
+from . import kinesis, ttl_sweep
 from .cloud import LocalCloud
 from .functions import LocalFunction
 from .iam import RoleAuthorizer, evaluate
@@ -63,6 +64,7 @@ __all__ = [
 
 Status = Literal["deployed", "enforced", "skipped", "unsupported"]
 V = TypeVar("V")
+_LOGGER = logging.getLogger(__name__)
 
 
 class DeploymentError(RuntimeError):
@@ -151,7 +153,14 @@ class Deployment:
         (inline, ``AWS::IAM::Policy``, customer-managed policies), intrinsics resolved.
     warnings
         Best-effort steps that failed (a lifecycle rule moto refused, a layer that is
-        not in the assembly...).
+        not in the assembly...), and TTL tables DynamoDB Local will not sweep.
+    ttl_tables, ttl_sweep_overflow
+        Every TTL-enabled table of the DynamoDB Local instance after this deploy (earlier
+        deploys' tables included), and how many of them DynamoDB Local's TTL sweep leaves
+        out: it serves only 7, so the expired items of ``len(ttl_tables) - 7`` of them are
+        never deleted (which ones cannot be told from outside:
+        :mod:`~ddb_stream_patterns.local.ttl_sweep`); a warning says so. Checked when this
+        deploy enables TTL on a table; empty and 0 otherwise.
     outputs, exports
         Stack outputs (stack → key → value) and exported values.
     """
@@ -168,6 +177,9 @@ class Deployment:
         self.functions: ResourceMap[LocalFunction] = ResourceMap()
         self.mappings: list[MappingSpec] = []
         self.warnings: list[str] = []
+        self.ttl_tables: list[str] = []
+        self.ttl_sweep_overflow = 0
+        self._ttl_enabled: list[str] = []  # tables this deploy enabled TTL on
         self.outputs: dict[str, dict[str, Any]] = {}
         self.exports: dict[str, Any] = {}
         self._functions_by_id: dict[str, LocalFunction] = {}  # name and ARN → function
@@ -1012,6 +1024,7 @@ def _create_table(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
         except Exception as exc:  # already enabled on a reused table
             if "already enabled" not in str(exc).lower():
                 raise
+        d.deployment._ttl_enabled.append(name)
     table = ddb.describe_table(TableName=name)["Table"]
     attributes = {"Arn": table["TableArn"], "TableId": table.get("TableId", name)}
     d.deployment._table_arns[name] = table["TableArn"]
@@ -1609,6 +1622,27 @@ def _key_problems(deployment: Deployment, key: str, context: Mapping[str, str]) 
             f"{wanted}"]
 
 
+def _check_ttl_sweep(deployment: Deployment) -> None:
+    """Warn when DynamoDB Local holds more TTL tables than its sweep serves."""
+    tables = ttl_sweep.ttl_tables(deployment.cloud.client("dynamodb"))
+    deployment.ttl_tables = tables
+    deployment.ttl_sweep_overflow = overflow = max(0, len(tables) - ttl_sweep.SWEEP_LIMIT)
+    if not overflow:
+        return
+    ours = set(deployment._ttl_enabled)
+    earlier = [t for t in tables if t not in ours]
+    named = ", ".join(t if t in ours else f"{t} (an earlier deploy's)" for t in tables)
+    message = (
+        f"DynamoDB Local's TTL sweep serves only {ttl_sweep.SWEEP_LIMIT} tables and it now "
+        f"holds {len(tables)} TTL-enabled tables ({len(earlier)} from earlier deploys): "
+        f"{named}; the expired items of {overflow} of them will never be deleted here, "
+        "and which ones cannot be told in advance (AWS has no such limit). Delete the "
+        "tables you no longer use (earlier deploys' tables count), enable TTL on fewer "
+        "tables, or restart the local cloud")
+    deployment.warnings.append(message)
+    _LOGGER.warning("%s", message)
+
+
 # ------------------------------------------------------------------------ entry point
 
 
@@ -1681,6 +1715,8 @@ def deploy(
             deployment.stacks[stack.name] = deployer.deploy()
         if getattr(cloud, "enforce_iam", False):
             deployment.alarm_action_findings = alarm_action_findings(deployment)
+        if deployment._ttl_enabled:
+            _check_ttl_sweep(deployment)
     except BaseException:
         deployment.close()
         raise
