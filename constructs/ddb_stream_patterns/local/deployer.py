@@ -153,14 +153,16 @@ class Deployment:
         (inline, ``AWS::IAM::Policy``, customer-managed policies), intrinsics resolved.
     warnings
         Best-effort steps that failed (a lifecycle rule moto refused, a layer that is
-        not in the assembly...), and TTL tables DynamoDB Local will not sweep.
+        not in the assembly...).
     ttl_tables, ttl_sweep_overflow
         Every TTL-enabled table of the DynamoDB Local instance after this deploy (earlier
-        deploys' tables included), and how many of them DynamoDB Local's TTL sweep leaves
-        out: it serves only 7, so the expired items of ``len(ttl_tables) - 7`` of them are
-        never deleted (which ones cannot be told from outside:
-        :mod:`~ddb_stream_patterns.local.ttl_sweep`); a warning says so. Checked when this
-        deploy enables TTL on a table; empty and 0 otherwise.
+        deploys' tables included), and how many more than DynamoDB Local's TTL sweep
+        serves (7). Past 7 the local cloud sweeps the left-out tables itself
+        (``cloud.ttl_sweeper``, :mod:`~ddb_stream_patterns.local.ttl_sweep`): their
+        expiries arrive 20-25 s after they expire, as TTL ``REMOVE`` records; a note
+        says so. Checked when this deploy enables TTL on a table; empty and 0 otherwise.
+    notes
+        What the local cloud does differently for this app (such as the TTL sweep above).
     outputs, exports
         Stack outputs (stack → key → value) and exported values.
     """
@@ -179,6 +181,7 @@ class Deployment:
         self.warnings: list[str] = []
         self.ttl_tables: list[str] = []
         self.ttl_sweep_overflow = 0
+        self.notes: list[str] = []
         self._ttl_enabled: list[str] = []  # tables this deploy enabled TTL on
         self.outputs: dict[str, dict[str, Any]] = {}
         self.exports: dict[str, Any] = {}
@@ -386,6 +389,8 @@ class Deployment:
             lines.append(f"  alarm action dropped: {finding}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         return "\n".join(lines)
 
 
@@ -1623,24 +1628,23 @@ def _key_problems(deployment: Deployment, key: str, context: Mapping[str, str]) 
 
 
 def _check_ttl_sweep(deployment: Deployment) -> None:
-    """Warn when DynamoDB Local holds more TTL tables than its sweep serves."""
+    """Past DynamoDB Local's 7 swept TTL tables, start the local sweep and say so."""
     tables = ttl_sweep.ttl_tables(deployment.cloud.client("dynamodb"))
     deployment.ttl_tables = tables
     deployment.ttl_sweep_overflow = overflow = max(0, len(tables) - ttl_sweep.SWEEP_LIMIT)
     if not overflow:
         return
-    ours = set(deployment._ttl_enabled)
-    earlier = [t for t in tables if t not in ours]
-    named = ", ".join(t if t in ours else f"{t} (an earlier deploy's)" for t in tables)
+    sweeper = ttl_sweep.ensure_sweeper(deployment.cloud)
+    earlier = [t for t in tables if t not in set(deployment._ttl_enabled)]
     message = (
-        f"DynamoDB Local's TTL sweep serves only {ttl_sweep.SWEEP_LIMIT} tables and it now "
-        f"holds {len(tables)} TTL-enabled tables ({len(earlier)} from earlier deploys): "
-        f"{named}; the expired items of {overflow} of them will never be deleted here, "
-        "and which ones cannot be told in advance (AWS has no such limit). Delete the "
-        "tables you no longer use (earlier deploys' tables count), enable TTL on fewer "
-        "tables, or restart the local cloud")
-    deployment.warnings.append(message)
-    _LOGGER.warning("%s", message)
+        f"DynamoDB Local now holds {len(tables)} TTL-enabled tables ({len(earlier)} from "
+        f"earlier deploys) and its TTL sweep serves only {ttl_sweep.SWEEP_LIMIT} (which ones "
+        f"cannot be told in advance): the local cloud deletes the expired items it leaves, "
+        f"as TTL REMOVE records, {sweeper.grace:.0f}-{sweeper.grace + sweeper.interval:.0f} s "
+        "after they expire. Delete the tables you no longer use for DynamoDB Local's own "
+        "timing")
+    deployment.notes.append(message)
+    _LOGGER.info("%s", message)
 
 
 # ------------------------------------------------------------------------ entry point
