@@ -51,10 +51,10 @@ def client_factory(ddb_local: DynamoDBLocal, moto_server: MotoServer) -> Callabl
 def _drop_the_tables_a_test_made(request: pytest.FixtureRequest) -> Iterator[None]:
     """Delete the DynamoDB Local tables a test created, when it is done.
 
-    DynamoDB Local's TTL sweep serves only the first few TTL-enabled tables of an
-    instance (7 measured, with each further table's expired items never deleted; deleting
-    older tables brings the sweep back): tables left behind by earlier tests would
-    silently stop TTL deletions for every test after them.
+    DynamoDB Local's TTL sweep serves only 7 TTL-enabled tables of an instance (which 7
+    cannot be predicted; see ddb_stream_patterns/local/ttl_sweep.py): tables left behind
+    by earlier tests would put later tests' TTL tables on the local cloud's own, slower
+    sweep (expiries 20-25 s late instead of 1-10 s).
     """
     if "ddb_local" not in request.fixturenames:
         yield

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ddb_stream_patterns.local.intrinsics import (
     resolve,
 )
 from ddb_stream_patterns.local.model import MappingSpec
+from ddb_stream_patterns.local.servers import DynamoDBLocal
 
 REPO = Path(__file__).resolve().parents[2]
 SIMPLE = "DdbStreamPatterns-SimpleController"
@@ -364,6 +366,97 @@ def test_cycles_and_missing_imports_are_errors(local_cloud: LocalCloud, tmp_path
         "QueueName": {"Fn::ImportValue": "nobody-exports-this"}}}}}
     with pytest.raises(DeploymentError, match=r"Importer/Q \(AWS::SQS::Queue\).*nobody-exports-this"):
         deploy(local_cloud, _write_assembly(tmp_path, {"Importer": importer}, {}))
+
+
+def _ttl_tables_template(names: list[str]) -> dict:
+    return {"Resources": {
+        name.replace("-", ""): {"Type": "AWS::DynamoDB::Table", "Properties": {
+            "TableName": name,
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+        }} for name in names
+    }}
+
+
+def _stream_records(cloud: LocalCloud, stream_arn: str) -> list[dict]:
+    streams = cloud.client("dynamodbstreams")
+    records = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            records += page["Records"]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return records
+
+
+def test_ttl_expires_on_every_table_past_dynamodb_locals_sweep_limit(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """DynamoDB Local sweeps TTL on 7 tables only. The deploy that takes an instance past
+    7 (an earlier deploy's tables count) starts the local cloud's own sweep and says so;
+    every table's expired item is then deleted, each as the same TTL REMOVE record."""
+    from ddb_stream_patterns.local.pollers import TTL_USER_IDENTITY, to_lambda_record
+
+    try:
+        moto = request.getfixturevalue("moto_server")
+    except pytest.FixtureLookupError:
+        moto = None
+    early = [f"ttl-early-{i}" for i in range(4)]
+    late = [f"ttl-late-{i}" for i in range(5)]
+    with DynamoDBLocal() as ddb_local, LocalCloud(ddb_local, moto) as cloud:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = deploy(cloud, _write_assembly(tmp_path / "a", {"Early": _ttl_tables_template(early)}, {}))
+        assert sorted(first.ttl_tables) == early
+        assert (first.ttl_sweep_overflow, first.notes, cloud.ttl_sweeper) == (0, [], None)
+        second = deploy(cloud, _write_assembly(tmp_path / "b", {"Late": _ttl_tables_template(late)}, {}))
+        assert sorted(second.ttl_tables) == sorted(early + late)
+        assert second.ttl_sweep_overflow == 2 and cloud.ttl_sweeper is not None
+        [note] = second.notes
+        assert "9 TTL-enabled tables (4 from earlier deploys)" in note
+        assert "sweep serves only 7" in note and "20-25 s after they expire" in note
+        assert f"note: {note}" in second.summary()
+
+        ddb = cloud.client("dynamodb")
+        now = int(time.time())
+        for table in early + late:  # expired just now: DynamoDB Local's sweep goes first
+            ddb.put_item(TableName=table, Item={"pk": {"S": "x"}, "expiresAt": {"N": str(now - 1)}})
+        # a user's delete of an item that has not expired stays a user's delete
+        ddb.put_item(TableName=late[0], Item={"pk": {"S": "mine"}, "expiresAt": {"N": str(now + 3600)}})
+        ddb.delete_item(TableName=late[0], Key={"pk": {"S": "mine"}})
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            left = [t for t in early + late if ddb.get_item(TableName=t, Key={"pk": {"S": "x"}}).get("Item")]
+            if not left:
+                break
+            time.sleep(1)
+        assert left == []
+        assert cloud.ttl_sweeper.deleted >= 2  # the tables DynamoDB Local left out
+
+        raw_names, shapes = [], set()
+        for table in early + late:
+            stream = second.streams.get(table.replace("-", "")) or first.streams[table.replace("-", "")]
+            removes = [r for r in _stream_records(cloud, stream)
+                       if r["eventName"] != "INSERT" and r["dynamodb"]["Keys"]["pk"]["S"] == "x"]
+            assert len(removes) == 1, (table, removes)
+            raw_names.append(removes[0]["eventName"])
+            record = to_lambda_record(removes[0], stream)
+            assert record["eventName"] == "REMOVE"
+            assert record["userIdentity"] == TTL_USER_IDENTITY
+            assert record["dynamodb"]["OldImage"] == {"pk": {"S": "x"}, "expiresAt": {"N": str(now - 1)}}
+            shapes.add((tuple(record), tuple(record["dynamodb"])))
+            if table == late[0]:
+                [mine] = [to_lambda_record(r, stream) for r in _stream_records(cloud, stream)
+                          if r["eventName"] == "REMOVE" and r["dynamodb"]["Keys"]["pk"]["S"] == "mine"]
+                assert "userIdentity" not in mine
+        assert len(shapes) == 1  # ours and DynamoDB Local's, rewritten: the same record
+        assert "UNKNOWN_TO_SDK_VERSION" in raw_names and "REMOVE" in raw_names
+        first.close()
+        second.close()
 
 
 # =========================================================================== the example app

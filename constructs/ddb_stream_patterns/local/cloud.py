@@ -117,6 +117,9 @@ class LocalCloud:
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._session = None
+        #: The local TTL sweep for tables DynamoDB Local leaves out, once a deploy
+        #: starts it (:mod:`~ddb_stream_patterns.local.ttl_sweep`); stopped with the cloud.
+        self.ttl_sweeper: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,7 +179,10 @@ class LocalCloud:
             raise StandInDied(server.name, _exit_of(server), detail)
 
     def stop(self) -> None:
-        """Stop the servers this cloud started; forget cached clients."""
+        """Stop the servers this cloud started, and its TTL sweeper; forget cached clients."""
+        if self.ttl_sweeper is not None:
+            self.ttl_sweeper.stop()
+            self.ttl_sweeper = None
         while self._owned:
             server = self._owned.pop()
             server.stop()

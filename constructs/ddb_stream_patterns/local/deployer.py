@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from . import kinesis
+from . import kinesis, ttl_sweep
 from .cloud import LocalCloud
 from .functions import LocalFunction
 from .iam import RoleAuthorizer, evaluate
@@ -63,6 +64,7 @@ __all__ = [
 
 Status = Literal["deployed", "enforced", "skipped", "unsupported"]
 V = TypeVar("V")
+_LOGGER = logging.getLogger(__name__)
 
 
 class DeploymentError(RuntimeError):
@@ -152,6 +154,15 @@ class Deployment:
     warnings
         Best-effort steps that failed (a lifecycle rule moto refused, a layer that is
         not in the assembly...).
+    ttl_tables, ttl_sweep_overflow
+        Every TTL-enabled table of the DynamoDB Local instance after this deploy (earlier
+        deploys' tables included), and how many more than DynamoDB Local's TTL sweep
+        serves (7). Past 7 the local cloud sweeps the left-out tables itself
+        (``cloud.ttl_sweeper``, :mod:`~ddb_stream_patterns.local.ttl_sweep`): their
+        expiries arrive 20-25 s after they expire, as TTL ``REMOVE`` records; a note
+        says so. Checked when this deploy enables TTL on a table; empty and 0 otherwise.
+    notes
+        What the local cloud does differently for this app (such as the TTL sweep above).
     outputs, exports
         Stack outputs (stack → key → value) and exported values.
     """
@@ -168,6 +179,10 @@ class Deployment:
         self.functions: ResourceMap[LocalFunction] = ResourceMap()
         self.mappings: list[MappingSpec] = []
         self.warnings: list[str] = []
+        self.ttl_tables: list[str] = []
+        self.ttl_sweep_overflow = 0
+        self.notes: list[str] = []
+        self._ttl_enabled: list[str] = []  # tables this deploy enabled TTL on
         self.outputs: dict[str, dict[str, Any]] = {}
         self.exports: dict[str, Any] = {}
         self._functions_by_id: dict[str, LocalFunction] = {}  # name and ARN → function
@@ -374,6 +389,8 @@ class Deployment:
             lines.append(f"  alarm action dropped: {finding}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         return "\n".join(lines)
 
 
@@ -1012,6 +1029,7 @@ def _create_table(d: _StackDeployer, logical_id: str, props: dict) -> _Created:
         except Exception as exc:  # already enabled on a reused table
             if "already enabled" not in str(exc).lower():
                 raise
+        d.deployment._ttl_enabled.append(name)
     table = ddb.describe_table(TableName=name)["Table"]
     attributes = {"Arn": table["TableArn"], "TableId": table.get("TableId", name)}
     d.deployment._table_arns[name] = table["TableArn"]
@@ -1609,6 +1627,26 @@ def _key_problems(deployment: Deployment, key: str, context: Mapping[str, str]) 
             f"{wanted}"]
 
 
+def _check_ttl_sweep(deployment: Deployment) -> None:
+    """Past DynamoDB Local's 7 swept TTL tables, start the local sweep and say so."""
+    tables = ttl_sweep.ttl_tables(deployment.cloud.client("dynamodb"))
+    deployment.ttl_tables = tables
+    deployment.ttl_sweep_overflow = overflow = max(0, len(tables) - ttl_sweep.SWEEP_LIMIT)
+    if not overflow:
+        return
+    sweeper = ttl_sweep.ensure_sweeper(deployment.cloud)
+    earlier = [t for t in tables if t not in set(deployment._ttl_enabled)]
+    message = (
+        f"DynamoDB Local now holds {len(tables)} TTL-enabled tables ({len(earlier)} from "
+        f"earlier deploys) and its TTL sweep serves only {ttl_sweep.SWEEP_LIMIT} (which ones "
+        f"cannot be told in advance): the local cloud deletes the expired items it leaves, "
+        f"as TTL REMOVE records, {sweeper.grace:.0f}-{sweeper.grace + sweeper.interval:.0f} s "
+        "after they expire. Delete the tables you no longer use for DynamoDB Local's own "
+        "timing")
+    deployment.notes.append(message)
+    _LOGGER.info("%s", message)
+
+
 # ------------------------------------------------------------------------ entry point
 
 
@@ -1681,6 +1719,8 @@ def deploy(
             deployment.stacks[stack.name] = deployer.deploy()
         if getattr(cloud, "enforce_iam", False):
             deployment.alarm_action_findings = alarm_action_findings(deployment)
+        if deployment._ttl_enabled:
+            _check_ttl_sweep(deployment)
     except BaseException:
         deployment.close()
         raise

@@ -25,7 +25,10 @@ Where the local cloud differs from AWS (on purpose or by necessity)
   latter before filtering, so ``StreamFilter.ttl_expiry()`` and
   ``StreamRecord.is_ttl_expiry`` work locally. Measured with DynamoDB Local 3.3.1: the
   TTL sweep of a table runs about 1 s after ``UpdateTimeToLive`` enables it, then about
-  every 10 s, so an expired item shows up in the stream after 1-10 s.
+  every 10 s, so an expired item shows up in the stream after 1-10 s. It serves only 7
+  TTL tables per instance; the local cloud sweeps the others itself
+  (:mod:`~ddb_stream_patterns.local.ttl_sweep`), and its deletions are rewritten the same
+  way.
 * **Empty maps.** DynamoDB Local's stream images write an empty map as ``{}`` instead
   of ``{"M": {}}`` (at any depth, in lists too); :func:`to_lambda_record` restores the
   tag (:mod:`~ddb_stream_patterns.local.stream_images`), so every type arrives as AWS
@@ -124,6 +127,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stream_filter import StreamFilter
+from . import ttl_sweep
 from .model import MappingSpec, MappingStats
 from .stream_images import repair_image
 
@@ -283,6 +287,10 @@ def to_lambda_record(api_record: Mapping[str, Any], stream_arn: str) -> dict[str
             "principalId": identity.get("PrincipalId", identity.get("principalId")),
         }
     record["eventSourceARN"] = stream_arn
+    if (record["eventName"] == "REMOVE" and "userIdentity" not in record
+            and ttl_sweep.swept_by_local_sweep(stream_arn, ddb.get("Keys", {}),
+                                               ddb.get("OldImage"))):
+        record["eventName"] = DDB_LOCAL_TTL_EVENT_NAME  # the local cloud's own TTL sweep
     if record["eventName"] == DDB_LOCAL_TTL_EVENT_NAME:
         record = rewrite_ttl_record(record)
     return record
