@@ -369,7 +369,7 @@ class SimpleController(Construct):
         self.event_source_mapping = binding.event_source_mapping
         self.failure_destination = None
         self.failure_queue = binding.failure_queue
-        self.failure_bucket = None
+        self.failure_bucket = getattr(binding, "failure_bucket", None)  # a Kinesis binding's
         self.alarms = binding.alarms
         self.alarm_topic = binding.alarm_topic
 
