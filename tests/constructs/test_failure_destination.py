@@ -127,3 +127,20 @@ def test_removal_policy_reaches_the_failure_bucket(stack):
     resource = Template.from_stack(stack).to_json()["Resources"][
         stack.get_logical_id(controller.failure_bucket.node.default_child)]
     assert resource["DeletionPolicy"] == "Delete"
+
+
+@pytest.mark.parametrize("kinesis", [False, True], ids=["table stream", "kinesis"])
+def test_a_pattern_can_still_choose_the_failure_queue(stack, kinesis):
+    from ddb_stream_patterns import FailureDestination, StreamOptions
+
+    table = tasks(stack, kinesis_stream=True) if kinesis else tasks(stack)
+    counter = AggregateCounter(
+        stack, "Counts", table=table, group_attribute="ListId",
+        source=KinesisSource.of_table(table) if kinesis else None,
+        stream_options=StreamOptions(failure_destination=FailureDestination.sqs()))
+    queue = counter.controller.failure_queue
+    assert queue is not None and counter.controller.failure_bucket is None
+    assert mapping_of(stack, counter.controller)["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": [stack.get_logical_id(queue.node.default_child), "Arn"]}}
+    assert {"failureQueueMessages", "droppedRecords"} <= set(counter.alarms)
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
