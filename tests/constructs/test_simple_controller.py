@@ -13,6 +13,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from ddb_stream_patterns import (
+    DEFAULT_FAILURE_EXPIRATION,
     FailureDestination,
     Rule,
     SimpleController,
@@ -182,6 +183,7 @@ def test_s3_failure_destination_gets_a_secure_bucket(stack, destination):
 
 
 def test_failure_bucket_expiration_is_a_prop(stack):
+    assert DEFAULT_FAILURE_EXPIRATION.to_days() == 90  # the documented default
     controller = _controller(
         stack, failure_destination=FailureDestination.s3(expiration=cdk.Duration.days(400)),
         removal_policy=cdk.RemovalPolicy.DESTROY,
