@@ -17,7 +17,12 @@ from .kinesis_source import KinesisController, KinesisSource
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
 from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .search_indexer import SearchIndexer
-from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
+from .simple_controller import (
+    DEFAULT_FAILURE_EXPIRATION,
+    DEFAULT_RUNTIME,
+    FailureDestination,
+    SimpleController,
+)
 from .stream_fan_out import FanOutConsumer, QueueOptions, StreamFanOut
 from .stream_filter import Rule, StreamFilter
 from .stream_table import StreamTable, require_stream
@@ -42,6 +47,7 @@ __all__ = [
     "Processor",
     "Route",
     "DEFAULT_RUNTIME",
+    "DEFAULT_FAILURE_EXPIRATION",
     "FailureDestination",
     "Rule",
     "SimpleController",

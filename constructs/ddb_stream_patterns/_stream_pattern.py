@@ -60,6 +60,10 @@ class StreamOptions:
         60 s to 7 days. Default: 1 day.
     starting_position
         Default: ``TRIM_HORIZON``.
+    failure_destination
+        Where the records given up on go (a ``FailureDestination``). Default:
+        ``FailureDestination.s3()``: a new bucket that keeps them, payload included, 90
+        days; ``FailureDestination.sqs()`` keeps their stream coordinates only.
     """
 
     batch_size: int = 100
@@ -68,12 +72,16 @@ class StreamOptions:
     retry_attempts: int = 10
     max_record_age: cdk.Duration | None = None
     starting_position: lambda_.StartingPosition = lambda_.StartingPosition.TRIM_HORIZON
+    failure_destination: Any = None
 
     def __post_init__(self) -> None:
+        from .simple_controller import FailureDestination
+
         v.check_types("StreamOptions", {
             "batch_size": int, "max_batching_window": cdk.Duration,
             "parallelization_factor": int, "retry_attempts": int,
             "max_record_age": cdk.Duration, "starting_position": lambda_.StartingPosition,
+            "failure_destination": FailureDestination,
         }, vars(self))
         # The same limits SimpleController checks, raised here with this struct's names.
         check_range("stream_options.batch_size", self.batch_size, 1, 10_000)
@@ -174,8 +182,9 @@ class ControllerPattern:
 
     @property
     def alarms(self) -> dict[str, cloudwatch.Alarm]:
-        """The handler's alarms: on the stream iterator age, errors, throttles, failure
-        queue; on a fan-out errors, throttles, DLQ and oldest queued message."""
+        """The handler's alarms: on the stream iterator age, errors, throttles, records
+        sent to the failure bucket (or failure queue depth), records dropped; on a fan-out
+        errors, throttles, DLQ and oldest queued message."""
         return self.controller.alarms
 
     @property
@@ -204,8 +213,29 @@ class ControllerPattern:
         return self.controller.metric_errors()
 
     def metric_failure_queue_depth(self) -> cloudwatch.Metric:
-        """Records given up on, waiting in the failure queue."""
+        """Records given up on, waiting in the failure queue (a fan-out's DLQ, or a
+        stream's ``FailureDestination.sqs()``); a ``ValueError`` with a failure bucket
+        (see ``metric_failure_deliveries``)."""
         return self.controller.metric_failure_queue_depth()
+
+    def metric_failure_deliveries(self) -> cloudwatch.Metric:
+        """Records the handler's stream mapping sent to its failure destination (Lambda's
+        ``OnFailureDestinationDeliveredEventCount``); a ``ValueError`` on a fan-out."""
+        return self._stream_metric("metric_failure_deliveries")
+
+    def metric_dropped_records(self) -> cloudwatch.Metric:
+        """Records the handler's stream mapping gave up on and could not deliver (Lambda's
+        ``DroppedEventCount``); a ``ValueError`` on a fan-out."""
+        return self._stream_metric("metric_dropped_records")
+
+    def _stream_metric(self, name: str) -> cloudwatch.Metric:
+        metric = getattr(self.controller, name, None)
+        if metric is None:
+            raise ValueError(
+                f"{name} is a stream mapping's metric; {cast(Construct, self).node.path} "
+                "reads a queue: use metric_failure_queue_depth()"
+            )
+        return metric()
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
         """The handler and its failure queue (and, on a fan-out, its queue): rows for a

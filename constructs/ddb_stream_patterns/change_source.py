@@ -151,7 +151,8 @@ class ChangeSource(Protocol):
 class TableStream:
     """The table's own DynamoDB stream: the handler gets an event source mapping on it
     (a ``SimpleController``: bisect, finite retries, max record age, partial batch
-    responses, failure queue, alarms). The default source of every pattern."""
+    responses, a failure bucket that keeps the records given up on, alarms). The default
+    source of every pattern."""
 
     def __init__(self, table: dynamodb.ITable) -> None:
         self.table = table
@@ -163,7 +164,7 @@ class TableStream:
         self, scope: Construct, id: str, *, function: lambda_.IFunction, consumer: ConsumerSpec
     ) -> SourceBinding:
         from ._stream_pattern import StreamOptions, require_view_type
-        from .simple_controller import FailureDestination, SimpleController
+        from .simple_controller import SimpleController
 
         if consumer.needs is not None:
             require_view_type(self.table, consumer.needs, consumer.pattern)
@@ -180,7 +181,7 @@ class TableStream:
             parallelization_factor=options.parallelization_factor,
             retry_attempts=options.retry_attempts,
             max_record_age=options.max_record_age,
-            failure_destination=FailureDestination.sqs(),
+            failure_destination=options.failure_destination,
             removal_policy=consumer.removal_policy,
             monitoring=consumer.monitoring,
         )

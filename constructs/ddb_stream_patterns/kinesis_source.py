@@ -32,13 +32,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aws_cdk as cdk
-import aws_cdk.aws_cloudwatch as cloudwatch
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_kinesis as kinesis
 import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_lambda_event_sources as sources
 import aws_cdk.aws_s3 as s3
-import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sqs as sqs
 import jsii
 from constructs import Construct
@@ -52,13 +50,14 @@ from ._validation import (
     check_types,
     is_token,
 )
-from .monitoring import AlarmFactory, Monitoring
+from .monitoring import Monitoring
 from .simple_controller import (
     DEFAULT_RUNTIME,
     FailureDestination,
     SimpleController,
     _check_function_choice,
     _mapping_of,
+    mapping_metrics_config,
 )
 from .stream_filter import StreamFilter, kinesis_filters
 from .stream_table import ISTREAM, StreamTable, check_filters_on_table
@@ -93,8 +92,9 @@ class KinesisSource:
 
     Each pattern given a ``KinesisSource`` gets its own event source mapping on the stream
     (its binding is a :class:`KinesisController`: bisect, finite retries, maximum record
-    age, partial batch responses, an on-failure queue, alarms on iterator age, errors,
-    throttles and that queue, dashboard rows), runs its usual handler, and stays correct
+    age, partial batch responses, an on-failure bucket that keeps the records, alarms on
+    iterator age, errors, throttles, records sent to that bucket and records dropped,
+    dashboard rows), runs its usual handler, and stays correct
     on Kinesis's duplicates and cross-shard order (see ``ddb_stream_runtime``).
 
     Parameters
@@ -499,7 +499,8 @@ class KinesisController(SimpleController):
     The simple controller pattern with a Kinesis source: the same safe defaults (bisect a
     failing batch, 10 retries, records older than a day given up on, partial batch
     responses by Kinesis ``sequenceNumber``, an on-failure destination), the same alarms
-    (iterator age, errors, throttles, failure queue), dashboard rows and metrics; it *is*
+    (iterator age, errors, throttles, failure deliveries, dropped records), dashboard rows
+    and metrics; it *is*
     a ``SimpleController`` for everything but its source (``table`` is ``None``).
 
     Each record the function gets is a Kinesis record whose base64 ``kinesis.data`` is
@@ -533,9 +534,10 @@ class KinesisController(SimpleController):
     bisect_batch_on_error, report_batch_item_failures
         Default: ``True`` both.
     failure_destination
-        Default: ``FailureDestination.sqs()``. Lambda sends the failed batch's coordinates
-        (``KinesisBatchInfo``: shard, sequence range); an S3 destination also gets the
-        records.
+        Default: ``FailureDestination.s3()``: a new bucket that gets the failed batch's
+        coordinates (``KinesisBatchInfo``: shard, sequence range) *and* its records, kept
+        90 days. ``FailureDestination.sqs()`` gets the coordinates only: the records must
+        be read back from the stream within its retention.
     removal_policy
         Default: ``RETAIN``.
     monitoring
@@ -624,7 +626,7 @@ class KinesisController(SimpleController):
         self.failure_queue: sqs.IQueue | None = None
         self.failure_bucket: s3.IBucket | None = None
         self.failure_destination = self._failure_destination(
-            failure_destination or FailureDestination.sqs(), removal_policy
+            failure_destination or FailureDestination.s3(), removal_policy
         )
         self.event_source, self.consumer = source._event_source(
             self,
@@ -638,18 +640,13 @@ class KinesisController(SimpleController):
             report_batch_item_failures=report_batch_item_failures,
             on_failure=self.failure_destination,
             filters=filter_criteria or None,
+            metrics_config=mapping_metrics_config(),
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
         if not source.enhanced_fan_out:
             _warn_about_shared_readers(self)
-
-        alarms = AlarmFactory(self, monitoring or Monitoring())
-        alarms.stream_handler("handler", self.function)
-        if self.failure_queue is not None:
-            alarms.dead_letters("failureQueue", self.failure_queue)
-        self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
-        self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
+        self._add_alarms(monitoring)
 
 
 #: Read transactions (GetRecords) a shard serves per second, shared by every

@@ -168,6 +168,18 @@ def lambda_metric(function: lambda_.IFunction, name: str, statistic: str) -> clo
     return function.metric(name, statistic=statistic)
 
 
+def mapping_metric(mapping: lambda_.IEventSourceMapping, name: str) -> cloudwatch.Metric:
+    """One of an event source mapping's own metrics, summed: namespace ``AWS/Lambda``,
+    dimension ``EventSourceMappingUUID`` (the mapping's id). Lambda publishes them only for
+    a mapping whose ``MetricsConfig`` asks for their group (``EventCount``)."""
+    return cloudwatch.Metric(
+        namespace="AWS/Lambda",
+        metric_name=name,
+        dimensions_map={"EventSourceMappingUUID": mapping.event_source_mapping_id},
+        statistic="Sum",
+    )
+
+
 class AlarmFactory:
     """Creates a pattern's alarms under ``scope`` into ``alarms`` (a dict the pattern exposes)."""
 
@@ -254,6 +266,40 @@ class AlarmFactory:
             t.dead_letter_messages,
             f"dead-letter messages >= {t.dead_letter_messages}",
             "Records were given up on: inspect the messages, fix, and redrive them.",
+        )
+
+    def failure_deliveries(self, key: str, mapping: lambda_.IEventSourceMapping) -> None:
+        """Records a stream mapping sent to its on-failure destination (a bucket: no
+        queue depth to watch), from its ``OnFailureDestinationDeliveredEventCount``."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
+        t = self.thresholds
+        self._add(
+            key,
+            mapping_metric(mapping, "OnFailureDestinationDeliveredEventCount").with_(
+                period=t.period
+            ),
+            t.dead_letter_messages,
+            f"records sent to the failure destination >= {t.dead_letter_messages} "
+            f"in {self._period_text}",
+            "Records were given up on: read them (payload included) from the failure "
+            "bucket, fix, and replay them.",
+        )
+
+    def dropped_records(self, key: str, mapping: lambda_.IEventSourceMapping) -> None:
+        """Records a stream mapping gave up on and could not deliver to its on-failure
+        destination (``DroppedEventCount``): lost, unless the stream still holds them."""
+        if not self.monitoring.alarms:  # no metric objects to build either
+            return
+        t = self.thresholds
+        self._add(
+            key,
+            mapping_metric(mapping, "DroppedEventCount").with_(period=t.period),
+            1,
+            f"records dropped (not delivered to the failure destination) >= 1 "
+            f"in {self._period_text}",
+            "Check the function's DestinationDeliveryFailures and its role's access to the "
+            "destination; read the records back from the stream before its retention ends.",
         )
 
     def queue_age(self, key: str, queue: sqs.IQueue, delay: cdk.Duration | None) -> None:

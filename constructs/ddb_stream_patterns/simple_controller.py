@@ -31,12 +31,15 @@ from ._validation import (
     check_type,
     check_types,
 )
-from .monitoring import AlarmFactory, Monitoring, lambda_metric
+from .monitoring import AlarmFactory, Monitoring, lambda_metric, mapping_metric
 from .runtime_assets import StreamRuntimeLayer
 from .stream_filter import StreamFilter
 from .stream_table import check_filters_on_table, require_stream
 
-__all__ = ["SimpleController", "FailureDestination", "DEFAULT_RUNTIME"]
+__all__ = [
+    "SimpleController", "FailureDestination", "DEFAULT_RUNTIME", "DEFAULT_FAILURE_EXPIRATION",
+    "MAPPING_METRICS",
+]
 
 # The latest Python runtime: older ones reach end of support first (cdk-nag L1).
 DEFAULT_RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -48,42 +51,89 @@ _PARALLELIZATION = (1, 10)
 _RETRIES = (0, 10_000)
 _RECORD_AGE_S = (60, 604_800)
 
+#: How long a created failure bucket keeps each failure record (an S3 lifecycle rule).
+DEFAULT_FAILURE_EXPIRATION = cdk.Duration.days(90)
+_EXPIRATION_DAYS = (1, 3_650)
+#: What every stream mapping here publishes: Lambda's ``EventCount`` group of event source
+#: mapping metrics, with ``OnFailureDestinationDeliveredEventCount`` and
+#: ``DroppedEventCount`` for Kinesis and DynamoDB streams (Lambda Developer Guide, "Types
+#: of metrics for Lambda functions", event source mapping metrics).
+MAPPING_METRICS = ("EventCount",)
+
 
 @dataclass(frozen=True)
 class FailureDestination:
     """Where Lambda sends the records it gives up on (after retries or max record age).
 
-    Use the factories: ``FailureDestination.sqs()`` (the default: a new encrypted queue
-    receiving the failed batch's metadata: shard, sequence range, reason) or
-    ``FailureDestination.s3()`` (a new bucket receiving the *full* failed batch, records
-    included). Pass an existing queue or bucket to use it instead.
+    Use the factories: ``FailureDestination.s3()`` (the default: a new bucket receiving
+    the *whole* failed batch, records included, one object per failed batch) or
+    ``FailureDestination.sqs()`` (a new encrypted queue receiving the failed batch's
+    *coordinates* only: shard, sequence range, reason; the records themselves must be read
+    back from the stream before its retention ends, 24 hours for DynamoDB Streams). Pass an
+    existing bucket or queue to use it instead.
 
     The function's role gets only what Lambda needs to deliver a failure record:
-    ``sqs:SendMessage`` on the queue, or ``s3:PutObject`` on the bucket's objects and
-    ``s3:ListBucket`` on the bucket (plus ``kms:GenerateDataKey`` on the bucket's key when it
-    has one), per the Lambda Developer Guide's on-failure destination permissions. Never
+    ``s3:PutObject`` on the bucket's objects and ``s3:ListBucket`` on the bucket (plus
+    ``kms:GenerateDataKey`` on the bucket's key when it has one), per the Lambda Developer
+    Guide's on-failure destination permissions, with ``s3:ResourceAccount`` pinned to this
+    stack's account for a bucket created here; or ``sqs:SendMessage`` on the queue. Never
     read or delete.
+
+    Parameters
+    ----------
+    kind
+        ``"s3"`` or ``"sqs"``.
+    queue, bucket
+        An existing queue or bucket. Default: a new one.
+    expiration
+        For a bucket created here: how long each failure record is kept (an S3 lifecycle
+        expiration), whole days, 1 day to 10 years. Refused with a given bucket (its
+        lifecycle is yours). Default: ``DEFAULT_FAILURE_EXPIRATION`` (90 days).
     """
 
     kind: Literal["sqs", "s3"]
     queue: sqs.IQueue | None = None
     bucket: s3.IBucket | None = None
+    expiration: cdk.Duration | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("sqs", "s3"):
             raise ValueError(f"FailureDestination: kind must be 'sqs' or 's3', got {self.kind!r}")
         check_type("FailureDestination", "queue", self.queue, IQUEUE)
         check_type("FailureDestination", "bucket", self.bucket, IBUCKET)
+        check_type("FailureDestination", "expiration", self.expiration, cdk.Duration)
+        if self.expiration is None:
+            return
+        if self.kind != "s3" or self.bucket is not None:
+            raise ValueError(
+                "FailureDestination: expiration applies to a bucket created here only, got "
+                f"expiration={self.expiration.to_human_string()!r} with "
+                + (f"kind {self.kind!r}" if self.kind != "s3" else
+                   f"the given bucket {self.bucket.node.path!r}")
+            )
+        if not cdk.Token.is_unresolved(self.expiration.to_string()):
+            check_duration_range("expiration", self.expiration,
+                                 _EXPIRATION_DAYS[0] * 86_400, _EXPIRATION_DAYS[1] * 86_400)
+            if self.expiration.to_seconds() % 86_400:
+                raise ValueError(
+                    "FailureDestination: expiration must be a whole number of days, "
+                    f"got {self.expiration.to_seconds()} seconds"
+                )
 
     @classmethod
     def sqs(cls, queue: sqs.IQueue | None = None) -> FailureDestination:
-        """An SQS queue; ``None`` creates one (encrypted, TLS-only, 14-day retention)."""
+        """An SQS queue; ``None`` creates one (encrypted, TLS-only, 14-day retention). It
+        receives the failed batch's coordinates, not its records."""
         return cls("sqs", queue=queue)
 
     @classmethod
-    def s3(cls, bucket: s3.IBucket | None = None) -> FailureDestination:
-        """An S3 bucket; ``None`` creates one (encrypted, TLS-only, no public access)."""
-        return cls("s3", bucket=bucket)
+    def s3(
+        cls, bucket: s3.IBucket | None = None, *, expiration: cdk.Duration | None = None
+    ) -> FailureDestination:
+        """An S3 bucket; ``None`` creates one (S3-managed encryption, TLS-only, no public
+        access, bucket owner enforced, unversioned, each record expiring after
+        ``expiration``, default 90 days). It receives the failed batch's records."""
+        return cls("s3", bucket=bucket, expiration=expiration)
 
 
 def _prop_types() -> dict[str, Any]:
@@ -144,13 +194,17 @@ class SimpleController(Construct):
         The function returns ``batchItemFailures`` (``ddb_stream_runtime`` does).
         Default: ``True``.
     failure_destination
-        Default: ``FailureDestination.sqs()`` (a new queue).
+        Default: ``FailureDestination.s3()`` (a new bucket that keeps each failed batch's
+        records for 90 days). ``FailureDestination.sqs()`` keeps their coordinates only.
     removal_policy
-        For the resources created here that hold data (failure queue or bucket, log
+        For the resources created here that hold data (failure bucket or queue, log
         group). Default: ``RETAIN``.
     monitoring
-        Alarms (iterator age, errors, throttles, failure-queue messages) and where they
-        notify. Default: ``Monitoring()``: alarms on, notifying the stack's ``AlarmTopic``.
+        Alarms (iterator age, errors, throttles; records sent to the failure destination,
+        from the mapping's ``OnFailureDestinationDeliveredEventCount``, or failure-queue
+        messages; records dropped, ``DroppedEventCount``) and where they notify. The
+        mapping publishes Lambda's ``EventCount`` metrics (``MAPPING_METRICS``).
+        Default: ``Monitoring()``: alarms on, notifying the stack's ``AlarmTopic``.
     source
         Where the function gets the table's changes: ``None``, the table's stream (this
         controller is then a stream reader); or a ``StreamFanOut`` (``fan_out``, or
@@ -253,7 +307,7 @@ class SimpleController(Construct):
         self.failure_queue: sqs.IQueue | None = None
         self.failure_bucket: s3.IBucket | None = None
         self.failure_destination = self._failure_destination(
-            failure_destination or FailureDestination.sqs(), removal_policy
+            failure_destination or FailureDestination.s3(), removal_policy
         )
         self.event_source = sources.DynamoEventSource(
             table,
@@ -267,15 +321,23 @@ class SimpleController(Construct):
             report_batch_item_failures=report_batch_item_failures,
             on_failure=self.failure_destination,
             filters=filter_criteria or None,
+            metrics_config=mapping_metrics_config(),
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping: lambda_.EventSourceMapping = _mapping_of(self.function)
         _warn_about_readers(self, table)
+        self._add_alarms(monitoring)
 
+    def _add_alarms(self, monitoring: Monitoring | None) -> None:
+        """The handler's alarms, then the failure destination's: records sent to a bucket
+        (the mapping's count) or waiting in a queue (its depth), and records dropped."""
         alarms = AlarmFactory(self, monitoring or Monitoring())
         alarms.stream_handler("handler", self.function)
         if self.failure_queue is not None:
             alarms.dead_letters("failureQueue", self.failure_queue)
+        else:
+            alarms.failure_deliveries("failureDeliveries", self.event_source_mapping)
+        alarms.dropped_records("droppedRecords", self.event_source_mapping)
         self.alarms: dict[str, cloudwatch.Alarm] = alarms.alarms
         self.alarm_topic: sns.ITopic | None = alarms.alarm_topic
 
@@ -307,7 +369,7 @@ class SimpleController(Construct):
         self.event_source_mapping = binding.event_source_mapping
         self.failure_destination = None
         self.failure_queue = binding.failure_queue
-        self.failure_bucket = None
+        self.failure_bucket = getattr(binding, "failure_bucket", None)  # a Kinesis binding's
         self.alarms = binding.alarms
         self.alarm_topic = binding.alarm_topic
 
@@ -332,15 +394,40 @@ class SimpleController(Construct):
         return self.function.metric_invocations(statistic="Sum")
 
     def metric_failure_queue_depth(self) -> cloudwatch.Metric:
-        """Messages visible in the failure queue (``ValueError`` with an S3 destination)."""
+        """Messages visible in the failure queue (``ValueError`` with an S3 destination:
+        see ``metric_failure_deliveries``)."""
         if self.failure_queue is None:
             raise ValueError(
                 "metric_failure_queue_depth needs an SQS failure destination, "
-                f"this controller's is the bucket {self.failure_bucket.node.path!r}"
+                f"this controller's is the bucket {self.failure_bucket.node.path!r}: "
+                "use metric_failure_deliveries()"
             )
         return self.failure_queue.metric_approximate_number_of_messages_visible(
             statistic="Maximum"
         )
+
+    def metric_failure_deliveries(self) -> cloudwatch.Metric:
+        """Sum of the records the mapping sent to its failure destination (Lambda's
+        ``OnFailureDestinationDeliveredEventCount``, by ``EventSourceMappingUUID``)."""
+        if self.source_binding is not None:
+            return self._binding_metric("metric_failure_deliveries")
+        return mapping_metric(self.event_source_mapping, "OnFailureDestinationDeliveredEventCount")
+
+    def metric_dropped_records(self) -> cloudwatch.Metric:
+        """Sum of the records the mapping dropped: given up on and *not* delivered to the
+        failure destination (Lambda's ``DroppedEventCount``). Each one is lost."""
+        if self.source_binding is not None:
+            return self._binding_metric("metric_dropped_records")
+        return mapping_metric(self.event_source_mapping, "DroppedEventCount")
+
+    def _binding_metric(self, name: str) -> cloudwatch.Metric:
+        metric = getattr(self.source_binding, name, None)
+        if metric is None:
+            raise ValueError(
+                f"{name} is a stream mapping's metric; {self.node.path} reads a queue "
+                "(its source's): use metric_failure_queue_depth()"
+            )
+        return metric()
 
     def dashboard_rows(self) -> list[list[cloudwatch.IWidget]]:
         """Stream handler, then its failure destination: rows for a ``StreamDashboard``
@@ -360,6 +447,15 @@ class SimpleController(Construct):
                 cloudwatch.GraphWidget(
                     title=f"{self.node.path}: failure queue (records given up on)",
                     left=[self.metric_failure_queue_depth()],
+                    right=[self.metric_dropped_records()],
+                    width=24,
+                )
+            ])
+        else:
+            rows.append([
+                cloudwatch.GraphWidget(
+                    title=f"{self.node.path}: failure bucket (records given up on)",
+                    left=[self.metric_failure_deliveries(), self.metric_dropped_records()],
                     width=24,
                 )
             ])
@@ -396,18 +492,25 @@ class SimpleController(Construct):
         self, destination: FailureDestination, removal_policy: cdk.RemovalPolicy
     ) -> lambda_.IEventSourceDlq:
         if destination.kind == "s3":
+            owner = None
             if destination.bucket is None:
-                destination = FailureDestination.s3(
-                    secure_bucket(self, "FailureBucket", removal_policy=removal_policy)
+                expiration = destination.expiration or DEFAULT_FAILURE_EXPIRATION
+                bucket = secure_bucket(
+                    self, "FailureBucket", removal_policy=removal_policy,
+                    lifecycle_rules=[s3.LifecycleRule(
+                        id="ExpireFailureRecords", expiration=expiration,
+                    )],
                 )
                 acknowledge(
-                    destination.bucket,
+                    bucket,
                     "AwsSolutions-S1",
                     "written only by Lambda's on-failure delivery for this mapping; "
                     "audit reads with CloudTrail data events rather than a second bucket",
                 )
+                destination = FailureDestination.s3(bucket)
+                owner = cdk.Stack.of(self).account  # created here: this stack's account
             self.failure_bucket = destination.bucket
-            return _S3FailureRecords(self.failure_bucket)
+            return _S3FailureRecords(self.failure_bucket, resource_account=owner)
         if destination.queue is None:
             destination = FailureDestination.sqs(
                 secure_queue(self, "FailureQueue", removal_policy=removal_policy)
@@ -430,21 +533,35 @@ class _S3FailureRecords:
     ``s3:List*``, ``s3:DeleteObject*``, ``s3:Abort*`` ...). Lambda needs ``s3:PutObject``
     and ``s3:ListBucket`` for an S3 destination, and ``kms:GenerateDataKey`` when the bucket
     is encrypted with a customer managed key.
+
+    ``resource_account``: the account that must own the bucket (IAM's
+    ``s3:ResourceAccount`` condition on both statements), so a bucket of the same name
+    owned by someone else (after this one is deleted) never receives the records.
+    ``None``: no condition (a given bucket, whose owner CDK may not know).
     """
 
-    def __init__(self, bucket: s3.IBucket) -> None:
+    def __init__(self, bucket: s3.IBucket, *, resource_account: str | None = None) -> None:
         self.bucket = bucket
+        self.resource_account = resource_account
 
     def bind(
         self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
     ) -> lambda_.DlqDestinationConfig:
+        conditions = (
+            {"StringEquals": {"s3:ResourceAccount": self.resource_account}}
+            if self.resource_account is not None else None
+        )
         target_handler.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects("*")]
+                actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects("*")],
+                conditions=conditions,
             )
         )
         target_handler.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+                conditions=conditions,
+            )
         )
         if self.bucket.encryption_key is not None:
             self.bucket.encryption_key.grant(target_handler, "kms:GenerateDataKey")
@@ -460,6 +577,11 @@ class _S3FailureRecords:
                     "no read or delete) needs a wildcard over the failure bucket's objects",
                 )
         return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
+
+
+def mapping_metrics_config() -> lambda_.MetricsConfig:
+    """The metrics every stream mapping here publishes (``MAPPING_METRICS``)."""
+    return lambda_.MetricsConfig(metrics=[lambda_.MetricType.EVENT_COUNT])
 
 
 def _check_function_choice(

@@ -197,7 +197,8 @@ def test_statement_added_after_the_pattern_counts(stack):
         principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
         actions=["sns:Publish"], resources=[topic.topic_arn],
     ))
-    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 4)
+    # iterator age, errors, throttles, failure deliveries, dropped records
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 5)
 
 
 def test_key_without_cloudwatch_fails_synth(stack):

@@ -92,8 +92,11 @@ def test_every_pattern_and_a_user_function_read_the_tables_kinesis_stream(stack)
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping["StartingPosition"] == "TRIM_HORIZON"
         assert "OnFailure" in mapping["DestinationConfig"]
-        assert {"handlerIteratorAge", "handlerErrors", "failureQueueMessages"} <= set(
-            binding.alarms), (name, binding.alarms)
+        # The default failure destination keeps the records: a bucket, and its alarm.
+        assert {"handlerIteratorAge", "handlerErrors", "failureDeliveries",
+                "droppedRecords"} <= set(binding.alarms), (name, binding.alarms)
+        assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
+        assert binding.failure_bucket is not None and binding.failure_queue is None
     # The archiver keeps its TTL filter, under the Kinesis record's data.
     assert patterns(mapping_of(stack, built["archiver"].controller)) == [{"data": {
         "eventName": ["REMOVE"],

@@ -160,18 +160,26 @@ def test_shared_reader_defaults(stack):
     assert controller.consumer is None
     mapping = _only(stack, "AWS::Lambda::EventSourceMapping")["Properties"]
     stream_id = stack.get_logical_id(table.kinesis_stream_created.node.default_child)
-    queue_id = stack.get_logical_id(controller.failure_queue.node.default_child)
+    bucket_id = stack.get_logical_id(controller.failure_bucket.node.default_child)
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [stream_id, "Arn"]}
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == 10
     assert mapping["MaximumRecordAgeInSeconds"] == 86_400
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    # The default destination keeps the records (a bucket); the mapping counts deliveries.
     assert mapping["DestinationConfig"] == {
-        "OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}}
+        "OnFailure": {"Destination": {"Fn::GetAtt": [bucket_id, "Arn"]}}}
+    assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
     assert not _resources(stack, "AWS::Kinesis::StreamConsumer")
     assert isinstance(controller, SimpleController) and controller.table is None
-    assert {"handlerIteratorAge", "handlerErrors"} <= set(controller.alarms), controller.alarms
+    assert {"handlerIteratorAge", "handlerErrors", "failureDeliveries",
+            "droppedRecords"} <= set(controller.alarms), controller.alarms
+    delivered = _resources(stack, "AWS::CloudWatch::Alarm")[
+        stack.get_logical_id(controller.alarms["failureDeliveries"].node.default_child)]
+    assert delivered["Properties"]["MetricName"] == "OnFailureDestinationDeliveredEventCount"
+    assert delivered["Properties"]["Dimensions"] == [{"Name": "EventSourceMappingUUID", "Value": {
+        "Ref": stack.get_logical_id(controller.event_source_mapping.node.default_child)}}]
     assert len(controller.dashboard_rows()) == 2
 
 
@@ -199,6 +207,17 @@ def test_filters_are_wrapped_under_data(stack):
         {"data": {"eventName": ["REMOVE"], "userIdentity": {
             "type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]}}},
     ]
+
+
+def test_sqs_failure_destination_stays_available(stack):
+    controller = _controller(stack, failure_destination=FailureDestination.sqs())
+    assert controller.failure_queue is not None and controller.failure_bucket is None
+    mapping = _only(stack, "AWS::Lambda::EventSourceMapping")["Properties"]
+    queue_id = stack.get_logical_id(controller.failure_queue.node.default_child)
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [queue_id, "Arn"]}
+    assert {"failureQueueMessages", "droppedRecords"} <= set(controller.alarms)
+    assert "failureDeliveries" not in controller.alarms
 
 
 def test_s3_failure_destination(stack):

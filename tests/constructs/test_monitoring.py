@@ -45,7 +45,8 @@ def _alarm(stack, alarm) -> dict:
 def test_simple_controller_alarms_by_default(stack):
     controller = _simple(stack)
     assert set(controller.alarms) == {
-        "handlerIteratorAge", "handlerErrors", "handlerThrottles", "failureQueueMessages",
+        "handlerIteratorAge", "handlerErrors", "handlerThrottles", "failureDeliveries",
+        "droppedRecords",
     }
     age = _alarm(stack, controller.alarms["handlerIteratorAge"])
     assert (age["MetricName"], age["Namespace"], age["Statistic"]) == ("IteratorAge", "AWS/Lambda", "Maximum")
@@ -56,11 +57,37 @@ def test_simple_controller_alarms_by_default(stack):
     topic = {"Ref": stack.get_logical_id(controller.alarm_topic.node.default_child)}
     assert topic["Ref"].startswith("DdbStreamPatternsAlarmsTopic")
     assert age["AlarmActions"] == [topic] and age["OKActions"] == [topic]
+    assert age["AlarmDescription"].startswith("TestStack/Simple: stream iterator age >= 1 minute.")
+    # The default destination is a bucket (no queue depth): the alarm counts the records the
+    # mapping sends there, its own metric (MetricsConfig EventCount), by mapping UUID.
+    mapping = {"Ref": stack.get_logical_id(controller.event_source_mapping.node.default_child)}
+    delivered = _alarm(stack, controller.alarms["failureDeliveries"])
+    assert (delivered["MetricName"], delivered["Namespace"], delivered["Statistic"]) == (
+        "OnFailureDestinationDeliveredEventCount", "AWS/Lambda", "Sum")
+    assert delivered["Dimensions"] == [{"Name": "EventSourceMappingUUID", "Value": mapping}]
+    assert (delivered["Threshold"], delivered["Period"]) == (1, 300)
+    assert delivered["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert delivered["AlarmActions"] == [topic] and delivered["OKActions"] == [topic]
+    dropped = _alarm(stack, controller.alarms["droppedRecords"])
+    assert (dropped["MetricName"], dropped["Statistic"], dropped["Threshold"]) == (
+        "DroppedEventCount", "Sum", 1)
+    assert dropped["Dimensions"] == [{"Name": "EventSourceMappingUUID", "Value": mapping}]
+    assert dropped["AlarmActions"] == [topic]
+    # ... and the mapping publishes those metrics.
+    props = Template.from_stack(stack).to_json()["Resources"][mapping["Ref"]]["Properties"]
+    assert props["MetricsConfig"] == {"Metrics": ["EventCount"]}
+
+
+def test_sqs_destination_alarms_on_queue_depth(stack):
+    controller = _simple(stack, failure_destination=FailureDestination.sqs())
+    assert set(controller.alarms) == {
+        "handlerIteratorAge", "handlerErrors", "handlerThrottles", "failureQueueMessages",
+        "droppedRecords",
+    }
     dlq = _alarm(stack, controller.alarms["failureQueueMessages"])
     assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible" and dlq["Threshold"] == 1
     queue = stack.get_logical_id(controller.failure_queue.node.default_child)
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-    assert age["AlarmDescription"].startswith("TestStack/Simple: stream iterator age >= 1 minute.")
 
 
 def test_alarm_topic_receives_alarm_and_ok(stack):
@@ -93,6 +120,7 @@ def test_thresholds_are_data(stack):
 
 def test_s3_destination_has_no_queue_alarm_and_no_queue_metric(stack):
     controller = _simple(stack, failure_destination=FailureDestination.s3())
+    assert "failureDeliveries" in controller.alarms
     assert "failureQueueMessages" not in controller.alarms
     with pytest.raises(ValueError, match="metric_failure_queue_depth needs an SQS failure destination"):
         controller.metric_failure_queue_depth()
@@ -104,14 +132,22 @@ def test_simple_controller_metrics(stack):
     assert controller.metric_errors().metric_name == "Errors"
     assert controller.metric_throttles().metric_name == "Throttles"
     assert controller.metric_invocations().metric_name == "Invocations"
-    assert controller.metric_failure_queue_depth().metric_name == "ApproximateNumberOfMessagesVisible"
+    delivered = controller.metric_failure_deliveries()
+    assert (delivered.metric_name, delivered.namespace, delivered.statistic) == (
+        "OnFailureDestinationDeliveredEventCount", "AWS/Lambda", "Sum")
+    assert stack.resolve(delivered.dimensions) == {"EventSourceMappingUUID": {
+        "Ref": stack.get_logical_id(controller.event_source_mapping.node.default_child)}}
+    assert controller.metric_dropped_records().metric_name == "DroppedEventCount"
+    queued = _simple(cdk.Stack(cdk.App(), "Q"), failure_destination=FailureDestination.sqs())
+    assert queued.metric_failure_queue_depth().metric_name == "ApproximateNumberOfMessagesVisible"
 
 
 def test_complex_controller_alarms_cover_every_path(stack):
     controller = _complex(stack)
     assert set(controller.alarms) == {
         "controller.handlerIteratorAge", "controller.handlerErrors", "controller.handlerThrottles",
-        "controller.failureQueueMessages", "topicNotificationsFailed", "subscriptionDlqMessages",
+        "controller.failureQueueMessages", "controller.droppedRecords",
+        "topicNotificationsFailed", "subscriptionDlqMessages",
         "aFunctionErrors", "aFunctionThrottles", "aDlqMessages", "aQueueOldestMessage",
     }
     oldest = _alarm(stack, controller.alarms["aQueueOldestMessage"])
@@ -119,7 +155,7 @@ def test_complex_controller_alarms_cover_every_path(stack):
     assert oldest["Threshold"] == 900 + 300  # the 15-minute default on top of the 5-minute delay
     failed = _alarm(stack, controller.alarms["topicNotificationsFailed"])
     assert (failed["MetricName"], failed["Namespace"]) == ("NumberOfNotificationsFailed", "AWS/SNS")
-    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 10)
+    Template.from_stack(stack).resource_count_is("AWS::CloudWatch::Alarm", 11)
 
 
 def test_complex_controller_metrics(stack):

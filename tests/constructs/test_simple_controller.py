@@ -13,6 +13,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from ddb_stream_patterns import (
+    DEFAULT_FAILURE_EXPIRATION,
     FailureDestination,
     Rule,
     SimpleController,
@@ -54,7 +55,9 @@ def test_event_source_defaults(stack):
     assert "FilterCriteria" not in props
     assert "MaximumBatchingWindowInSeconds" not in props
     destination = props["DestinationConfig"]["OnFailure"]["Destination"]
-    assert destination["Fn::GetAtt"][0].startswith("ControllerFailureQueue")
+    # The default keeps the records given up on (an S3 bucket), not just their coordinates.
+    assert destination["Fn::GetAtt"][0].startswith("ControllerFailureBucket")
+    assert props["MetricsConfig"] == {"Metrics": ["EventCount"]}
     source = props["EventSourceArn"]["Fn::GetAtt"]
     assert source[0].startswith("Table") and source[1] == "StreamArn"
 
@@ -86,7 +89,7 @@ def test_built_function_defaults(stack):
 
 
 def test_failure_queue_is_encrypted_tls_only_and_retained(stack):
-    controller = _controller(stack)
+    controller = _controller(stack, failure_destination=FailureDestination.sqs())
     template = Template.from_stack(stack)
     template.has_resource("AWS::SQS::Queue", {
         "Properties": {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600},
@@ -103,7 +106,7 @@ def test_failure_queue_is_encrypted_tls_only_and_retained(stack):
 
 
 def test_least_privilege_role_reads_stream_and_sends_to_dlq(stack):
-    _controller(stack)
+    _controller(stack, failure_destination=FailureDestination.sqs())
     policies = Template.from_stack(stack).find_resources("AWS::IAM::Policy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
@@ -146,10 +149,12 @@ def test_options_reach_the_mapping(stack):
     assert props["StartingPosition"] == "LATEST"
 
 
-def test_s3_failure_destination_gets_a_secure_bucket(stack):
-    controller = _controller(stack, failure_destination=FailureDestination.s3())
+@pytest.mark.parametrize("destination", [None, FailureDestination.s3()], ids=["default", "s3()"])
+def test_s3_failure_destination_gets_a_secure_bucket(stack, destination):
+    controller = _controller(stack, failure_destination=destination)
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::SQS::Queue", 0)
+    template.resource_count_is("AWS::S3::Bucket", 1)
     template.has_resource("AWS::S3::Bucket", {
         "Properties": {
             "BucketEncryption": {"ServerSideEncryptionConfiguration": [
@@ -157,13 +162,57 @@ def test_s3_failure_destination_gets_a_secure_bucket(stack):
             "PublicAccessBlockConfiguration": {
                 "BlockPublicAcls": True, "BlockPublicPolicy": True,
                 "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            # Each failure record is kept 90 days (DEFAULT_FAILURE_EXPIRATION), then expires.
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "ExpireFailureRecords", "ExpirationInDays": 90, "Status": "Enabled"}]},
+            "VersioningConfiguration": Match.absent(),
         },
         "DeletionPolicy": "Retain",
+    })
+    template.has_resource_properties("AWS::S3::BucketPolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])},
     })
     destination = _mapping(stack)["DestinationConfig"]["OnFailure"]["Destination"]
     assert destination["Fn::GetAtt"][0].startswith("ControllerFailureBucket")
     assert isinstance(controller.failure_bucket, s3.Bucket)
     assert controller.failure_queue is None
+
+
+def test_failure_bucket_expiration_is_a_prop(stack):
+    assert DEFAULT_FAILURE_EXPIRATION.to_days() == 90  # the documented default
+    controller = _controller(
+        stack, failure_destination=FailureDestination.s3(expiration=cdk.Duration.days(400)),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    assert controller.failure_bucket is not None
+    template = Template.from_stack(stack)
+    template.has_resource("AWS::S3::Bucket", {
+        "Properties": {"LifecycleConfiguration": {"Rules": [
+            {"Id": "ExpireFailureRecords", "ExpirationInDays": 400, "Status": "Enabled"}]}},
+        "DeletionPolicy": "Delete",
+    })
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda stack: FailureDestination.s3(expiration=cdk.Duration.hours(36)),
+     "expiration must be a whole number of days, got 129600 seconds"),
+    (lambda stack: FailureDestination.s3(expiration=cdk.Duration.days(0)),
+     "expiration must be between 86400 and 315360000 seconds, got 0 seconds"),
+    (lambda stack: FailureDestination.s3(s3.Bucket(stack, "Mine"), expiration=cdk.Duration.days(5)),
+     "expiration applies to a bucket created here only, got expiration='5 days' with the "
+     "given bucket 'TestStack/Mine'"),
+    (lambda stack: FailureDestination("sqs", expiration=cdk.Duration.days(5)),
+     "expiration applies to a bucket created here only, got expiration='5 days' with kind 'sqs'"),
+])
+def test_failure_bucket_expiration_is_checked(stack, make, message):
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make(stack)
 
 
 def test_existing_queue_and_bucket_are_used_not_created(stack):
@@ -216,7 +265,13 @@ def test_exposes_its_resources(stack):
     controller = _controller(stack)
     assert isinstance(controller.event_source_mapping, lambda_.EventSourceMapping)
     assert controller.event_source_mapping.node.scope is controller.function
-    assert isinstance(controller.failure_destination, sources.SqsDlq)
+    assert controller.failure_bucket is not None and controller.failure_queue is None
+    assert stack.resolve(controller.failure_destination.bind(
+        controller.event_source_mapping, controller.function).destination) == {
+        "Fn::GetAtt": [stack.get_logical_id(controller.failure_bucket.node.default_child), "Arn"]}
+    sqs_stack = cdk.Stack(cdk.App(), "Sqs")
+    queued = _controller(sqs_stack, failure_destination=FailureDestination.sqs())
+    assert isinstance(queued.failure_destination, sources.SqsDlq)
     # The event source is the one that made the mapping: its id is the mapping's Ref.
     mapping = controller.event_source_mapping.node.default_child
     assert stack.resolve(controller.event_source.event_source_mapping_id) == {
@@ -292,15 +347,18 @@ def _s3_statements(stack: cdk.Stack, controller: SimpleController) -> list[dict]
 
 
 def test_s3_failure_destination_grants_write_only(stack):
-    controller = _controller(stack, failure_destination=FailureDestination.s3())
+    controller = _controller(stack)  # the default destination
     bucket = stack.get_logical_id(controller.failure_bucket.node.default_child)
     statements = _s3_statements(stack, controller)
     assert statements, "the function must be allowed to deliver failure records"
-    # What Lambda needs for an S3 on-failure destination: s3:PutObject and s3:ListBucket.
+    # What Lambda needs for an S3 on-failure destination: s3:PutObject and s3:ListBucket,
+    # on a bucket this stack's account owns (s3:ResourceAccount: the bucket was made here).
+    owner = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
     assert statements == [
-        {"Action": "s3:PutObject", "Effect": "Allow",
+        {"Action": "s3:PutObject", "Effect": "Allow", "Condition": owner,
          "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}},
-        {"Action": "s3:ListBucket", "Effect": "Allow", "Resource": {"Fn::GetAtt": [bucket, "Arn"]}},
+        {"Action": "s3:ListBucket", "Effect": "Allow", "Condition": owner,
+         "Resource": {"Fn::GetAtt": [bucket, "Arn"]}},
     ]
     every_action = [a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
     assert not any("*" in a or "Get" in a or "Delete" in a or "Abort" in a for a in every_action)
@@ -315,7 +373,10 @@ def test_s3_failure_destination_with_a_customer_managed_key(stack):
         "Action": "kms:GenerateDataKey", "Effect": "Allow",
         "Resource": {"Fn::GetAtt": [stack.get_logical_id(key.node.default_child), "Arn"]},
     }]
-    assert [s["Action"] for s in _s3_statements(stack, controller)] == ["s3:PutObject", "s3:ListBucket"]
+    given = _s3_statements(stack, controller)
+    assert [s["Action"] for s in given] == ["s3:PutObject", "s3:ListBucket"]
+    # A given bucket's owner is not known here: no s3:ResourceAccount condition.
+    assert not any("Condition" in s for s in given)
 
 
 def test_a_given_function_on_a_fan_out_gets_a_queue_not_a_stream_mapping(stack):

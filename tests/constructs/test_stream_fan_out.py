@@ -133,7 +133,7 @@ def test_consumer_alarms_and_dashboard_rows(stack):
     assert age["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert archiver.alarm_topic is not None
     assert sorted(fan_out.alarms) == [
-        "controller.failureQueueMessages", "controller.handlerErrors",
+        "controller.droppedRecords", "controller.failureQueueMessages", "controller.handlerErrors",
         "controller.handlerIteratorAge", "controller.handlerThrottles",
         "subscriptionDlqMessages", "topicNotificationsFailed"]
     [row] = archiver.dashboard_rows()

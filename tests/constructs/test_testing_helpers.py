@@ -61,9 +61,9 @@ def test_resources_of_finds_a_constructs_resources_by_path(tmp_path) -> None:
         stack.get_logical_id(notifier.event_source_mapping.node.default_child))
     all_of_it = resources_of(stack, notifier)
     types = {r["Type"] for r in all_of_it}
-    assert {"AWS::Lambda::Function", "AWS::SQS::Queue", "AWS::IAM::Role"} <= types
+    assert {"AWS::Lambda::Function", "AWS::S3::Bucket", "AWS::IAM::Role"} <= types
     assert "AWS::DynamoDB::GlobalTable" not in types  # the table is not the notifier's
-    assert resources_of(stack, notifier, "AWS::S3::Bucket") == []
+    assert resources_of(stack, notifier, "AWS::SQS::Queue") == []
 
 
 def test_local_cloud_helpers_are_imported_lazily() -> None:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_s3 as s3
 import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
-from ddb_stream_patterns import StreamFilter, StreamOptions, TtlArchiver
+from ddb_stream_patterns import FailureDestination, StreamFilter, StreamOptions, TtlArchiver
 
 from .data_support import (
     KEY,
@@ -29,7 +31,9 @@ def test_filters_ttl_expiries_and_writes_one_prefix_of_a_secure_bucket(stack):
     env = env_of(stack, archiver.function)
     bucket = stack.get_logical_id(archiver.bucket.node.default_child)
     assert env == {"ARCHIVE_BUCKET": {"Ref": bucket}, "ARCHIVE_PREFIX": "archive/"}
-    s3_statements = [s for s in role_statements(stack, archiver.function) if "s3" in str(s["Action"])]
+    # The archive bucket's statements (the failure bucket's are SimpleController's tests).
+    s3_statements = [s for s in role_statements(stack, archiver.function)
+                     if "s3" in str(s["Action"]) and bucket in json.dumps(s["Resource"])]
     assert s3_statements == [{
         "Action": "s3:PutObject", "Effect": "Allow",
         "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/archive/*"]]},
@@ -54,8 +58,11 @@ def test_archive_table_mode(stack):
     assert archiver.bucket is None
     assert env_of(stack, archiver.function) == {"ARCHIVE_TABLE": {"Ref": stack.get_logical_id(archive.node.default_child)}}
     assert actions(role_statements(stack, archiver.function)) >= {"dynamodb:BatchWriteItem"}
-    assert not any(a.startswith("s3:") for a in actions(role_statements(stack, archiver.function)))
-    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+    # The only bucket is the stream mapping's failure bucket, and the only S3 access.
+    failures = stack.get_logical_id(archiver.controller.failure_bucket.node.default_child)
+    s3_statements = [s for s in role_statements(stack, archiver.function) if "s3:" in str(s["Action"])]
+    assert s3_statements and all(failures in json.dumps(s["Resource"]) for s in s3_statements)
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 1)
 
 
 def test_enables_ttl_on_an_owned_table_without_it(stack):
@@ -68,9 +75,24 @@ def test_enables_ttl_on_an_owned_table_without_it(stack):
 def test_alarms_and_stream_options(stack):
     archiver = TtlArchiver(stack, "Archive", table=tasks(stack), stream_options=StreamOptions(batch_size=500))
     assert mapping_of(stack, archiver.controller)["BatchSize"] == 500
-    assert {"handlerIteratorAge", "handlerErrors", "failureQueueMessages"} <= set(archiver.alarms)
+    assert {"handlerIteratorAge", "handlerErrors", "failureDeliveries"} <= set(archiver.alarms)
+    assert archiver.controller.failure_bucket is not None
     assert archiver.metric_errors().metric_name == "Errors"
+    assert archiver.metric_failure_deliveries().metric_name == "OnFailureDestinationDeliveredEventCount"
     assert archiver.dashboard_rows()
+
+
+def test_stream_options_choose_the_failure_queue(stack):
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack), stream_options=StreamOptions(
+        failure_destination=FailureDestination.sqs()))
+    queue = archiver.controller.failure_queue
+    assert queue is not None and archiver.controller.failure_bucket is None
+    assert mapping_of(stack, archiver.controller)["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": [stack.get_logical_id(queue.node.default_child), "Arn"]}}
+    assert "failureQueueMessages" in archiver.alarms and "failureDeliveries" not in archiver.alarms
+    assert archiver.metric_failure_queue_depth().metric_name == "ApproximateNumberOfMessagesVisible"
+    with pytest.raises(TypeError, match="failure_destination"):
+        StreamOptions(failure_destination="sqs")
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -592,11 +592,18 @@ def test_subscriptions_filter_and_deliver_raw(
 
 def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: LocalCloud) -> None:
     s3 = local_cloud.client("s3")
-    # Two claim-check buckets (fan-outs) and the two archives (DataPatterns, KinesisPatterns).
-    assert len(deployment.buckets) == 4
+    # Two claim-check buckets (fan-outs), the two archives (DataPatterns, KinesisPatterns)
+    # and the failure buckets of the stream mappings (the simple controller, the three
+    # Kinesis patterns; the fan-out routers keep a failure queue).
+    assert len(deployment.buckets) == 8
     assert sum("ArchiveBucket" in key for key in deployment.buckets) == 2
+    failure_buckets = [name for key, name in deployment.buckets.items() if "FailureBucket" in key]
+    assert len(failure_buckets) == 4
     for name in deployment.buckets.values():
         s3.head_bucket(Bucket=name)
+    for name in failure_buckets:
+        [rule] = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+        assert (rule["ID"], rule["Expiration"]) == ("ExpireFailureRecords", {"Days": 90})
     archive = deployment.by_path(f"{DATA}/ExpiredTasks/ArchiveBucket")
     rules = s3.get_bucket_lifecycle_configuration(Bucket=archive.physical_id)["Rules"]
     assert rules[0]["Transitions"][0]["StorageClass"] == "GLACIER_IR"
@@ -648,7 +655,8 @@ def test_mappings_carry_every_property(deployment: Deployment) -> None:
     assert (notifier.batch_size, notifier.starting_position) == (100, "TRIM_HORIZON")
     assert notifier.bisect_on_error and notifier.report_batch_item_failures
     assert (notifier.max_retry_attempts, notifier.max_record_age_s) == (10, 86400)
-    assert notifier.on_failure_arn == deployment.find(SIMPLE, "StatusNotifierFailureQueue").attributes["Arn"]
+    # The default failure destination: a bucket, whose ARN the mapping sends to.
+    assert notifier.on_failure_arn == deployment.find(SIMPLE, "StatusNotifierFailureBucket").attributes["Arn"]
     assert notifier.function is deployment.functions[deployment.find(SIMPLE, "StatusNotifierFunction").key]
 
     sqs_mappings = [m for m in specs.values() if m.kind == "sqs"]
@@ -701,7 +709,7 @@ def test_lookup_helpers(deployment: Deployment) -> None:
     assert deployment.find(SIMPLE, "Orders") is orders
     assert deployment.find(SIMPLE, orders.logical_id) is orders
     assert {r.type for r in deployment.under(f"{SIMPLE}/StatusNotifier")} >= {
-        "AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::SQS::Queue"
+        "AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::S3::Bucket"
     }
     with pytest.raises(LookupError, match="no single resource"):
         deployment.by_path(f"{SIMPLE}/StatusNotifier")

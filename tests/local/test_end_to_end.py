@@ -12,7 +12,13 @@ import aws_cdk.aws_dynamodb as dynamodb
 import aws_cdk.aws_lambda as lambda_
 import pytest
 
-from ddb_stream_patterns import AggregateCounter, SimpleController, StreamOptions, StreamTable
+from ddb_stream_patterns import (
+    AggregateCounter,
+    FailureDestination,
+    SimpleController,
+    StreamOptions,
+    StreamTable,
+)
 from ddb_stream_patterns.local.pollers import Pollers
 from ddb_stream_patterns.local.runner import run
 from tests.support import REPO
@@ -77,7 +83,10 @@ def test_every_example_pattern_works(example_run):
 
 
 class FaultStack(cdk.Stack):
-    def __init__(self, scope, id):
+    """A handler that fails on poison records (and a counter on the same stream); its
+    failure destination is ``failure_destination`` (``None``: the default bucket)."""
+
+    def __init__(self, scope, id, *, failure_destination=None):
         super().__init__(scope, id)
         key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
         self.table = StreamTable(self, "Orders", partition_key=key)
@@ -88,6 +97,7 @@ class FaultStack(cdk.Stack):
             handler="index.handler", retry_attempts=2, batch_size=10,
             function_options=lambda_.FunctionOptions(
                 environment={"EFFECTS_TABLE": self.effects.table_name}),
+            failure_destination=failure_destination,
         )
         # The handler writes its side effects to this table: without the grant the
         # local cloud denies it, as AWS would (IAM is enforced).
@@ -97,7 +107,7 @@ class FaultStack(cdk.Stack):
 
 
 def test_poison_records_go_to_the_dlq_and_nothing_is_lost_or_duplicated(local_cloud, deploy_app):
-    stack = FaultStack(cdk.App(), "Faults")
+    stack = FaultStack(cdk.App(), "Faults", failure_destination=FailureDestination.sqs())
     deployment = deploy_app(stack.node.root)
     ddb = local_cloud.client("dynamodb")
     table = deployment.by_path("Faults/Orders").physical_id
@@ -157,3 +167,43 @@ def test_poison_records_go_to_the_dlq_and_nothing_is_lost_or_duplicated(local_cl
     assert deployment.stats_of(stack.counter).succeeded == n
     assert all(k.startswith(("Faults/EffectsHandler/", "Faults/PerList/"))
                for k in deployment.mapping_stats())
+
+
+def test_a_poison_record_lands_in_the_failure_bucket_with_its_payload(local_cloud, deploy_app):
+    # The default failure destination: a bucket that keeps what the stream will drop
+    # after 24 h. IAM is enforced: the role's s3:PutObject and s3:ListBucket (with
+    # s3:ResourceAccount) are what lets the mapping write there.
+    stack = FaultStack(cdk.App(), "PoisonToS3")
+    deployment = deploy_app(stack.node.root)
+    assert local_cloud.enforce_iam
+    ddb = local_cloud.client("dynamodb")
+    table = deployment.by_path("PoisonToS3/Orders").physical_id
+    for key in ("order-1", "order-2", "order-3"):
+        item = {"orderId": {"S": key}, "list": {"S": "l"}, "status": {"S": "new"}}
+        if key == "order-2":
+            item["poison"] = {"BOOL": True}
+        ddb.put_item(TableName=table, Item=item)
+    Pollers(deployment.mappings, local_cloud.client).run_until_idle(timeout=60)
+
+    stats = deployment.stats_of(stack.controller)
+    assert stats.sent_to_failure_destination == 1  # only the poison record was given up on
+    # The mapping's counts, as Lambda's OnFailureDestinationDeliveredEventCount and
+    # DroppedEventCount (the alarms' metrics) would show them.
+    assert (stats.on_failure_delivered, stats.dropped, stats.denied) == (1, 0, 0)
+    bucket = deployment.by_path("PoisonToS3/EffectsHandler/FailureBucket").physical_id
+    s3 = local_cloud.client("s3")
+    [obj] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    mapping = deployment.by_path(
+        stack.controller.event_source_mapping.node.default_child.node.path)
+    assert obj["Key"].startswith(f"aws/lambda/{mapping.physical_id}/")
+    body = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body["DDBStreamBatchInfo"]["batchSize"] == 1
+    # The payload: the record itself, not just its coordinates, so it outlives the stream.
+    [record] = json.loads(body["payload"])["Records"]
+    assert record["dynamodb"]["Keys"] == {"orderId": {"S": "order-2"}}
+    assert record["dynamodb"]["NewImage"]["poison"] == {"BOOL": True}
+    assert record["dynamodb"]["SequenceNumber"] == body["DDBStreamBatchInfo"]["startSequenceNumber"]
+    effects = deployment.by_path("PoisonToS3/Effects").physical_id
+    done = {i["orderId"]["S"] for i in ddb.scan(TableName=effects)["Items"]}
+    assert done == {"order-1", "order-3"}  # the others went through

@@ -11,7 +11,13 @@ import aws_cdk.aws_sns as sns
 import aws_cdk.aws_sns_subscriptions as subscriptions
 import aws_cdk.aws_sqs as sqs
 
-from ddb_stream_patterns import AggregateCounter, SimpleController, StreamOptions, StreamTable
+from ddb_stream_patterns import (
+    AggregateCounter,
+    FailureDestination,
+    SimpleController,
+    StreamOptions,
+    StreamTable,
+)
 from ddb_stream_patterns.local.deployer import QUEUE_DENIED_TAG, QUEUE_POLICY_TAG
 from ddb_stream_patterns.local.pollers import Pollers
 from ddb_stream_patterns.local.runner import RunReport, _denied, _sns_denied
@@ -32,6 +38,7 @@ class NoGrantStack(cdk.Stack):
             handler="index.handler", retry_attempts=1,
             function_options=lambda_.FunctionOptions(
                 environment={"TOPIC_ARN": self.topic.topic_arn}),
+            failure_destination=FailureDestination.sqs(),
         )
         if grant:
             self.topic.grant_publish(self.controller.function)

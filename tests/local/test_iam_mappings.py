@@ -16,7 +16,7 @@ import aws_cdk.aws_lambda as lambda_
 import aws_cdk.aws_sns as sns
 import pytest
 
-from ddb_stream_patterns import SimpleController, StreamTable, TtlArchiver
+from ddb_stream_patterns import FailureDestination, SimpleController, StreamTable, TtlArchiver
 from ddb_stream_patterns.local.pollers import AUTHZ_ERROR, Pollers
 from ddb_stream_patterns.local.runner import RunReport, _denied
 from tests.support import REPO
@@ -41,9 +41,9 @@ def _without(deployment, role_key: str, action: str) -> None:
 
 class NotifierStack(cdk.Stack):
     """A stream -> function -> SNS (not granted: every invocation fails) with an SQS
-    on-failure destination."""
+    on-failure destination (``s3=True``: the default, a bucket)."""
 
-    def __init__(self, scope, id):
+    def __init__(self, scope, id, *, s3: bool = False):
         super().__init__(scope, id)
         key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
         self.table = StreamTable(self, "Orders", partition_key=key)
@@ -53,6 +53,7 @@ class NotifierStack(cdk.Stack):
             code=lambda_.Code.from_asset(str(REPO / "examples" / "handlers" / "status_notifier")),
             handler="index.handler", retry_attempts=0,
             function_options=lambda_.FunctionOptions(environment={"TOPIC_ARN": topic.topic_arn}),
+            failure_destination=None if s3 else FailureDestination.sqs(),
         )
 
 
@@ -122,6 +123,55 @@ def test_on_failure_send_denied_without_send_message_is_kept(local_cloud, deploy
     assert all("records" not in line["payload"] and line["records"] for line in lines)
     assert all(line["payload"]["DDBStreamBatchInfo"]["batchSize"] == len(line["records"])
                for line in lines)
+    # Lambda's counts: nothing delivered, both dropped.
+    assert (stats.on_failure_delivered, stats.dropped) == (0, 2)
+
+
+def _failure_objects(cloud, deployment, stack: str) -> list[str]:
+    bucket = deployment.by_path(f"{stack}/StatusNotifier/FailureBucket").physical_id
+    return [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_s3_on_failure_send_needs_list_bucket_too(local_cloud, deploy_app, tmp_path):
+    # "For an S3 destination: s3:PutObject and s3:ListBucket": without the second, the
+    # record does not reach the bucket, though s3:PutObject is granted.
+    deployment = deploy_app(NotifierStack(cdk.App(), "NoListBucket", s3=True).node.root)
+    _without(deployment, "StatusNotifier", "s3:ListBucket")
+    [mapping] = deployment.mappings
+    _write(local_cloud, deployment, "NoListBucket", n=1)
+    pollers = Pollers(deployment.mappings, local_cloud.client)
+    pollers[mapping.logical_id].undeliverable_path = tmp_path / "undeliverable.jsonl"
+    pollers.run_until_idle(timeout=30)
+
+    stats = mapping.stats
+    assert stats.sent_to_failure_destination == 1 and stats.denied == 1
+    assert f"s3:ListBucket on resource: {mapping.on_failure_arn} because no identity-based" \
+        in stats.last_denied
+    assert (stats.on_failure_delivered, stats.dropped) == (0, 1)
+    assert _failure_objects(local_cloud, deployment, "NoListBucket") == []
+    [line] = [json.loads(x) for x in (tmp_path / "undeliverable.jsonl").read_text().splitlines()]
+    assert json.loads(line["payload"]["payload"])["Records"] == line["records"]
+
+
+def test_s3_on_failure_send_checks_the_bucket_owner(local_cloud, deploy_app):
+    # The role's S3 statements hold only for buckets of the stack's account
+    # (s3:ResourceAccount): with another account there, the send is denied.
+    deployment = deploy_app(NotifierStack(cdk.App(), "OtherOwner", s3=True).node.root)
+    [role] = [r for r in deployment.resources if r.type == "AWS::IAM::Role"
+              and "StatusNotifier" in r.logical_id]
+    docs = copy.deepcopy(deployment.role_policies[role.physical_id])
+    conditions = [s["Condition"]["StringEquals"] for d in docs for s in d["Statement"]
+                  if "s3:ResourceAccount" in json.dumps(s.get("Condition", {}))]
+    assert len(conditions) == 2  # s3:PutObject and s3:ListBucket
+    for condition in conditions:
+        condition["s3:ResourceAccount"] = "999999999999"
+    deployment.role_policies[role.physical_id] = docs
+    [mapping] = deployment.mappings
+    _write(local_cloud, deployment, "OtherOwner", n=1)
+    Pollers(deployment.mappings, local_cloud.client).run_until_idle(timeout=30)
+
+    assert mapping.stats.denied == 1 and mapping.stats.dropped == 1
+    assert _failure_objects(local_cloud, deployment, "OtherOwner") == []
 
 
 class ArchiverStack(cdk.Stack):
@@ -153,9 +203,12 @@ def test_bucket_policy_denying_the_role_fails_the_archiver_write(local_cloud, de
                                                                  deny_role):
     stack = f"Archive{'Denied' if deny_role else 'Allowed'}"
     deployment = deploy_app(ArchiverStack(cdk.App(), stack, deny_role=deny_role).node.root)
-    [policy] = [r for r in deployment.resources if r.type == "AWS::S3::BucketPolicy"]
-    assert policy.status == "enforced"
-    [bucket] = deployment.buckets.values()
+    # The archive bucket (the stream mapping's failure bucket is the other one).
+    archive = deployment.by_path(f"{stack}/Expired/ArchiveBucket")
+    policy = deployment.by_path(f"{stack}/Expired/ArchiveBucket/Policy")
+    assert (policy.type, policy.status) == ("AWS::S3::BucketPolicy", "enforced")
+    bucket = archive.physical_id
+    assert bucket in deployment.buckets.values()
     assert deployment.bucket_policies[bucket]  # the bucket policy (enforce_ssl, ...) was read
     [mapping] = deployment.mappings
     function = mapping.function

@@ -433,13 +433,19 @@ def test_a_table_feeds_two_kinesis_consumers_end_to_end_under_duplicates(
     assert rows == expected
     shared = deployment.stats_of(stack.shared)
     # Only the poison INSERTs were given up on (each copy of a duplicated one apart), and
-    # the failure queue holds Lambda's Kinesis on-failure records for them.
-    queue = deployment.queues[next(k for k in deployment.queues if "SharedFailureQueue" in k)]
-    failed = [json.loads(m["Body"]) for m in drain(local_cloud.client, queue)]
+    # the failure bucket (the default destination) holds Lambda's Kinesis on-failure
+    # records for them: the coordinates and the records themselves.
+    bucket = deployment.by_path("Kin/Shared/FailureBucket").physical_id
+    s3 = local_cloud.client("s3")
+    failed = [json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+              for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert len(failed) == shared.sent_to_failure_destination >= len(poison)
-    assert all("records" not in f for f in failed)  # AWS sends the coordinates alone
+    assert shared.on_failure_delivered == len(failed) and shared.dropped == 0
     assert all(f["KinesisBatchInfo"]["batchSize"] == 1 for f in failed)
-    # ... which are enough to read the poison records back from the stream.
+    payloads = [r for f in failed for r in json.loads(f["payload"])["Records"]]
+    assert {json.loads(base64.b64decode(r["kinesis"]["data"]))["dynamodb"]["Keys"]["orderId"]["S"]
+            for r in payloads} == poison
+    # ... and the coordinates alone are enough to read them back while the stream has them.
     stream_name = failed[0]["KinesisBatchInfo"]["streamArn"].rsplit("/", 1)[-1]
     reread = [r for f in failed for r in _reread(local_cloud.client, stream_name,
                                                    f["KinesisBatchInfo"])]

@@ -133,10 +133,8 @@ def test_kinesis_example_matches_the_stream_path_under_duplicates(local_cloud, d
     ref_rows = _rows(ddb, deployment.by_path("StreamRef/TaskReport").physical_id)
     assert kin_rows == ref_rows and len(kin_rows) == ITEMS - 6
     # Archives: the same expired items, each archived once (one object per record on Kinesis).
-    [kin_bucket] = [b for k, b in deployment.buckets.items() if k.startswith("KinEx") and
-                    "ExpiredTasks" in k]
-    [ref_bucket] = [b for k, b in deployment.buckets.items() if k.startswith("StreamRef") and
-                    "ExpiredTasks" in k]
+    kin_bucket = deployment.by_path("KinEx/ExpiredTasks/ArchiveBucket").physical_id
+    ref_bucket = deployment.by_path("StreamRef/ExpiredTasks/ArchiveBucket").physical_id
     kin_objects, kin_archive = _archive(s3, kin_bucket)
     _, ref_archive = _archive(s3, ref_bucket)
     assert len(kin_archive) == 3 and kin_objects == 3

@@ -1521,6 +1521,10 @@ def _create_mapping(d: _StackDeployer, logical_id: str, props: dict) -> _Created
         queue_url=queue_url,
     )
     notes = [f"{k} is not emulated" for k in _UNEMULATED_MAPPING_PROPS if k in props]
+    if "MetricsConfig" in props:  # no CloudWatch here; the stats count two of its metrics
+        notes[notes.index("MetricsConfig is not emulated")] = (
+            "MetricsConfig is not emulated (no CloudWatch): MappingStats.on_failure_delivered "
+            "and .dropped count OnFailureDestinationDeliveredEventCount and DroppedEventCount")
     if int(props.get("ParallelizationFactor", 1)) > 1:
         notes.append("ParallelizationFactor > 1 is not emulated (one poller per shard)")
     d.deployment.mappings.append(spec)

@@ -58,6 +58,7 @@ SUPPORTED_CONDITION_KEYS = (
     "aws:sourcearn",
     "aws:sourceaccount",
     "kms:viaservice",
+    "s3:resourceaccount",
 )
 
 Decision = Literal["allow", "explicit-deny", "implicit-deny"]
@@ -491,6 +492,9 @@ class RoleAuthorizer:
         code and status the service of ``action`` returns and IAM's message.
         """
         context = {"aws:SecureTransport": "true", **(context or {})}
+        if action.lower().startswith("s3:"):
+            # Every bucket of the local cloud is its account's (s3:ResourceAccount).
+            context.setdefault("s3:ResourceAccount", self.account)
         identity = list(self.policies()) if policies is None else policies
         attached = list(self.resource_policies(resource)) if self.resource_policies else []
         result, kind = evaluate_access(identity, attached, action, resource, context,

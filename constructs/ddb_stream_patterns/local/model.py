@@ -36,6 +36,11 @@ class MappingStats:
     succeeded: int = 0  # records whose batch (or item) succeeded
     failed_attempts: int = 0  # failed invocations or reported item failures
     sent_to_failure_destination: int = 0  # records given up on (stream on-failure)
+    #: Of those, the records the on-failure destination took (Lambda's
+    #: ``OnFailureDestinationDeliveredEventCount``) ...
+    on_failure_delivered: int = 0
+    #: ... and the others: no destination, or the send failed (``DroppedEventCount``).
+    dropped: int = 0
     errors: int = 0  # invocations that failed: the handler raised, crashed or timed out
     last_error_type: str | None = None  # of the latest failed invocation, e.g. "Runtime.ExitError"
     last_error_message: str | None = None

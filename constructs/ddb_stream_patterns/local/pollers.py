@@ -93,7 +93,9 @@ Where the local cloud differs from AWS (on purpose or by necessity)
 * **IAM.** Lambda makes a mapping's own calls with the function's execution role.
   Before each poll the stream poller checks :data:`STREAM_READ_ACTIONS` on the stream
   and the SQS poller :data:`SQS_READ_ACTIONS` on the queue, and every on-failure send
-  checks :data:`DESTINATION_ACTIONS` on its destination, all through
+  checks :data:`DESTINATION_ACTIONS` on its destination (an S3 destination also
+  :data:`S3_DESTINATION_BUCKET_ACTIONS` on its bucket, with ``s3:ResourceAccount`` set to
+  the local account), all through
   :func:`check_mapping_permissions` (the function's ``authorizer``, resource policies
   included; nothing is checked without one). A denied read reads and invokes nothing
   (records wait); a denied send keeps the record in the undeliverable file. Either is
@@ -103,9 +105,12 @@ Where the local cloud differs from AWS (on purpose or by necessity)
 * **Stats.** ``failed_attempts`` counts failed invocations (whole or partial) for
   streams, and for SQS failed invocations plus each reported item failure;
   ``sent_to_failure_destination`` counts every record given up on, with or without a
-  destination; ``errors`` counts invocations that failed (Lambda's ``Errors``
-  metric), and ``last_error_type`` / ``last_error_message`` keep the latest one's
-  ``errorType`` and ``errorMessage`` (each failure is also logged at WARNING).
+  destination; of those, ``on_failure_delivered`` counts the ones the destination took
+  (Lambda's ``OnFailureDestinationDeliveredEventCount``) and ``dropped`` the others (no
+  destination, or the send failed: Lambda's ``DroppedEventCount``); ``errors`` counts
+  invocations that failed (Lambda's ``Errors`` metric), and ``last_error_type`` /
+  ``last_error_message`` keep the latest one's ``errorType`` and ``errorMessage`` (each
+  failure is also logged at WARNING).
 """
 
 from __future__ import annotations
@@ -144,6 +149,7 @@ __all__ = [
     "Pollers",
     "SqsPoller",
     "DESTINATION_ACTIONS",
+    "S3_DESTINATION_BUCKET_ACTIONS",
     "MappingPermissionDenied",
     "SQS_READ_ACTIONS",
     "STREAM_READ_ACTIONS",
@@ -418,8 +424,13 @@ STREAM_READ_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetShardIterator",
                        "dynamodb:GetRecords", "dynamodb:ListStreams")
 #: What it calls on an SQS queue (ReceiveMessage, DeleteMessage, GetQueueAttributes).
 SQS_READ_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-#: The write to an on-failure destination, per destination service.
+#: The write to an on-failure destination, per destination service (on the queue, the
+#: topic, or the object written).
 DESTINATION_ACTIONS = {"sqs": "sqs:SendMessage", "sns": "sns:Publish", "s3": "s3:PutObject"}
+#: What else an S3 destination needs, on the bucket itself: the execution role "must have"
+#: ``s3:PutObject`` and ``s3:ListBucket`` (Lambda Developer Guide, on-failure destinations
+#: of stream and Kafka event source mappings).
+S3_DESTINATION_BUCKET_ACTIONS = ("s3:ListBucket",)
 #: The ``StateTransitionReason`` code Lambda documents for a mapping whose role "does not
 #: have the required permissions to access the event source" (Lambda Developer Guide,
 #: "Troubleshoot Amazon MQ event source mapping errors"; the same codes are used for
@@ -440,7 +451,8 @@ class MappingPermissionDenied(PermissionError):
 
 
 def check_mapping_permissions(mapping: MappingSpec, actions: Iterable[str],
-                              resource: str) -> dict[str, Any] | None:
+                              resource: str, context: Mapping[str, str] | None = None,
+                              ) -> dict[str, Any] | None:
     """Whether the mapping's function role may make ``actions`` on ``resource``.
 
     Lambda makes an event source mapping's own calls (reading the stream or queue,
@@ -449,7 +461,7 @@ def check_mapping_permissions(mapping: MappingSpec, actions: Iterable[str],
     :class:`~ddb_stream_patterns.local.iam.RoleAuthorizer` when IAM is enforced) decides
     them, resource policies included. Returns ``None`` when every action is allowed
     (or nothing is enforced), else the first denial: ``{"code", "status", "message",
-    "action", "resource"}``.
+    "action", "resource"}``. ``context``: the request's condition keys, if any.
 
     Any poller (streams, queues, Kinesis) calls this before its reads::
 
@@ -468,7 +480,8 @@ def check_mapping_permissions(mapping: MappingSpec, actions: Iterable[str],
     if decide is None:
         return None
     for action in actions:
-        denied = decide(action, resource)
+        denied = decide(action, resource) if context is None else decide(
+            action, resource, context)
         if denied is not None:
             return denied
     return None
@@ -571,6 +584,10 @@ class _Poller:
     def _require(self, action: str, resource: str) -> None:
         """Raise :class:`MappingPermissionDenied` if the role may not make this call."""
         denied = check_mapping_permissions(self.mapping, (action,), resource)
+        self._denied(denied)
+
+    def _denied(self, denied: Mapping[str, Any] | None) -> None:
+        """Record a denial in the stats and raise :class:`MappingPermissionDenied`."""
         if denied is not None:
             record_denial(self.stats, denied, reading=False)
             raise MappingPermissionDenied(denied)
@@ -1158,6 +1175,7 @@ class StreamPoller(_Poller):
                              [p.record for p in items], target)
         self.failure_records.append(failed)
         self.stats.sent_to_failure_destination += len(items)
+        self.stats.dropped += len(items)  # until the destination takes them
         cause = (f"; last error {outcome.error_type}: {outcome.error_message}"
                  if outcome is not None and outcome.error is not None else "")
         _LOGGER.warning("%s: giving up on %d records of shard %s (%s%s)%s",
@@ -1168,6 +1186,8 @@ class StreamPoller(_Poller):
         try:
             self._send(target, failed, shard.shard_id)
             failed.delivered = True
+            self.stats.dropped -= len(items)
+            self.stats.on_failure_delivered += len(items)
         except Exception as exc:  # the local cloud keeps going; the record goes to a file
             self._keep_undeliverable(target, failed, exc)
 
@@ -1206,7 +1226,16 @@ class StreamPoller(_Poller):
                 when = datetime.now(timezone.utc)
             key = failed.s3_key = failure_object_key(self.mapping_uuid, shard_id, when)
             resource = f"{target}/{key}"
-        self._require(DESTINATION_ACTIONS[service], resource)
+            # The bucket's owner (s3:ResourceAccount): every local bucket is the cloud's.
+            owner = getattr(getattr(self.mapping.function, "authorizer", None), "account",
+                            None)
+            context = {"s3:ResourceAccount": owner} if owner else None
+            self._denied(check_mapping_permissions(
+                self.mapping, S3_DESTINATION_BUCKET_ACTIONS, target, context))
+            self._denied(check_mapping_permissions(
+                self.mapping, (DESTINATION_ACTIONS[service],), resource, context))
+        else:
+            self._require(DESTINATION_ACTIONS[service], resource)
         if service == "sqs":
             url = self._queue_url(target)
             self._client("sqs").send_message(QueueUrl=url, MessageBody=body)

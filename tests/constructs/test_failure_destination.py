@@ -1,0 +1,146 @@
+"""The default failure destination of every stream mapping: a bucket that keeps the records
+given up on, the mapping's EventCount metrics, and alarms on them that reach the alarm topic.
+Every pattern, on the table's stream and on Kinesis."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import aws_cdk.aws_lambda as lambda_
+import pytest
+from aws_cdk.assertions import Template
+
+from ddb_stream_patterns import (
+    AggregateCounter,
+    KinesisSource,
+    SearchIndexer,
+    SimpleController,
+    StreamTable,
+    TableReplicator,
+    TtlArchiver,
+)
+from tests.constructs.data_support import KEY, mapping_of, role_statements, tasks
+
+CODE = lambda_.Code.from_inline("def handler(event, context):\n    return None\n")
+
+PATTERNS = {
+    "archiver": lambda stack, table, source: TtlArchiver(
+        stack, "Archive", table=table, source=source),
+    "counter": lambda stack, table, source: AggregateCounter(
+        stack, "Counts", table=table, group_attribute="ListId", source=source),
+    "indexer": lambda stack, table, source: SearchIndexer(
+        stack, "Search", table=table, index_name="tasks", source=source),
+    "replicator": lambda stack, table, source: TableReplicator(
+        stack, "Copy", table=table, target_table=StreamTable(stack, "Target", **KEY),
+        source=source),
+    "controller": lambda stack, table, source: SimpleController(
+        stack, "User", table=table, code=CODE, handler="index.handler", source=source),
+}
+
+
+def _binding(pattern):
+    """The stream mapping's owner: the controller itself, or a pattern's ``.controller``."""
+    return pattern if isinstance(pattern, SimpleController) else pattern.controller
+
+
+@pytest.mark.parametrize("kinesis", [False, True], ids=["table stream", "kinesis"])
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_every_pattern_keeps_what_it_gives_up_on_and_alarms(stack, name, kinesis):
+    table = tasks(stack, kinesis_stream=True) if kinesis else tasks(stack)
+    source = KinesisSource.of_table(table) if kinesis else None
+    binding = _binding(PATTERNS[name](stack, table, source))
+    template = Template.from_stack(stack).to_json()["Resources"]
+    mapping = mapping_of(stack, binding)
+    source_arn = mapping["EventSourceArn"]["Fn::GetAtt"]
+    if kinesis:
+        assert source_arn == [
+            stack.get_logical_id(table.kinesis_stream_created.node.default_child), "Arn"]
+    else:
+        assert source_arn == [stack.get_logical_id(table.node.default_child), "StreamArn"]
+
+    # The destination: the binding's own bucket, secure, expiring records after 90 days.
+    bucket = binding.failure_bucket
+    assert bucket is not None and binding.failure_queue is None
+    bucket_id = stack.get_logical_id(bucket.node.default_child)
+    assert mapping["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": [bucket_id, "Arn"]}}}
+    props = template[bucket_id]["Properties"]
+    assert template[bucket_id]["DeletionPolicy"] == "Retain"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["LifecycleConfiguration"]["Rules"] == [
+        {"Id": "ExpireFailureRecords", "ExpirationInDays": 90, "Status": "Enabled"}]
+    [policy] = [r for r in template.values() if r["Type"] == "AWS::S3::BucketPolicy"
+                and r["Properties"]["Bucket"] == {"Ref": bucket_id}]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in [
+        s.get("Condition") for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+
+    # The role may write failure records there, on a bucket of this account, and nothing else.
+    statements = [s for s in role_statements(stack, binding.function)
+                  if bucket_id in json.dumps(s["Resource"])]
+    owner = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert sorted((s["Action"], json.dumps(s["Condition"])) for s in statements) == [
+        ("s3:ListBucket", json.dumps(owner)), ("s3:PutObject", json.dumps(owner))]
+
+    # The mapping counts what it sends there; the alarms on those counts reach the topic.
+    assert mapping["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    mapping_ref = {"Ref": stack.get_logical_id(binding.event_source_mapping.node.default_child)}
+    topic = {"Ref": stack.get_logical_id(binding.alarm_topic.node.default_child)}
+    for key, metric in (("failureDeliveries", "OnFailureDestinationDeliveredEventCount"),
+                        ("droppedRecords", "DroppedEventCount")):
+        alarm = template[stack.get_logical_id(binding.alarms[key].node.default_child)]
+        assert alarm["Properties"]["MetricName"] == metric
+        assert alarm["Properties"]["Namespace"] == "AWS/Lambda"
+        assert alarm["Properties"]["Dimensions"] == [
+            {"Name": "EventSourceMappingUUID", "Value": mapping_ref}]
+        assert (alarm["Properties"]["Statistic"], alarm["Properties"]["Threshold"]) == ("Sum", 1)
+        assert alarm["Properties"]["AlarmActions"] == [topic]
+    assert "failureQueueMessages" not in binding.alarms
+
+
+def test_a_given_bucket_gets_no_owner_condition_and_no_lifecycle(stack):
+    import aws_cdk.aws_s3 as s3
+
+    from ddb_stream_patterns import FailureDestination, StreamOptions
+
+    mine = s3.Bucket(stack, "Mine", enforce_ssl=True)
+    archiver = TtlArchiver(stack, "Archive", table=tasks(stack), stream_options=StreamOptions(
+        failure_destination=FailureDestination.s3(mine)))
+    assert archiver.controller.failure_bucket is mine
+    mine_id = stack.get_logical_id(mine.node.default_child)
+    statements = [s for s in role_statements(stack, archiver.function)
+                  if mine_id in json.dumps(s["Resource"])]
+    assert sorted(s["Action"] for s in statements) == ["s3:ListBucket", "s3:PutObject"]
+    assert not any("Condition" in s for s in statements)
+    resource = Template.from_stack(stack).to_json()["Resources"][mine_id]
+    assert "LifecycleConfiguration" not in resource.get("Properties", {})
+    assert "failureDeliveries" in archiver.alarms
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 2)  # mine, the archive
+
+
+def test_removal_policy_reaches_the_failure_bucket(stack):
+    controller = SimpleController(stack, "C", table=tasks(stack), code=CODE,
+                                  handler="index.handler",
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+    resource = Template.from_stack(stack).to_json()["Resources"][
+        stack.get_logical_id(controller.failure_bucket.node.default_child)]
+    assert resource["DeletionPolicy"] == "Delete"
+
+
+@pytest.mark.parametrize("kinesis", [False, True], ids=["table stream", "kinesis"])
+def test_a_pattern_can_still_choose_the_failure_queue(stack, kinesis):
+    from ddb_stream_patterns import FailureDestination, StreamOptions
+
+    table = tasks(stack, kinesis_stream=True) if kinesis else tasks(stack)
+    counter = AggregateCounter(
+        stack, "Counts", table=table, group_attribute="ListId",
+        source=KinesisSource.of_table(table) if kinesis else None,
+        stream_options=StreamOptions(failure_destination=FailureDestination.sqs()))
+    queue = counter.controller.failure_queue
+    assert queue is not None and counter.controller.failure_bucket is None
+    assert mapping_of(stack, counter.controller)["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": [stack.get_logical_id(queue.node.default_child), "Arn"]}}
+    assert {"failureQueueMessages", "droppedRecords"} <= set(counter.alarms)
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
