@@ -22,11 +22,29 @@ SDK needs anyway. Creating the client (``boto3.client("sns")``) costs the same
 with or without our code and is shown once, not added.
 
 Each case is measured twice: with bytecode cached (``__pycache__``, as on a
-developer machine) and "as deployed": the assets exclude ``*.pyc`` and
-``/var/task`` is read-only, so Lambda compiles our sources on every cold start
+developer machine) and "as deployed" without bytecode: ``/var/task`` is read-only,
+so Lambda compiles whatever sources have no matching ``.pyc`` on every cold start
 (``-B`` on a fresh copy of the sources; boto3's own bytecode stays cached, as in
 the Lambda runtime). A column from ``-X importtime`` shows how much of the import
 is our own modules' code (self time of ``ddb_stream_runtime.*``).
+
+Bytecode for python3.14. The assets carry checked-hash ``.pyc`` files built for
+the default runtime, python3.14 (``ddb_stream_patterns.runtime_assets``,
+``scripts/pyc314``), so on that runtime the deployed case is close to the cached one.
+This machine has no native CPython 3.14 (Debian bookworm ships 3.11), so the
+tables here, on 3.11, show the deployed case without
+bytecode: what the python3.11-3.13 runtimes get. CPython 3.14 itself runs here as
+WebAssembly (npm ``pyodide`` 314.x): ``node scripts/pyc314/pyc314.mjs time`` times
+each handler's own import there from sources and with the shipped ``.pyc`` (e.g.
+router 31 ms -> 5.7 ms, batch 24 ms -> 2.2 ms, minima; WebAssembly is slower than
+native, the ratio is what carries over), and ``check`` confirms that a staged asset
+imports without compiling anything.
+
+Not in these tables: the Lambda runtime interface client for Python
+(``awslambdaric/bootstrap.py``) imports ``json``, ``logging`` and ``traceback`` (and
+what they load: ``re``, ``enum``, ``functools``, ...) before it imports the handler,
+so on Lambda those cost the handler nothing; the bare interpreter here has none of
+them, so the pure handlers' figures are an upper bound.
 
 Run: ``python benchmarks/bench_cold_start.py [--repeat 15]``. Exits non-zero if a handler
 module does not import.

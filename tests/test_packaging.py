@@ -31,7 +31,13 @@ def test_wheel_contains_constructs_and_runtime(tmp_path):
     }
     assert runtime and runtime <= names
     assert constructs and constructs <= names
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # No interpreter cache; the prebuilt python3.14 bytecode (deterministic) ships.
+    assert not [n for n in names if "__pycache__" in n]
+    bytecode = {n for n in names if n.endswith(".pyc")}
+    assert bytecode == {
+        f"ddb_stream_runtime/_bytecode/{p.stem}.cpython-314.pyc"
+        for p in (REPO / "lambda_src" / "ddb_stream_runtime").glob("*.py")
+    }
     assert not [n for n in names if n.startswith(("constructs/", "tests/", "examples/"))]
 
 

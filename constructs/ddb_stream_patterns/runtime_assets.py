@@ -8,10 +8,20 @@ Assets are staged into a temporary directory (the package copied, caches exclude
 because neither layout is usable as-is: a layer needs a ``python/`` prefix, and a wheel
 install would otherwise make all of site-packages the asset. Docker bundling is not an
 option (no Docker daemon is required to synth this library).
+
+Bytecode for the default runtime (python3.14) ships with the sources: ``/var/task`` is
+read-only, so without it Lambda compiles every module of the runtime on every cold start.
+The package holds ``_bytecode/<module>.cpython-314.pyc``, built by
+``scripts/pyc314/pyc314.mjs`` in PEP 552's checked-hash mode (no timestamp: the same
+sources give the same bytes, so the asset hash stays stable). Staging puts each one in
+``__pycache__/`` next to its source, and only if it was built from that very source
+(the hash in its header), so a stale file never ships; on another Python version the
+interpreter ignores them.
 """
 
 from __future__ import annotations
 
+import _imp
 import atexit
 import importlib.util
 import shutil
@@ -39,7 +49,11 @@ COMPATIBLE_RUNTIMES = [
     lambda_.Runtime.PYTHON_3_13,
     lambda_.Runtime.PYTHON_3_14,
 ]
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "_bytecode")
+# Prebuilt bytecode: (cache tag, magic number) of the CPython it was built for.
+_BYTECODE = "_bytecode"
+_PREBUILT = (("cpython-314", bytes.fromhex("2b0e0d0a")),)
+_CHECKED_HASH = 0b11  # PEP 552 flags: hash-based, check the source
 
 
 @cache
@@ -63,8 +77,37 @@ def _staged(prefix: str) -> str:
     root = Path(tempfile.mkdtemp(prefix="ddb-stream-runtime-"))
     # CDK copies assets into the cloud assembly at synth, so the stage can go at exit.
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    shutil.copytree(runtime_package_dir(), root / prefix / RUNTIME_PACKAGE, ignore=_IGNORE)
+    package = root / prefix / RUNTIME_PACKAGE
+    shutil.copytree(runtime_package_dir(), package, ignore=_IGNORE)
+    for source, pyc in fresh_bytecode(runtime_package_dir()):
+        cache = package / source.parent.relative_to(runtime_package_dir()) / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        shutil.copyfile(pyc, cache / pyc.name)
     return str(root)
+
+
+def fresh_bytecode(package: Path) -> list[tuple[Path, Path]]:
+    """``(source, pyc)`` for each prebuilt ``_bytecode/*.pyc`` built from that very source.
+
+    A file is fresh when its header has the magic number of its CPython version, the
+    checked-hash flags and the hash of the current source (the interpreter's own check,
+    computed with the target version's key). Anything else is left out.
+    """
+    pairs = []
+    for tag, magic in _PREBUILT:
+        key = int.from_bytes(magic, "little")
+        for pyc in sorted((package / _BYTECODE).glob(f"*.{tag}.pyc")):
+            source = package / (pyc.name.removesuffix(f".{tag}.pyc") + ".py")
+            if not source.is_file():
+                continue
+            header = pyc.read_bytes()[:16]
+            if (
+                header[:4] == magic
+                and int.from_bytes(header[4:8], "little") == _CHECKED_HASH
+                and header[8:16] == _imp.source_hash(key, source.read_bytes())
+            ):
+                pairs.append((source, pyc))
+    return pairs
 
 
 def runtime_code() -> lambda_.Code:

@@ -17,8 +17,11 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Public name -> submodule. Loaded on first access (PEP 562), so a handler module
 # (``ddb_stream_runtime.archiver``) does not pay for the router, the processor or the
@@ -50,7 +53,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    qualified = f"{__name__}.{module}"
+    __import__(qualified)  # not importlib: ~0.3 ms of cold start for one call
+    value = getattr(sys.modules[qualified], name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -6,24 +6,44 @@ Kept apart from the handlers so that importing one handler never imports another
 
 from __future__ import annotations
 
-import functools
-from base64 import b64decode
-from typing import Any
-
+from ._lazy import lazy_import
 from .deserialize import DeserializationError, _short
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from base64 import b64decode
+    from typing import Any
+else:
+    # Only binary values need it; base64 loads re (with enum), which a pure handler skips.
+    b64decode = lazy_import(globals(), "b64decode", "base64", "b64decode")
 
 __all__ = ["aws_client", "check_retry_settings", "client_image"]
 
 
-@functools.cache
+# functools.cache by hand: functools (and collections) stay off a pure handler's cold start.
+_CLIENTS: dict[tuple[str, int | None], Any] = {}
+
+
 def aws_client(service: str, *, max_pool_connections: int | None = None) -> Any:
     """A boto3 client, created once per service (and pool size) and process.
 
     boto3 is imported here, not at module level: it costs ~150-230 ms of cold start,
     and functions that never need a client (or get one injected) never pay it.
     ``max_pool_connections``: for clients shared by threads (botocore keeps 10
-    connections unless told otherwise). Default: botocore's.
+    connections unless told otherwise). Default: botocore's. ``aws_client.cache_clear()``
+    forgets the clients, as with ``functools.cache``.
     """
+    key = (service, max_pool_connections)
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS.setdefault(key, _new_client(service, max_pool_connections))
+    return client
+
+
+aws_client.cache_clear = _CLIENTS.clear  # type: ignore[attr-defined]
+
+
+def _new_client(service: str, max_pool_connections: int | None) -> Any:
     import boto3
 
     if max_pool_connections is None:

@@ -8,7 +8,9 @@ neither handler imports the other (cold start).
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._types import ClaimCheckLocation, ClaimCheckPointer
 
 __all__ = ["CLAIM_CHECK_FIELD", "CLAIM_CHECK_PREFIX", "ClaimCheckLocation", "ClaimCheckPointer"]
 
@@ -18,17 +20,11 @@ CLAIM_CHECK_FIELD = "claimCheck"
 CLAIM_CHECK_PREFIX = "claim-check/"
 
 
-class ClaimCheckLocation(TypedDict):
-    """Where the full stream record of an oversized message was put."""
+def __getattr__(name: str) -> object:
+    # The TypedDicts live in _types: typing is not imported on a pure handler's cold start.
+    # Any other name (``__path__`` too: the import system asks) is missing, as before.
+    if name not in ("ClaimCheckLocation", "ClaimCheckPointer"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _types
 
-    bucket: str
-    key: str
-
-
-class ClaimCheckPointer(TypedDict):
-    """The SNS body sent instead of a record larger than SNS's message limit."""
-
-    claimCheck: ClaimCheckLocation
-    eventName: str
-    keys: dict[str, Any]
-    sequenceNumber: str
+    return getattr(_types, name)

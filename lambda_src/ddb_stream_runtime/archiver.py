@@ -108,12 +108,15 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._aws import aws_client, check_retry_settings, client_image
-from .batch import BatchItemFailure, PartialBatchResponse, _Failure
+from .batch import _Failure
 from .intake import DYNAMODB, Batch, Entry, read_batch
 from .records import MalformedRecordError, StreamRecord
+
+if TYPE_CHECKING:
+    from .batch import BatchItemFailure, PartialBatchResponse
 
 __all__ = [
     "CONTENT_TYPE",

@@ -46,13 +46,16 @@ and what protects the good records is the event source mapping:
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable
-from typing import Any, TypedDict
+import sys
 
 from .intake import Batch, Entry, read_batch
-from .records import StreamRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+    from ._types import BatchItemFailure, LambdaHandler, PartialBatchResponse, RecordHandler
 
 __all__ = [
     "BatchItemFailure",
@@ -63,27 +66,55 @@ __all__ = [
     "stream_handler",
 ]
 
-_LOGGER = logging.getLogger(__name__)
+
+_TYPE_NAMES = ("BatchItemFailure", "LambdaHandler", "PartialBatchResponse", "RecordHandler")
+
+
+def __getattr__(name: str) -> object:
+    # The TypedDicts and aliases live in _types: no typing on a pure handler's cold start.
+    # Any other name (``__path__`` too: the import system asks) is missing, as before.
+    if name not in _TYPE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _types
+
+    return getattr(_types, name)
+
+
+def _ignore(*args: object, **kwargs: object) -> None:
+    return None
+
+
+class _ModuleLogger:
+    """``logging.getLogger(name)``, made on first need: ``logging`` is ~5 ms of cold start.
+
+    The per-batch summary is a DEBUG record. While no code has imported ``logging``,
+    nothing can have configured a handler or a level for it (the root logger's default
+    level, WARNING, drops it), so it is skipped without importing ``logging``; anything
+    else (an ERROR for a failed record) imports it and logs as before.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _logger(self) -> logging.Logger:
+        import logging
+
+        return logging.getLogger(self.name)
+
+    @property
+    def debug(self) -> Any:
+        return self._logger().debug if "logging" in sys.modules else _ignore
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._logger(), attribute)
+
+
+_LOGGER: logging.Logger = _ModuleLogger(__name__)  # type: ignore[assignment]
 
 # Lambda reads an empty (or null) itemIdentifier as "the whole batch failed".
 _WHOLE_BATCH = ""
-
-
-class BatchItemFailure(TypedDict):
-    """One failed record: its ``dynamodb.SequenceNumber`` (stream), ``messageId`` (SQS) or
-    Kinesis ``sequenceNumber``."""
-
-    itemIdentifier: str
-
-
-class PartialBatchResponse(TypedDict):
-    """What a stream Lambda with ``ReportBatchItemFailures`` returns."""
-
-    batchItemFailures: list[BatchItemFailure]
-
-
-RecordHandler = Callable[[StreamRecord], object]
-LambdaHandler = Callable[[dict[str, Any], Any], PartialBatchResponse]
 
 
 def process_stream_batch(
@@ -154,6 +185,7 @@ def process_stream_batch(
 
     Examples
     --------
+    >>> import logging
     >>> quiet = logging.getLogger("example")
     >>> quiet.addHandler(logging.NullHandler())
     >>> seen = []
@@ -301,10 +333,21 @@ def stream_handler(
     def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
         return process_stream_batch(event, record_handler, logger=logger, s3_client=s3_client)
 
-    # Keep the user's name and docstring, but not the annotations: the signature differs.
-    functools.update_wrapper(
-        handler, record_handler, assigned=("__module__", "__name__", "__qualname__", "__doc__")
-    )
+    return _wraps(handler, record_handler)
+
+
+def _wraps(handler: Any, record_handler: Any) -> Any:
+    """``functools.update_wrapper`` without ``functools`` (and ``collections``) on the
+    cold start: the user's name and docstring, but not the annotations (the signature
+    differs)."""
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            value = getattr(record_handler, attribute)
+        except AttributeError:
+            continue
+        setattr(handler, attribute, value)
+    handler.__dict__.update(getattr(record_handler, "__dict__", {}))
+    handler.__wrapped__ = record_handler
     return handler
 
 

@@ -161,13 +161,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from .batch import BatchItemFailure, PartialBatchResponse, _Failure
+from .batch import _Failure
 from .deserialize import deserialize_value
 from .intake import DYNAMODB, KINESIS, SQS, Entry, read_batch
 from .records import MalformedRecordError, StreamRecord
+
+if TYPE_CHECKING:
+    from .batch import BatchItemFailure, PartialBatchResponse
 
 __all__ = [
     "MARKER_PREFIX",

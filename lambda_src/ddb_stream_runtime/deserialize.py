@@ -30,10 +30,17 @@ M      ``dict`` (recursively)
 
 from __future__ import annotations
 
-from base64 import b64decode
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+
+from ._lazy import lazy_import
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from base64 import b64decode
+    from collections.abc import Callable
+    from typing import Any
+else:  # only binary values need base64 (which loads re): imported on the first one
+    b64decode = lazy_import(globals(), "b64decode", "base64", "b64decode")
 
 __all__ = ["DeserializationError", "deserialize_image", "deserialize_value"]
 

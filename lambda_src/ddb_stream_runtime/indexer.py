@@ -137,14 +137,17 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._aws import check_retry_settings
 from ._sigv4 import MissingCredentialsError, SigV4Signer
-from .batch import BatchItemFailure, PartialBatchResponse, _Failure
+from .batch import _Failure
 from .deserialize import _DISPATCH, _other_number, deserialize_image
 from .intake import KINESIS, Entry, read_batch
 from .records import MalformedRecordError, StreamRecord
+
+if TYPE_CHECKING:
+    from .batch import BatchItemFailure, PartialBatchResponse
 
 __all__ = [
     "BACKFILL_VERSION",

@@ -49,16 +49,25 @@ a failure of the whole batch (at least once: never lost).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import json
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
-
 from ._aws import aws_client
 from ._claim_check import CLAIM_CHECK_FIELD
+from ._lazy import lazy_import
 from .records import MalformedRecordError, StreamRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import base64
+    import binascii
+    import json
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from ._types import Source
+else:
+    # Only SQS and Kinesis bodies need them: a DynamoDB stream's cold start skips them.
+    base64 = lazy_import(globals(), "base64", "base64")
+    binascii = lazy_import(globals(), "binascii", "binascii")
+    json = lazy_import(globals(), "json", "json")
 
 __all__ = [
     "DYNAMODB",
@@ -71,13 +80,21 @@ __all__ = [
     "unwrap_sqs_message",
 ]
 
-Source = Literal["aws:dynamodb", "aws:sqs", "aws:kinesis"]
 DYNAMODB: Source = "aws:dynamodb"
 SQS: Source = "aws:sqs"
 KINESIS: Source = "aws:kinesis"
 
 _WHOLE_BATCH = ""  # Lambda reads an empty itemIdentifier as "the whole batch failed"
 _FIFO_SUFFIX = ".fifo"
+
+
+def __getattr__(name: str) -> object:
+    # ``Source`` lives in _types: no typing on a pure handler's cold start.
+    if name not in ("Source",):  # __path__ too: the import system asks
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _types
+
+    return getattr(_types, name)
 
 
 class Entry:
@@ -271,7 +288,7 @@ def read_batch(
     ('aws:kinesis', '4959', {'id': 'a'}, None)
     """
     records = _records_list(event)
-    get_s3 = (lambda: s3_client) if s3_client is not None else functools.partial(aws_client, "s3")
+    get_s3 = (lambda: s3_client) if s3_client is not None else _default_s3
     entries: list[Entry] = []
     rejected: list[Entry] = []
     batch_source: Source | None = None
@@ -294,6 +311,10 @@ def read_batch(
 
 
 # --- per source ---------------------------------------------------------------------------
+
+
+def _default_s3() -> Any:
+    return aws_client("s3")
 
 
 def _records_list(event: Any) -> list[Any]:
@@ -335,18 +356,18 @@ def _string(value: Any) -> str:
 def _from_dynamodb(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     dynamodb = raw.get("dynamodb") if isinstance(raw, dict) else None
     identifier = _string(dynamodb.get("SequenceNumber") if isinstance(dynamodb, dict) else None)
-    return Entry(index, identifier, raw, functools.partial(StreamRecord.from_lambda, raw))
+    return Entry(index, identifier, raw, lambda: StreamRecord.from_lambda(raw))
 
 
 def _from_sqs(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     identifier = _string(raw.get("messageId") if isinstance(raw, dict) else None)
-    return Entry(index, identifier, raw, functools.partial(unwrap_sqs_message, raw, get_s3))
+    return Entry(index, identifier, raw, lambda: unwrap_sqs_message(raw, get_s3))
 
 
 def _from_kinesis(index: int, raw: Any, get_s3: Callable[[], Any]) -> Entry:
     kinesis = raw.get("kinesis") if isinstance(raw, dict) else None
     identifier = _string(kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None)
-    return Entry(index, identifier, raw, functools.partial(_unwrap_kinesis, raw, identifier))
+    return Entry(index, identifier, raw, lambda: _unwrap_kinesis(raw, identifier))
 
 
 def _unwrap_kinesis(raw: Any, identifier: str) -> StreamRecord:

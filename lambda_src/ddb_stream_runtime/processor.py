@@ -29,17 +29,19 @@ coming back together (see :mod:`ddb_stream_runtime.batch`).
 
 from __future__ import annotations
 
-import functools
-import json  # noqa: F401  (the examples use it)
-import logging
-from typing import Any
-
-from .batch import LambdaHandler, PartialBatchResponse, RecordHandler, _run
+from .batch import _ModuleLogger, _run, _wraps
 from .intake import SQS, read_batch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+    from ._types import LambdaHandler, PartialBatchResponse, RecordHandler
 
 __all__ = ["process_sqs_batch", "sqs_record_handler"]
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER: logging.Logger = _ModuleLogger(__name__)  # type: ignore[assignment]
 
 
 def process_sqs_batch(
@@ -90,6 +92,7 @@ def process_sqs_batch(
 
     Examples
     --------
+    >>> import json, logging
     >>> quiet = logging.getLogger("example")
     >>> quiet.addHandler(logging.NullHandler())
     >>> def body(seq):
@@ -133,6 +136,7 @@ def sqs_record_handler(
 
     Examples
     --------
+    >>> import json
     >>> @sqs_record_handler
     ... def handler(record):
     ...     print(record.event_name, record.keys)
@@ -146,8 +150,4 @@ def sqs_record_handler(
     def handler(event: dict[str, Any], context: Any) -> PartialBatchResponse:
         return process_sqs_batch(event, record_handler, logger=logger, s3_client=s3_client)
 
-    # Keep the user's name and docstring, but not the annotations: the signature differs.
-    functools.update_wrapper(
-        handler, record_handler, assigned=("__module__", "__name__", "__qualname__", "__doc__")
-    )
-    return handler
+    return _wraps(handler, record_handler)

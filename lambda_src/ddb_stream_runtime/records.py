@@ -9,16 +9,34 @@ absence of a DynamoDB ``SequenceNumber`` (``sequence_number`` is None there).
 
 from __future__ import annotations
 
-import hashlib
-import json
-from datetime import datetime, timezone
-from typing import Any, Literal
-
+from ._lazy import lazy, lazy_import
 from .deserialize import deserialize_image
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import hashlib
+    import json
+    from datetime import datetime, timezone
+    from typing import Any
+
+    from ._types import EventName
+else:  # used by rare properties only (content hash, creation time): imported on first use
+    hashlib = lazy_import(globals(), "hashlib", "hashlib")
+    json = lazy_import(globals(), "json", "json")
+    datetime = lazy_import(globals(), "datetime", "datetime", "datetime")
+    timezone = lazy_import(globals(), "timezone", "datetime", "timezone")
 
 __all__ = ["EventName", "MalformedRecordError", "StreamRecord"]
 
-EventName = Literal["INSERT", "MODIFY", "REMOVE"]
+
+def __getattr__(name: str) -> object:
+    # ``EventName`` lives in _types: no typing on a pure handler's cold start.
+    if name not in ("EventName",):  # __path__ too: the import system asks
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _types
+
+    return getattr(_types, name)
+
 
 # A tuple, not a set: membership by ==, so an unhashable eventName cannot raise TypeError.
 _EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
@@ -31,7 +49,9 @@ _DYNAMODB = "aws:dynamodb"
 _MICROSECOND = "MICROSECOND"
 # A Kinesis timestamp above this is in microseconds (epoch ms reach it in the year 5138).
 _MICROS_THRESHOLD = 10**14
-_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_canonical = lazy(
+    globals(), "_canonical", lambda: json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+)
 
 
 class MalformedRecordError(ValueError):

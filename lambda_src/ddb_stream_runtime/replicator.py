@@ -159,13 +159,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._aws import aws_client, client_image
-from .batch import PartialBatchResponse, _log_entry_failure, _report
+from .batch import _log_entry_failure, _report
 from .deserialize import ItemPathError, _short
 from .intake import DYNAMODB, KINESIS, read_batch
 from .records import MalformedRecordError, StreamRecord
+
+if TYPE_CHECKING:
+    from .batch import PartialBatchResponse
 
 __all__ = [
     "DEFAULT_TOMBSTONE_ATTRIBUTE",

@@ -79,24 +79,17 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._aws import aws_client, check_retry_settings
-from ._claim_check import (
-    CLAIM_CHECK_FIELD,
-    CLAIM_CHECK_PREFIX,
-    ClaimCheckLocation,
-    ClaimCheckPointer,
-)
-from .batch import (
-    BatchItemFailure,
-    PartialBatchResponse,
-    _Failure,
-    _records_of,
-    _sequence_number_of,
-)
+from ._claim_check import CLAIM_CHECK_FIELD, CLAIM_CHECK_PREFIX
+from .batch import _Failure, _records_of, _sequence_number_of
 from .deserialize import DeserializationError
 from .records import StreamRecord
+
+if TYPE_CHECKING:
+    from ._claim_check import ClaimCheckLocation, ClaimCheckPointer
+    from .batch import BatchItemFailure, PartialBatchResponse
 
 __all__ = [
     "CLAIM_CHECK_FIELD",
@@ -113,6 +106,15 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> object:
+    # The claim-check TypedDicts are re-exported without being built on a cold start.
+    if name not in ("ClaimCheckLocation", "ClaimCheckPointer"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _claim_check
+
+    return getattr(_claim_check, name)
 
 #: SNS's limit for one message and for one PublishBatch call (body + attributes).
 MAX_MESSAGE_BYTES = 262_144

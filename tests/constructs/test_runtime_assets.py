@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -45,7 +46,31 @@ def test_layer_and_function_assets_hold_the_runtime_without_caches(tmp_path):
     )
     assert layouts == {tuple(source), tuple(sorted("python/" + s for s in source))}
     for d in dirs:
-        assert not [p for p in d.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
+        # No interpreter cache: only the prebuilt python3.14 bytecode, next to each source.
+        root = d / "python" if (d / "python").is_dir() else d
+        assert sorted(str(p.relative_to(root)) for p in d.rglob("*.pyc")) == sorted(
+            f"ddb_stream_runtime/__pycache__/{Path(s).stem}.cpython-314.pyc"
+            for s in source
+        )
+        for pyc in d.rglob("*.pyc"):
+            assert pyc.read_bytes() == (
+                REPO / "lambda_src" / "ddb_stream_runtime" / "_bytecode" / pyc.name
+            ).read_bytes()
+        assert not list(d.rglob("_bytecode"))
+
+
+def test_stale_bytecode_is_left_out(tmp_path):
+    package = tmp_path / "ddb_stream_runtime"
+    shutil.copytree(runtime_assets.runtime_package_dir(), package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    fresh = {source.name for source, _ in runtime_assets.fresh_bytecode(package)}
+    assert {"batch.py", "records.py", "router.py"} <= fresh  # built from these sources
+    source = package / "batch.py"
+    source.write_text(source.read_text() + "\n# edited after the bytecode was built\n")
+    (package / "_bytecode" / "router.cpython-314.pyc").write_bytes(b"\0" * 16)  # corrupt
+    assert {source.name for source, _ in runtime_assets.fresh_bytecode(package)} == fresh - {
+        "batch.py", "router.py"
+    }
 
 
 def test_asset_hash_is_stable_across_stagings(tmp_path):
