@@ -118,6 +118,19 @@ def test_thresholds_are_data(stack):
     assert (errors["Threshold"], errors["Statistic"]) == (5, "Sum")
 
 
+def test_dropped_records_threshold_is_data(stack):
+    controller = _simple(stack, monitoring=Monitoring(thresholds=AlarmThresholds(
+        dropped_records=5, dead_letter_messages=3)))
+    dropped = _alarm(stack, controller.alarms["droppedRecords"])
+    assert dropped["MetricName"] == "DroppedEventCount"
+    assert (dropped["Threshold"], dropped["Statistic"]) == (5, "Sum")
+    assert ": records dropped (not delivered to the failure destination) >= 5 in " in (
+        dropped["AlarmDescription"])
+    # The other failure alarm keeps its own threshold.
+    assert _alarm(stack, controller.alarms["failureDeliveries"])["Threshold"] == 3
+    assert AlarmThresholds().dropped_records == 1  # the documented default
+
+
 def test_s3_destination_has_no_queue_alarm_and_no_queue_metric(stack):
     controller = _simple(stack, failure_destination=FailureDestination.s3())
     assert "failureDeliveries" in controller.alarms

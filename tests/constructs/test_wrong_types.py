@@ -174,6 +174,8 @@ ROWS: list[tuple[str, Make, str, str, str]] = [
     ("fan-out-queue-options-dict",
      lambda s: StreamFanOut(s, "F", table=tasks(s), queue_options={"batch_size": 5}),
      "queue_options", "a QueueOptions", "dict {'batch_size': 5}"),
+    ("thresholds-dropped-records-str", lambda s: AlarmThresholds(dropped_records="2"),
+     "dropped_records", "an int", "str '2'"),
     ("queue-options-batch-size-str", lambda s: QueueOptions(batch_size="5"),
      "batch_size", "an int", "str '5'"),
     ("queue-options-delay-int", lambda s: QueueOptions(delay=30),
