@@ -159,7 +159,7 @@ def test_complex_controller_alarms_cover_every_path(stack):
     controller = _complex(stack)
     assert set(controller.alarms) == {
         "controller.handlerIteratorAge", "controller.handlerErrors", "controller.handlerThrottles",
-        "controller.failureQueueMessages", "controller.droppedRecords",
+        "controller.failureDeliveries", "controller.droppedRecords",
         "topicNotificationsFailed", "subscriptionDlqMessages",
         "aFunctionErrors", "aFunctionThrottles", "aDlqMessages", "aQueueOldestMessage",
     }
@@ -190,7 +190,7 @@ def test_dashboard_follows_the_flow(stack):
     dashboards = Template.from_stack(stack).find_resources("AWS::CloudWatch::Dashboard")
     assert len(dashboards) == 1
     body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
-    titles = ["Table writes", "Complex/Controller: handler", "failure queue", "Complex: topic",
+    titles = ["Table writes", "Complex/Controller: handler", "failure bucket", "Complex: topic",
               "a: queue", "a: processor", "a: DLQ"]
     positions = [body.index(t) for t in titles]
     assert positions == sorted(positions)
