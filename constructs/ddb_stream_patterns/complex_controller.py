@@ -41,7 +41,7 @@ from ._resources import build_function, struct_values
 from ._validation import check_range, is_token
 from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import StreamRuntimeLayer
-from .simple_controller import DEFAULT_RUNTIME
+from .simple_controller import DEFAULT_RUNTIME, FailureDestination
 from .stream_fan_out import (  # noqa: F401 (CLAIM_CHECK_PREFIX, MIN_...: kept importable here)
     CLAIM_CHECK_PREFIX,
     MIN_MAX_RECEIVE_COUNT,
@@ -210,6 +210,7 @@ _CONTROLLER_TYPES = {
     "controller_options": lambda_.FunctionOptions, "batch_size": int,
     "max_batching_window": cdk.Duration, "parallelization_factor": int,
     "retry_attempts": int, "max_record_age": cdk.Duration,
+    "controller_failure_destination": FailureDestination,
     "removal_policy": cdk.RemovalPolicy, "monitoring": Monitoring,
 }
 
@@ -239,21 +240,29 @@ class ComplexController(StreamFanOut):
         quota). Default: ``False``.
     claim_check
         Records too big for SNS (256 KB) go through a new S3 bucket; without it such a
-        record goes to the controller's failure queue. Default: ``True``.
+        record is given up on, to the controller's failure destination. Default: ``True``.
     controller_options
         ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
     batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
         The router's stream event source, as in ``SimpleController``.
+    controller_failure_destination
+        Where the router's stream mapping sends the records it gives up on. Default:
+        ``FailureDestination.s3()``: a new bucket (construct ``Controller/FailureBucket``)
+        that keeps each failed batch, records included, 90 days.
+        ``FailureDestination.sqs()``: a queue that gets the batch's coordinates only.
     removal_policy
         For queues, buckets and log groups created here. Default: ``RETAIN``.
     monitoring
         Alarms and where they notify. Default: ``Monitoring()``: the router's (iterator
-        age, errors, throttles, failure queue), the topic's failed notifications, the
+        age, errors, throttles, records sent to its failure bucket or waiting in its
+        failure queue, records dropped), the topic's failed notifications, the
         subscription DLQ, and per processor its errors, throttles, DLQ and queue age.
 
     Attributes
     ----------
-    controller (the ``SimpleController``), controller_function, topic, queues,
+    controller (the ``SimpleController``), controller_function, failure_destination,
+    failure_bucket / failure_queue (the router's, the one in use; the other is ``None``),
+    topic, queues,
     dead_letter_queues, processor_functions, event_sources (each a dict by processor
     name), subscription_dead_letter_queue, claim_check_bucket (or ``None``),
     runtime_layer (or ``None`` when every processor brings its function), alarms (a dict
@@ -281,6 +290,7 @@ class ComplexController(StreamFanOut):
         parallelization_factor: int = 1,
         retry_attempts: int = 10,
         max_record_age: cdk.Duration | None = None,
+        controller_failure_destination: FailureDestination | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         monitoring: Monitoring | None = None,
     ) -> None:
@@ -300,7 +310,8 @@ class ComplexController(StreamFanOut):
             claim_check=claim_check, router_options=controller_options, batch_size=batch_size,
             max_batching_window=max_batching_window,
             parallelization_factor=parallelization_factor, retry_attempts=retry_attempts,
-            max_record_age=max_record_age, removal_policy=removal_policy, monitoring=monitoring,
+            max_record_age=max_record_age, failure_destination=controller_failure_destination,
+            removal_policy=removal_policy, monitoring=monitoring,
         )
         self._queue_options = QueueOptions()
 

@@ -60,6 +60,10 @@ class AlarmThresholds:
         Default: 15 minutes.
     notifications_failed
         SNS notifications that failed to be delivered, in one period. Default: 1.
+    dropped_records
+        Records a stream mapping gave up on and could not deliver to its on-failure
+        destination (``DroppedEventCount``), in one period: each one is lost once the
+        stream drops it. Default: 1.
     period
         Evaluation period of every alarm, 1 minute to 1 day. Default: 5 minutes.
     evaluation_periods
@@ -72,6 +76,7 @@ class AlarmThresholds:
     dead_letter_messages: int = 1
     queue_oldest_message: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(15))
     notifications_failed: int = 1
+    dropped_records: int = 1
     period: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(5))
     evaluation_periods: int = 1
 
@@ -79,10 +84,11 @@ class AlarmThresholds:
         v.check_types("AlarmThresholds", {
             "iterator_age": cdk.Duration, "function_errors": int, "function_throttles": int,
             "dead_letter_messages": int, "queue_oldest_message": cdk.Duration,
-            "notifications_failed": int, "period": cdk.Duration, "evaluation_periods": int,
+            "notifications_failed": int, "dropped_records": int, "period": cdk.Duration,
+            "evaluation_periods": int,
         }, vars(self))
         for name in ("function_errors", "function_throttles", "dead_letter_messages",
-                     "notifications_failed"):
+                     "notifications_failed", "dropped_records"):
             check_range(f"thresholds.{name}", getattr(self, name), 1, 1_000_000)
         check_range("thresholds.evaluation_periods", self.evaluation_periods, 1, 100)
         check_duration_range("thresholds.iterator_age", self.iterator_age, 1, 7 * 86_400)
@@ -295,9 +301,9 @@ class AlarmFactory:
         self._add(
             key,
             mapping_metric(mapping, "DroppedEventCount").with_(period=t.period),
-            1,
-            f"records dropped (not delivered to the failure destination) >= 1 "
-            f"in {self._period_text}",
+            t.dropped_records,
+            f"records dropped (not delivered to the failure destination) >= "
+            f"{t.dropped_records} in {self._period_text}",
             "Check the function's DestinationDeliveryFailures and its role's access to the "
             "destination; read the records back from the stream before its retention ends.",
         )

@@ -3,9 +3,9 @@
 DynamoDB Streams lets at most two processes read a shard at once; each event source
 mapping is one. A ``StreamFanOut`` is the single reader: its router function publishes
 every record to an SNS topic (``PublishBatch``, a claim check in S3 for records over
-256 KB, an on-failure queue, alarms), and each consumer (a pattern or a plain function)
-gets its own SQS queue, DLQ, filter policy, event source and alarms, and runs the SAME
-handler as it would on the stream::
+256 KB, an on-failure bucket that keeps the records it gives up on, alarms), and each
+consumer (a pattern or a plain function) gets its own SQS queue, DLQ, filter policy, event
+source and alarms, and runs the SAME handler as it would on the stream::
 
     table stream ──► router λ ──PublishBatch──► SNS topic (eventName, tableName, ttlExpiry,
                                                   │        routing attributes)
@@ -264,6 +264,7 @@ _ROUTER_TYPES = {
     "claim_check": bool, "router_options": lambda_.FunctionOptions, "batch_size": int,
     "max_batching_window": cdk.Duration, "parallelization_factor": int,
     "retry_attempts": int, "max_record_age": cdk.Duration,
+    "router_failure_destination": FailureDestination,
     "removal_policy": cdk.RemovalPolicy, "monitoring": Monitoring,
     "queue_options": QueueOptions,
 }
@@ -295,26 +296,35 @@ class StreamFanOut(Construct):
         consumer must bear redelivery and reordering (the patterns do). Default: ``False``.
     claim_check
         Records too big for SNS (256 KB) go through a new S3 bucket; without it such a
-        record goes to the router's failure queue. Default: ``True``.
+        record is given up on, to the router's failure destination. Default: ``True``.
     router_options
         ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
     batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
         The router's stream event source, as in ``SimpleController`` (defaults 100, 10,
         1 day, 1, none).
+    router_failure_destination
+        Where the router's stream mapping sends the records it gives up on (after its
+        retries, or at once for a record it cannot publish). Default:
+        ``FailureDestination.s3()``: a new bucket (construct ``Controller/FailureBucket``)
+        that keeps each failed batch, records included, 90 days.
+        ``FailureDestination.sqs()``: a queue that gets the batch's coordinates only.
     queue_options
         Default :class:`QueueOptions` of consumers bound to this fan-out directly
         (``fan_out.with_queue(...)`` overrides them per consumer). Default: ``QueueOptions()``.
     removal_policy
         For queues, buckets and log groups created here. Default: ``RETAIN``.
     monitoring
-        Alarms of the router (iterator age, errors, throttles, failure queue), the topic's
-        failed notifications and the subscription DLQ. Default: ``Monitoring()``.
+        Alarms of the router (iterator age, errors, throttles, records sent to its failure
+        bucket or waiting in its failure queue, records dropped), the topic's failed
+        notifications and the subscription DLQ. Default: ``Monitoring()``.
 
     Attributes
     ----------
     table, controller (the router's ``SimpleController``), controller_function, topic,
-    claim_check_bucket (or ``None``), subscription_dead_letter_queue, consumers (the
-    ``FanOutConsumer`` list), alarms, alarm_topic, routing_attributes, fifo.
+    claim_check_bucket (or ``None``), failure_destination, failure_bucket /
+    failure_queue (the router's, the one in use; the other is ``None``),
+    subscription_dead_letter_queue, consumers (the ``FanOutConsumer`` list), alarms,
+    alarm_topic, routing_attributes, fifo.
     """
 
     #: Whether the router adds ``ttlExpiry`` (a ``ComplexController`` keeps 8 routing
@@ -337,6 +347,7 @@ class StreamFanOut(Construct):
         parallelization_factor: int = 1,
         retry_attempts: int = 10,
         max_record_age: cdk.Duration | None = None,
+        router_failure_destination: FailureDestination | None = None,
         queue_options: QueueOptions | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
         monitoring: Monitoring | None = None,
@@ -349,8 +360,8 @@ class StreamFanOut(Construct):
             claim_check=claim_check, router_options=router_options, batch_size=batch_size,
             max_batching_window=max_batching_window,
             parallelization_factor=parallelization_factor, retry_attempts=retry_attempts,
-            max_record_age=max_record_age, removal_policy=removal_policy,
-            monitoring=monitoring or Monitoring(),
+            max_record_age=max_record_age, failure_destination=router_failure_destination,
+            removal_policy=removal_policy, monitoring=monitoring or Monitoring(),
         )
         if queue_options is not None and fifo:
             check_queue_settings("queue_options", queue_options, fifo=True)
@@ -388,6 +399,7 @@ class StreamFanOut(Construct):
         parallelization_factor: int,
         retry_attempts: int,
         max_record_age: cdk.Duration | None,
+        failure_destination: FailureDestination | None,
         removal_policy: cdk.RemovalPolicy,
         monitoring: Monitoring,
     ) -> None:
@@ -436,10 +448,15 @@ class StreamFanOut(Construct):
             parallelization_factor=parallelization_factor,
             retry_attempts=retry_attempts,
             max_record_age=max_record_age,
-            failure_destination=FailureDestination.sqs(),
+            # None: SimpleController's default, FailureDestination.s3() (the same bucket,
+            # statements, MetricsConfig and alarms as every stream mapping here).
+            failure_destination=failure_destination,
             removal_policy=removal_policy,
             monitoring=monitoring,
         )
+        self.failure_destination: lambda_.IEventSourceDlq = self.controller.failure_destination
+        self.failure_bucket: s3.IBucket | None = self.controller.failure_bucket
+        self.failure_queue: sqs.IQueue | None = self.controller.failure_queue
         self.subscription_dead_letter_queue = self._queue(self, "SubscriptionDlq")
         acknowledge(
             self.subscription_dead_letter_queue,
@@ -678,6 +695,15 @@ class StreamFanOut(Construct):
     def metric_iterator_age(self) -> cloudwatch.Metric:
         """Maximum iterator age of the router (ms)."""
         return self.controller.metric_iterator_age()
+
+    def metric_failure_deliveries(self) -> cloudwatch.Metric:
+        """Records the router's stream mapping sent to its failure destination (Lambda's
+        ``OnFailureDestinationDeliveredEventCount``)."""
+        return self.controller.metric_failure_deliveries()
+
+    def metric_dropped_records(self) -> cloudwatch.Metric:
+        """Records the router gave up on and could not deliver (``DroppedEventCount``)."""
+        return self.controller.metric_dropped_records()
 
     def metric_notifications_failed(self) -> cloudwatch.Metric:
         """SNS notifications that could not be delivered to a queue."""

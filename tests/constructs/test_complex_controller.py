@@ -12,6 +12,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from ddb_stream_patterns import (
     ComplexController,
+    FailureDestination,
     Processor,
     Route,
     SimpleController,
@@ -209,18 +210,30 @@ def test_fifo_topic_and_queues(stack):
     template = Template.from_stack(stack)
     template.has_resource_properties("AWS::SNS::Topic", {"FifoTopic": True})
     queues = _resources(stack, "AWS::SQS::Queue")
-    # Lambda's stream on-failure destination must be a standard queue; all others are FIFO.
-    failure = stack.get_logical_id(controller.controller.failure_queue.node.default_child)
-    assert "FifoQueue" not in queues.pop(failure)["Properties"]
+    # The router's failure destination is a bucket: every queue is FIFO.
+    assert controller.failure_queue is None and controller.failure_bucket is not None
     assert len(queues) == 5 and all(q["Properties"].get("FifoQueue") is True for q in queues.values())
     env = _by_id(stack, controller.controller_function)["Properties"]["Environment"]["Variables"]
     assert env["FIFO"] == "true"
 
 
+def test_fifo_with_a_failure_queue_keeps_it_standard():
+    stack = cdk.Stack(cdk.App(), "FifoSqs")
+    controller = _controller(
+        stack, fifo=True, controller_failure_destination=FailureDestination.sqs())
+    queues = _resources(stack, "AWS::SQS::Queue")
+    # Lambda's stream on-failure destination must be a standard queue; all others are FIFO.
+    failure = stack.get_logical_id(controller.failure_queue.node.default_child)
+    assert "FifoQueue" not in queues.pop(failure)["Properties"]
+    assert len(queues) == 5 and all(q["Properties"].get("FifoQueue") is True for q in queues.values())
+
+
 def test_without_claim_check_there_is_no_bucket(stack):
     controller = _controller(stack, claim_check=False)
     assert controller.claim_check_bucket is None
-    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+    buckets = _resources(stack, "AWS::S3::Bucket")
+    # The only bucket left is the router's failure bucket.
+    assert list(buckets) == [stack.get_logical_id(controller.failure_bucket.node.default_child)]
     env = _by_id(stack, controller.controller_function)["Properties"]["Environment"]["Variables"]
     assert "CLAIM_CHECK_BUCKET" not in env
 
@@ -241,7 +254,8 @@ def test_exposes_everything_by_name(stack):
     for mapping in (controller.queues, controller.dead_letter_queues,
                     controller.processor_functions, controller.event_sources, controller.subscriptions):
         assert set(mapping) == {"welcome", "notifier"}
-    assert controller.controller.failure_queue is not None
+    assert controller.failure_bucket is controller.controller.failure_bucket is not None
+    assert controller.failure_queue is None
 
 
 # ---- invalid props ----------------------------------------------------------------------
@@ -285,9 +299,9 @@ def test_claim_check_grants_are_one_action_on_the_prefix(stack):
     by_role = {}
     for policy in _resources(stack, "AWS::IAM::Policy").values():
         role = policy["Properties"]["Roles"][0]["Ref"]
-        by_role[role] = [
+        by_role[role] = [  # the claim-check bucket's (the router's failure bucket has its own)
             s for s in policy["Properties"]["PolicyDocument"]["Statement"]
-            if "s3" in json.dumps(s["Action"])
+            if "s3" in json.dumps(s["Action"]) and bucket in json.dumps(s["Resource"])
         ]
 
     def role_of(function):

@@ -1,6 +1,7 @@
 """The default failure destination of every stream mapping: a bucket that keeps the records
 given up on, the mapping's EventCount metrics, and alarms on them that reach the alarm topic.
-Every pattern, on the table's stream and on Kinesis."""
+Every pattern, on the table's stream and on Kinesis, and the fan-out routers
+(``StreamFanOut``, ``ComplexController``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from aws_cdk.assertions import Template
 
 from ddb_stream_patterns import (
     AggregateCounter,
+    ComplexController,
+    FailureDestination,
     KinesisSource,
+    Processor,
+    Route,
     SearchIndexer,
     SimpleController,
+    StreamFanOut,
     StreamTable,
     TableReplicator,
     TtlArchiver,
@@ -50,7 +56,6 @@ def test_every_pattern_keeps_what_it_gives_up_on_and_alarms(stack, name, kinesis
     table = tasks(stack, kinesis_stream=True) if kinesis else tasks(stack)
     source = KinesisSource.of_table(table) if kinesis else None
     binding = _binding(PATTERNS[name](stack, table, source))
-    template = Template.from_stack(stack).to_json()["Resources"]
     mapping = mapping_of(stack, binding)
     source_arn = mapping["EventSourceArn"]["Fn::GetAtt"]
     if kinesis:
@@ -58,7 +63,14 @@ def test_every_pattern_keeps_what_it_gives_up_on_and_alarms(stack, name, kinesis
             stack.get_logical_id(table.kinesis_stream_created.node.default_child), "Arn"]
     else:
         assert source_arn == [stack.get_logical_id(table.node.default_child), "StreamArn"]
+    _assert_keeps_records_and_alarms(stack, binding)
 
+
+def _assert_keeps_records_and_alarms(stack, binding):
+    """``binding``'s stream mapping sends what it gives up on to its own secure, expiring
+    bucket, with write-only statements, EventCount metrics and both alarms to the topic."""
+    template = Template.from_stack(stack).to_json()["Resources"]
+    mapping = mapping_of(stack, binding)
     # The destination: the binding's own bucket, secure, expiring records after 90 days.
     bucket = binding.failure_bucket
     assert bucket is not None and binding.failure_queue is None
@@ -143,4 +155,63 @@ def test_a_pattern_can_still_choose_the_failure_queue(stack, kinesis):
     assert mapping_of(stack, counter.controller)["DestinationConfig"]["OnFailure"] == {
         "Destination": {"Fn::GetAtt": [stack.get_logical_id(queue.node.default_child), "Arn"]}}
     assert {"failureQueueMessages", "droppedRecords"} <= set(counter.alarms)
+    Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+
+
+ROUTERS = {
+    "fan-out": lambda stack, table, **kw: StreamFanOut(stack, "FanOut", table=table, **{
+        ("router_failure_destination" if k == "destination" else k): v for k, v in kw.items()}),
+    "complex": lambda stack, table, **kw: ComplexController(
+        stack, "Complex", table=table, processors={"p": Processor(
+            route=Route(event_names=["INSERT"]), code=CODE, handler="index.handler")},
+        **{("controller_failure_destination" if k == "destination" else k): v
+           for k, v in kw.items()}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_the_router_keeps_what_it_gives_up_on_and_alarms(stack, name):
+    router = ROUTERS[name](stack, tasks(stack))
+    binding = router.controller
+    # The router's mapping is a SimpleController's: the same bucket, statements, metrics
+    # config and alarms as every other stream mapping (one helper, not a second copy).
+    assert binding.function is router.controller_function
+    assert binding.failure_bucket is not None
+    assert binding.failure_bucket.node.path == f"{router.node.path}/Controller/FailureBucket"
+    _assert_keeps_records_and_alarms(stack, binding)
+    # The router exposes its destination; its alarms (prefixed) include both failure alarms.
+    assert router.failure_bucket is binding.failure_bucket and router.failure_queue is None
+    assert router.failure_destination is binding.failure_destination
+    assert {"controller.failureDeliveries", "controller.droppedRecords"} <= set(router.alarms)
+    assert "controller.failureQueueMessages" not in router.alarms
+    delivered = router.metric_failure_deliveries()
+    assert delivered.metric_name == "OnFailureDestinationDeliveredEventCount"
+    assert stack.resolve(delivered.dimensions) == {"EventSourceMappingUUID": {
+        "Ref": stack.get_logical_id(binding.event_source_mapping.node.default_child)}}
+    assert router.metric_dropped_records().metric_name == "DroppedEventCount"
+    # The claim-check bucket and the failure bucket: two buckets, no failure queue.
+    buckets = Template.from_stack(stack).find_resources("AWS::S3::Bucket")
+    assert set(buckets) == {stack.get_logical_id(b.node.default_child)
+                            for b in (router.claim_check_bucket, router.failure_bucket)}
+    # Its dashboard rows show the bucket (delivered and dropped), not a queue depth.
+    widgets = json.dumps([stack.resolve(w.to_json()) for row in router.dashboard_rows()
+                          for w in row])
+    assert f"{router.node.path}/Controller: failure bucket (records given up on)" in widgets
+    assert "OnFailureDestinationDeliveredEventCount" in widgets and "failure queue" not in widgets
+
+
+@pytest.mark.parametrize("name", sorted(ROUTERS))
+def test_the_router_can_still_choose_the_failure_queue(stack, name):
+    router = ROUTERS[name](stack, tasks(stack), destination=FailureDestination.sqs(),
+                           claim_check=False)
+    queue = router.failure_queue
+    assert queue is not None and router.failure_bucket is None
+    assert queue is router.controller.failure_queue
+    # The construct id it always had: a deployed router keeps its queue (no replacement).
+    assert queue.node.path == f"{router.node.path}/Controller/FailureQueue"
+    assert mapping_of(stack, router.controller)["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": [stack.get_logical_id(queue.node.default_child), "Arn"]}}
+    assert mapping_of(stack, router.controller)["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    assert {"controller.failureQueueMessages", "controller.droppedRecords"} <= set(router.alarms)
+    assert "controller.failureDeliveries" not in router.alarms
     Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)

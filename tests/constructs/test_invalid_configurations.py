@@ -105,6 +105,7 @@ INVALID = [
     ("no-processors", complex_(processors={}), "processors", "{}"),
     ("processor-name", complex_(processors={"a b": Processor(route=Route(), code=CODE, handler="i.h")}), "processor name", "'a b'"),
     ("threshold-errors", lambda s: AlarmThresholds(function_errors=0), "thresholds.function_errors", "0"),
+    ("threshold-dropped-records", lambda s: AlarmThresholds(dropped_records=0), "thresholds.dropped_records", "0"),
     ("threshold-period", lambda s: AlarmThresholds(period=cdk.Duration.seconds(90)), "thresholds.period", "90"),
     ("threshold-evaluation", lambda s: Monitoring(thresholds=AlarmThresholds(evaluation_periods=0)), "thresholds.evaluation_periods", "0"),
     ("stream-options-batch", lambda s: StreamOptions(batch_size=0), "stream_options.batch_size", "0"),

@@ -118,6 +118,19 @@ def test_thresholds_are_data(stack):
     assert (errors["Threshold"], errors["Statistic"]) == (5, "Sum")
 
 
+def test_dropped_records_threshold_is_data(stack):
+    controller = _simple(stack, monitoring=Monitoring(thresholds=AlarmThresholds(
+        dropped_records=5, dead_letter_messages=3)))
+    dropped = _alarm(stack, controller.alarms["droppedRecords"])
+    assert dropped["MetricName"] == "DroppedEventCount"
+    assert (dropped["Threshold"], dropped["Statistic"]) == (5, "Sum")
+    assert ": records dropped (not delivered to the failure destination) >= 5 in " in (
+        dropped["AlarmDescription"])
+    # The other failure alarm keeps its own threshold.
+    assert _alarm(stack, controller.alarms["failureDeliveries"])["Threshold"] == 3
+    assert AlarmThresholds().dropped_records == 1  # the documented default
+
+
 def test_s3_destination_has_no_queue_alarm_and_no_queue_metric(stack):
     controller = _simple(stack, failure_destination=FailureDestination.s3())
     assert "failureDeliveries" in controller.alarms
@@ -146,7 +159,7 @@ def test_complex_controller_alarms_cover_every_path(stack):
     controller = _complex(stack)
     assert set(controller.alarms) == {
         "controller.handlerIteratorAge", "controller.handlerErrors", "controller.handlerThrottles",
-        "controller.failureQueueMessages", "controller.droppedRecords",
+        "controller.failureDeliveries", "controller.droppedRecords",
         "topicNotificationsFailed", "subscriptionDlqMessages",
         "aFunctionErrors", "aFunctionThrottles", "aDlqMessages", "aQueueOldestMessage",
     }
@@ -177,7 +190,7 @@ def test_dashboard_follows_the_flow(stack):
     dashboards = Template.from_stack(stack).find_resources("AWS::CloudWatch::Dashboard")
     assert len(dashboards) == 1
     body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
-    titles = ["Table writes", "Complex/Controller: handler", "failure queue", "Complex: topic",
+    titles = ["Table writes", "Complex/Controller: handler", "failure bucket", "Complex: topic",
               "a: queue", "a: processor", "a: DLQ"]
     positions = [body.index(t) for t in titles]
     assert positions == sorted(positions)

@@ -133,12 +133,12 @@ def test_consumer_alarms_and_dashboard_rows(stack):
     assert age["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert archiver.alarm_topic is not None
     assert sorted(fan_out.alarms) == [
-        "controller.droppedRecords", "controller.failureQueueMessages", "controller.handlerErrors",
+        "controller.droppedRecords", "controller.failureDeliveries", "controller.handlerErrors",
         "controller.handlerIteratorAge", "controller.handlerThrottles",
         "subscriptionDlqMessages", "topicNotificationsFailed"]
     [row] = archiver.dashboard_rows()
     assert len(row) == 3  # queue, handler, DLQ
-    assert len(fan_out.dashboard_rows()) == 3  # router, its failure queue, topic
+    assert len(fan_out.dashboard_rows()) == 3  # router, its failure bucket, topic
     assert archiver.metric_oldest_message_age().metric_name == "ApproximateAgeOfOldestMessage"
     assert archiver.metric_failure_queue_depth().metric_name == "ApproximateNumberOfMessagesVisible"
     with pytest.raises(ValueError, match="has no iterator age: use metric_oldest_message_age"):

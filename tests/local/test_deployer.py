@@ -594,11 +594,11 @@ def test_buckets_exist_with_lifecycle(deployment: Deployment, local_cloud: Local
     s3 = local_cloud.client("s3")
     # Two claim-check buckets (fan-outs), the two archives (DataPatterns, KinesisPatterns)
     # and the failure buckets of the stream mappings (the simple controller, the three
-    # Kinesis patterns; the fan-out routers keep a failure queue).
-    assert len(deployment.buckets) == 8
+    # Kinesis patterns, the two fan-out routers).
+    assert len(deployment.buckets) == 10
     assert sum("ArchiveBucket" in key for key in deployment.buckets) == 2
     failure_buckets = [name for key, name in deployment.buckets.items() if "FailureBucket" in key]
-    assert len(failure_buckets) == 4
+    assert len(failure_buckets) == 6
     for name in deployment.buckets.values():
         s3.head_bucket(Bucket=name)
     for name in failure_buckets:
@@ -673,6 +673,9 @@ def test_mappings_carry_every_property(deployment: Deployment) -> None:
     # the archiver's TTL filter is its subscription's filter policy, not a mapping filter.
     router = deployment.find(DATA, "TodoListTaskFanOutControllerFunctionDynamoDBEventSource").local
     assert router.kind == "dynamodb"
+    # What the router gives up on goes to its failure bucket, payload included.
+    assert router.on_failure_arn == deployment.find(
+        DATA, "TodoListTaskFanOutControllerFailureBucket").attributes["Arn"]
     archiver = deployment.find(DATA, "ExpiredTasksFunctionSqsEventSource").local
     assert archiver.kind == "sqs" and not archiver.filter_patterns
 

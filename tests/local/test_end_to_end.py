@@ -16,6 +16,7 @@ from ddb_stream_patterns import (
     AggregateCounter,
     FailureDestination,
     SimpleController,
+    StreamFanOut,
     StreamOptions,
     StreamTable,
 )
@@ -207,3 +208,61 @@ def test_a_poison_record_lands_in_the_failure_bucket_with_its_payload(local_clou
     effects = deployment.by_path("PoisonToS3/Effects").physical_id
     done = {i["orderId"]["S"] for i in ddb.scan(TableName=effects)["Items"]}
     assert done == {"order-1", "order-3"}  # the others went through
+
+
+class RouterFaultStack(cdk.Stack):
+    """A fan-out without a claim check: its router cannot publish a record over SNS's
+    256 KiB, so it fails that record every time; a consumer writes the others' effects."""
+
+    def __init__(self, scope, id):
+        super().__init__(scope, id)
+        key = dynamodb.Attribute(name="orderId", type=dynamodb.AttributeType.STRING)
+        self.table = StreamTable(self, "Orders", partition_key=key)
+        self.effects = dynamodb.TableV2(self, "Effects", partition_key=key)
+        self.fan_out = StreamFanOut(self, "FanOut", table=self.table, claim_check=False,
+                                    retry_attempts=1)
+        self.consumer = SimpleController(
+            self, "EffectsHandler", table=self.table, source=self.fan_out,
+            code=lambda_.Code.from_asset(str(REPO / "tests" / "local" / "handlers" / "poison")),
+            handler="index.handler",
+            function_options=lambda_.FunctionOptions(
+                environment={"EFFECTS_TABLE": self.effects.table_name}),
+        )
+        self.effects.grant_write_data(self.consumer.function)
+
+
+def test_a_record_the_router_gives_up_on_lands_in_its_failure_bucket(local_cloud, deploy_app):
+    # The router's default failure destination is a bucket too: the record it cannot
+    # publish is kept with its payload, not only its stream coordinates (IAM enforced).
+    stack = RouterFaultStack(cdk.App(), "RouterFaults")
+    deployment = deploy_app(stack.node.root)
+    assert local_cloud.enforce_iam
+    ddb = local_cloud.client("dynamodb")
+    table = deployment.by_path("RouterFaults/Orders").physical_id
+    for key in ("order-1", "order-2"):
+        ddb.put_item(TableName=table, Item={"orderId": {"S": key}})
+    big = "x" * 300_000  # over SNS's 256 KiB, under DynamoDB's 400 KB item limit
+    ddb.put_item(TableName=table, Item={"orderId": {"S": "order-big"}, "blob": {"S": big}})
+    Pollers(deployment.mappings, local_cloud.client).run_until_idle(timeout=60)
+
+    router = deployment.stats_of(stack.fan_out.controller_function)  # its stream mapping
+    assert router.records_in == 3 and router.failed_attempts >= 1
+    # Given up on once, delivered to the destination (OnFailureDestinationDeliveredEventCount
+    # counts it), nothing dropped.
+    assert (router.sent_to_failure_destination, router.on_failure_delivered, router.dropped,
+            router.denied) == (1, 1, 0, 0)
+    bucket = deployment.by_path("RouterFaults/FanOut/Controller/FailureBucket").physical_id
+    s3 = local_cloud.client("s3")
+    [obj] = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    mapping = deployment.by_path(
+        stack.fan_out.controller.event_source_mapping.node.default_child.node.path)
+    assert obj["Key"].startswith(f"aws/lambda/{mapping.physical_id}/")
+    body = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    assert body["DDBStreamBatchInfo"]["batchSize"] == 1
+    [record] = json.loads(body["payload"])["Records"]
+    assert record["dynamodb"]["Keys"] == {"orderId": {"S": "order-big"}}
+    assert record["dynamodb"]["NewImage"]["blob"] == {"S": big}  # the payload itself
+    # The other records went through the topic to the consumer, once each.
+    effects = deployment.by_path("RouterFaults/Effects").physical_id
+    seen = {i["orderId"]["S"]: int(i["seen"]["N"]) for i in ddb.scan(TableName=effects)["Items"]}
+    assert seen == {"order-1": 1, "order-2": 1}

@@ -76,6 +76,9 @@ class RunReport:
     denied: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: queue path -> "<count> <last topic ARN>": SNS deliveries its queue policy refused
     sns_denied: dict[str, str] = field(default_factory=dict)
+    #: mapping (a ``flows`` key) -> its on-failure destination's ARN (queue, topic or
+    #: bucket), for the mappings that have one
+    failure_destinations: dict[str, str] = field(default_factory=dict)
     text: str = ""
 
 
@@ -433,6 +436,8 @@ def run(
                     denied={key: (fn.denied, fn.last_denied or "")
                             for key, fn in deployment.functions.items() if fn.denied},
                     sns_denied=_sns_denied(cloud, deployment),
+                    failure_destinations={_label(deployment, m): m.on_failure_arn
+                                          for m in deployment.mappings if m.on_failure_arn},
                 )
                 report.text = (_render(report) + _denied(report)
                                + _undeliverable(pollers, cloud))
@@ -604,13 +609,17 @@ def _indent(text: str) -> str:
 def _render(report: RunReport) -> str:
     lines = ["", "What each pattern did", "=" * 21]
     header = (f"{'read':>5} {'filtered':>8} {'ok':>5} {'failed':>6} {'to DLQ':>6} "
-              f"{'calls':>5} {'errors':>6}")
+              f"{'to S3':>5} {'dropped':>7} {'calls':>5} {'errors':>6}")
     for stack, rows in _by_stack(report.flows).items():
         lines.append(f"{stack:<52} {header}")
         for name, s in rows:
+            path = f"{stack}/{name}" if name else stack  # the flows key, as _by_stack split it
+            to_dlq, to_s3 = _delivered(s, report.failure_destinations.get(path))
             lines.append(f"  {name[-50:]:<50} {s.records_in:>5} {s.filtered_out:>8} "
-                         f"{s.succeeded:>5} {s.failed_attempts:>6} "
-                         f"{s.sent_to_failure_destination:>6} {s.invocations:>5} {s.errors:>6}")
+                         f"{s.succeeded:>5} {s.failed_attempts:>6} {to_dlq:>6} {to_s3:>5} "
+                         f"{s.dropped:>7} {s.invocations:>5} {s.errors:>6}")
+    lines += ["  to DLQ, to S3: records given up on, delivered to the on-failure queue (or topic),",
+              "  bucket (payload included); dropped: given up on and not delivered"]
     lines += render_errors(report.flows)
     lines += ["", "Queues (messages left: visible, delayed)"]
     for stack, rows in _by_stack(report.queues).items():
@@ -627,6 +636,14 @@ def _render(report: RunReport) -> str:
                               for k, v in sorted(value.items()))
         lines.append(f"  {name}: {value}")
     return "\n".join(lines)
+
+
+def _delivered(stats: MappingStats, destination: str | None) -> tuple[int, int]:
+    """The records ``stats``' mapping delivered on failure: (to a queue or topic, to a
+    bucket), by its destination's ARN (``OnFailureDestinationDeliveredEventCount``)."""
+    if destination is not None and destination.startswith("arn:aws:s3:"):
+        return 0, stats.on_failure_delivered
+    return stats.on_failure_delivered, 0
 
 
 def render_errors(flows: dict[str, MappingStats]) -> list[str]:
