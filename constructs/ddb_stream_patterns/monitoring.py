@@ -67,7 +67,10 @@ class AlarmThresholds:
     period
         Evaluation period of every alarm, 1 minute to 1 day. Default: 5 minutes.
     evaluation_periods
-        Consecutive breaching periods before an alarm fires, 1-100. Default: 1.
+        Consecutive breaching periods before an alarm fires, 1-100. Default: 1. Not
+        applied to the alarms on records a stream mapping gave up on (failure
+        deliveries, drops): those counts come once, in one period, so they always fire
+        on the first breaching period.
     """
 
     iterator_age: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(1))
@@ -206,7 +209,8 @@ class AlarmFactory:
         )
 
     def _add(
-        self, key: str, metric: cloudwatch.IMetric, threshold: float, what: str, todo: str
+        self, key: str, metric: cloudwatch.IMetric, threshold: float, what: str, todo: str,
+        *, first_period: bool = False,
     ) -> None:
         if not self.monitoring.alarms:
             return
@@ -215,7 +219,10 @@ class AlarmFactory:
             f"{key[0].upper()}{key[1:]}Alarm",
             metric=metric,
             threshold=threshold,
-            evaluation_periods=self.thresholds.evaluation_periods,
+            # A one-off count (a batch given up on) breaches one period only: with N > 1
+            # consecutive periods required, and missing data not breaching, it would
+            # never alarm.
+            evaluation_periods=1 if first_period else self.thresholds.evaluation_periods,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"{self._path}: {what}. {todo}",
@@ -290,6 +297,7 @@ class AlarmFactory:
             f"in {self._period_text}",
             "Records were given up on: read them (payload included) from the failure "
             "bucket, fix, and replay them.",
+            first_period=True,
         )
 
     def dropped_records(self, key: str, mapping: lambda_.IEventSourceMapping) -> None:
@@ -306,6 +314,7 @@ class AlarmFactory:
             f"{t.dropped_records} in {self._period_text}",
             "Check the function's DestinationDeliveryFailures and its role's access to the "
             "destination; read the records back from the stream before its retention ends.",
+            first_period=True,
         )
 
     def queue_age(self, key: str, queue: sqs.IQueue, delay: cdk.Duration | None) -> None:

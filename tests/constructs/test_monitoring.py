@@ -116,6 +116,10 @@ def test_thresholds_are_data(stack):
     errors = _alarm(stack, controller.alarms["handlerErrors"])
     assert (age["Threshold"], age["Period"], age["EvaluationPeriods"]) == (600_000, 60, 3)
     assert (errors["Threshold"], errors["Statistic"]) == (5, "Sum")
+    # A batch given up on is counted once, in one period: these alarms ignore
+    # evaluation_periods, or 3 consecutive breaching periods would never happen.
+    for key in ("failureDeliveries", "droppedRecords"):
+        assert _alarm(stack, controller.alarms[key])["EvaluationPeriods"] == 1, key
 
 
 def test_dropped_records_threshold_is_data(stack):
