@@ -243,7 +243,8 @@ class ComplexController(StreamFanOut):
     controller_options
         ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
     batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
-        The router's stream event source, as in ``SimpleController``.
+        The router's stream event source, as in ``SimpleController`` (``max_record_age``
+        default 20 hours; 24 h or more, the stream's retention, is an error).
     removal_policy
         For queues, buckets and log groups created here. Default: ``RETAIN``.
     monitoring
