@@ -10,6 +10,7 @@ import aws_cdk.aws_kinesis as kinesis
 import aws_cdk.aws_lambda as lambda_
 import pytest
 
+import ddb_stream_patterns
 from ddb_stream_patterns import (
     AggregateCounter,
     ComplexController,
@@ -46,6 +47,7 @@ def _processors():
 # -- the default, in the templates -------------------------------------------------------
 
 def test_the_default_is_20_hours_below_the_24_hour_retention():
+    assert ddb_stream_patterns.DEFAULT_MAX_RECORD_AGE is DEFAULT_MAX_RECORD_AGE  # README names it
     assert DEFAULT_MAX_RECORD_AGE.to_seconds() == TWENTY_HOURS
     assert DYNAMODB_STREAM_RETENTION.to_seconds() == 24 * 3600
     assert DEFAULT_MAX_RECORD_AGE.to_seconds() < DYNAMODB_STREAM_RETENTION.to_seconds()
