@@ -19,6 +19,7 @@ from .runtime_assets import StreamRuntimeLayer, runtime_code
 from .search_indexer import SearchIndexer
 from .simple_controller import (
     DEFAULT_FAILURE_EXPIRATION,
+    DEFAULT_MAX_RECORD_AGE,
     DEFAULT_RUNTIME,
     FailureDestination,
     SimpleController,
@@ -48,6 +49,7 @@ __all__ = [
     "Route",
     "DEFAULT_RUNTIME",
     "DEFAULT_FAILURE_EXPIRATION",
+    "DEFAULT_MAX_RECORD_AGE",
     "FailureDestination",
     "Rule",
     "SimpleController",

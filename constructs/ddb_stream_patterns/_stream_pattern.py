@@ -57,7 +57,10 @@ class StreamOptions:
     retry_attempts
         0-10,000. Default: 10.
     max_record_age
-        60 s to 7 days. Default: 1 day.
+        60 s to 7 days; on the table's stream below its 24 h retention, on a Kinesis
+        stream below the stream's retention where it is known (an error at synth
+        otherwise: records the stream trims while they are retried are lost). Default:
+        ``DEFAULT_MAX_RECORD_AGE`` (20 hours).
     starting_position
         Default: ``TRIM_HORIZON``.
     failure_destination

@@ -164,11 +164,15 @@ class TableStream:
         self, scope: Construct, id: str, *, function: lambda_.IFunction, consumer: ConsumerSpec
     ) -> SourceBinding:
         from ._stream_pattern import StreamOptions, require_view_type
-        from .simple_controller import SimpleController
+        from .simple_controller import SimpleController, check_table_stream_record_age
 
         if consumer.needs is not None:
             require_view_type(self.table, consumer.needs, consumer.pattern)
         options = consumer.stream_options or StreamOptions()
+        # Named as the pattern's prop; SimpleController would name its own.
+        check_table_stream_record_age(
+            "stream_options.max_record_age", options.max_record_age, self.table
+        )
         return SimpleController(
             scope,
             id,

@@ -244,7 +244,8 @@ class ComplexController(StreamFanOut):
     controller_options
         ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
     batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
-        The router's stream event source, as in ``SimpleController``.
+        The router's stream event source, as in ``SimpleController`` (``max_record_age``
+        default 20 hours; 24 h or more, the stream's retention, is an error).
     controller_failure_destination
         Where the router's stream mapping sends the records it gives up on. Default:
         ``FailureDestination.s3()``: a new bucket (construct ``Controller/FailureBucket``)

@@ -52,10 +52,12 @@ from ._validation import (
 )
 from .monitoring import Monitoring
 from .simple_controller import (
+    DEFAULT_MAX_RECORD_AGE,
     DEFAULT_RUNTIME,
     FailureDestination,
     SimpleController,
     _check_function_choice,
+    _check_record_age,
     _mapping_of,
     mapping_metrics_config,
 )
@@ -119,8 +121,14 @@ class KinesisSource:
     max_record_age, starting_position, bisect_batch_on_error
         This consumer's event source mapping, with the limits and defaults of
         ``SimpleController`` on a table's stream: 100 records, no batching window, 1
-        batch per shard, 10 retries (finite: 0-10,000), 1 day (60 s to 7 days: never
-        infinite), ``TRIM_HORIZON``, bisect on. A pattern's ``stream_options`` (or
+        batch per shard, 10 retries (finite: 0-10,000), ``DEFAULT_MAX_RECORD_AGE`` (20
+        hours; 60 s to 7 days: never infinite), ``TRIM_HORIZON``, bisect on. A
+        ``max_record_age`` at or above the stream's retention is an error at synth when
+        that retention is known: a ``kinesis.Stream`` of this app (its
+        ``retention_period``, 24 hours unless set, e.g. ``StreamTable(kinesis_stream=True)``);
+        an imported stream's retention is unknown here, so keep ``max_record_age`` below it
+        yourself (records the stream trims while they are retried are lost, unseen by the
+        failure destination and by ``DroppedEventCount``). A pattern's ``stream_options`` (or
         ``SimpleController``'s own props) give the same settings; give each at most once.
         Default: none (the pattern's, else the defaults above).
 
@@ -241,7 +249,8 @@ class KinesisSource:
 
     def _settings(self, owner: str, consumer: Any) -> dict[str, Any]:
         """The mapping's props: this source's, the pattern's ``stream_options`` or
-        ``SimpleController``'s props, else the defaults; each given at most once."""
+        ``SimpleController``'s props, else the defaults; each given at most once. Refuses
+        a ``max_record_age`` at or above the stream's known retention, named as given."""
         mine = {k: getattr(self, k) for k in _MAPPING_DEFAULTS if hasattr(self, k)}
         mine = {k: v for k, v in mine.items() if v is not None}
         theirs: dict[str, tuple[str, Any]] = {}
@@ -257,6 +266,8 @@ class KinesisSource:
         for name, value in (consumer.stream_props or {}).items():
             theirs[name] = (name, value)
         settings = dict(_MAPPING_DEFAULTS)
+        age_given_as = ("KinesisSource max_record_age" if "max_record_age" in mine else
+                        theirs.get("max_record_age", ("max_record_age",))[0])
         for name, (where, value) in theirs.items():
             if name in mine and not _same(mine[name], value):
                 raise ValueError(
@@ -265,7 +276,13 @@ class KinesisSource:
                 )
             settings[name] = value
         settings.update(mine)
-        settings["max_record_age"] = settings["max_record_age"] or cdk.Duration.days(1)
+        settings["max_record_age"] = settings["max_record_age"] or DEFAULT_MAX_RECORD_AGE
+        check_duration_range(age_given_as, settings["max_record_age"], *_RECORD_AGE_S)
+        _check_record_age(
+            f"{owner}: {age_given_as}", settings["max_record_age"],
+            stream_retention(self.stream), f"kinesis stream {self.stream.node.path!r}",
+            "give less, or raise the stream's retention_period",
+        )
         return settings
 
     def _event_source(
@@ -291,6 +308,23 @@ class KinesisSource:
         ), consumer
 
 
+def stream_retention(stream: kinesis.IStream) -> cdk.Duration | None:
+    """How long ``stream`` keeps a record, when this app says: a ``kinesis.Stream`` built
+    here has ``RetentionPeriodHours`` (CDK writes 24 unless ``retention_period`` is given;
+    absent, Kinesis keeps 24 hours, "Change the data retention period",
+    https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html).
+    ``None`` for an imported stream or a token."""
+    resource = stream.node.default_child if isinstance(stream, kinesis.Stream) else None
+    if not isinstance(resource, kinesis.CfnStream):
+        return None
+    hours = resource.retention_period_hours
+    if hours is None:
+        return cdk.Duration.hours(24)
+    if is_token(hours):
+        return None
+    return cdk.Duration.hours(hours)
+
+
 #: The event source mapping's settings and their defaults (as ``SimpleController``'s).
 _MAPPING_DEFAULTS: dict[str, Any] = {
     "starting_position": lambda_.StartingPosition.TRIM_HORIZON, "batch_size": 100,
@@ -299,7 +333,9 @@ _MAPPING_DEFAULTS: dict[str, Any] = {
     "report_batch_item_failures": True, "failure_destination": None,
 }
 #: How much longer than the maximum record age a counter's markers live: DynamoDB's
-#: delay in writing to Kinesis and a batch in flight when its records reach that age.
+#: delay in writing to Kinesis and a batch in flight when its records reach that age
+#: (44 hours with ``DEFAULT_MAX_RECORD_AGE``; the table stream's markers keep the runtime's
+#: 2 days, twice its 24 h retention, which a record can never outlive there).
 REDELIVERY_MARGIN = cdk.Duration.days(1)
 #: Id of the synth warning about a table that may not write MICROSECOND timestamps.
 PRECISION_WARNING = "ddb-stream-patterns:kinesis-precision"
@@ -497,7 +533,7 @@ class KinesisController(SimpleController):
     """One Lambda function on the Kinesis data stream a table writes its changes to.
 
     The simple controller pattern with a Kinesis source: the same safe defaults (bisect a
-    failing batch, 10 retries, records older than a day given up on, partial batch
+    failing batch, 10 retries, records older than 20 hours given up on, partial batch
     responses by Kinesis ``sequenceNumber``, an on-failure destination), the same alarms
     (iterator age, errors, throttles, failure deliveries, dropped records), dashboard rows
     and metrics; it *is*
@@ -530,7 +566,8 @@ class KinesisController(SimpleController):
     retry_attempts
         0-10,000 (finite). Default: 10.
     max_record_age
-        60 s to 7 days. Default: 1 day.
+        60 s to 7 days, and below the stream's retention when it is known (see
+        :class:`KinesisSource`). Default: ``DEFAULT_MAX_RECORD_AGE`` (20 hours).
     bisect_batch_on_error, report_batch_item_failures
         Default: ``True`` both.
     failure_destination

@@ -30,6 +30,7 @@ from ._validation import (
     check_range,
     check_type,
     check_types,
+    is_token,
 )
 from .monitoring import AlarmFactory, Monitoring, lambda_metric, mapping_metric
 from .runtime_assets import StreamRuntimeLayer
@@ -38,7 +39,7 @@ from .stream_table import check_filters_on_table, require_stream
 
 __all__ = [
     "SimpleController", "FailureDestination", "DEFAULT_RUNTIME", "DEFAULT_FAILURE_EXPIRATION",
-    "MAPPING_METRICS",
+    "DEFAULT_MAX_RECORD_AGE", "DYNAMODB_STREAM_RETENTION", "MAPPING_METRICS",
 ]
 
 # The latest Python runtime: older ones reach end of support first (cdk-nag L1).
@@ -51,6 +52,25 @@ _PARALLELIZATION = (1, 10)
 _RETRIES = (0, 10_000)
 _RECORD_AGE_S = (60, 604_800)
 
+#: How long a DynamoDB stream keeps each record: 24 hours ("Change data capture for
+#: DynamoDB Streams", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html;
+#: "The data retention limit for DynamoDB Streams is 24 hours",
+#: https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-params.html).
+DYNAMODB_STREAM_RETENTION = cdk.Duration.hours(24)
+#: The maximum record age of every stream mapping here, unless given: 20 hours, clearly
+#: below the 24 h a DynamoDB stream (and, by default and at least, a Kinesis stream,
+#: https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html) keeps a
+#: record. A record the mapping is still retrying when the stream trims it is never sent to
+#: the failure destination, and ``DroppedEventCount`` does not count it either ("this
+#: doesn't include the number of records that expire due to exceeding your event source's
+#: retention settings", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html#event-source-mapping-metrics):
+#: it is lost without a trace. Giving up at 20 h leaves 4 h (a sixth of the retention) for
+#: the invocation in flight when a record reaches the age (each bisected half is retried,
+#: up to the function timeout each) and for the records queued behind a stuck batch on the
+#: shard, which are read only once it moves on: they reach the failure destination too
+#: (as too old) instead of being trimmed unseen.
+DEFAULT_MAX_RECORD_AGE = cdk.Duration.hours(20)
+
 #: How long a created failure bucket keeps each failure record (an S3 lifecycle rule).
 DEFAULT_FAILURE_EXPIRATION = cdk.Duration.days(90)
 _EXPIRATION_DAYS = (1, 3_650)
@@ -59,6 +79,40 @@ _EXPIRATION_DAYS = (1, 3_650)
 #: ``DroppedEventCount`` for Kinesis and DynamoDB streams (Lambda Developer Guide, "Types
 #: of metrics for Lambda functions", event source mapping metrics).
 MAPPING_METRICS = ("EventCount",)
+
+
+def _check_record_age(
+    prop: str, max_record_age: cdk.Duration | None, retention: cdk.Duration | None,
+    source: str, fix: str,
+) -> None:
+    """Refuse a ``max_record_age`` at or above the retention of the stream it reads
+    (``None`` or a token: unknown, nothing to check): the records the mapping would still
+    be retrying when the stream trims them are lost, neither delivered to the failure
+    destination nor counted in ``DroppedEventCount`` (see ``DEFAULT_MAX_RECORD_AGE``)."""
+    if max_record_age is None or retention is None:
+        return
+    if is_token(max_record_age.to_string()) or is_token(retention.to_string()):
+        return
+    age, kept = int(max_record_age.to_seconds()), int(retention.to_seconds())
+    if age >= kept:
+        raise ValueError(
+            f"{prop} must be below the {kept // 3600} h retention of {source}, got {age} "
+            f"seconds ({max_record_age.to_human_string()}): records still being retried "
+            "when the stream trims them never reach the failure destination, and "
+            f"DroppedEventCount does not count them; {fix}"
+        )
+
+
+def check_table_stream_record_age(
+    prop: str, max_record_age: cdk.Duration | None, table: dynamodb.ITable
+) -> None:
+    """:func:`_check_record_age` for a mapping on ``table``'s DynamoDB stream (24 h)."""
+    _check_record_age(
+        prop, max_record_age, DYNAMODB_STREAM_RETENTION,
+        f"the DynamoDB stream of table {table.node.path!r}",
+        f"give less (e.g. {DEFAULT_MAX_RECORD_AGE.to_human_string()}, the default, leaving "
+        "time to read the records behind a failing batch) or leave it unset",
+    )
 
 
 @dataclass(frozen=True)
@@ -75,16 +129,29 @@ class FailureDestination:
     The function's role gets only what Lambda needs to deliver a failure record:
     ``s3:PutObject`` on the bucket's objects and ``s3:ListBucket`` on the bucket (plus
     ``kms:GenerateDataKey`` on the bucket's key when it has one), per the Lambda Developer
-    Guide's on-failure destination permissions, with ``s3:ResourceAccount`` pinned to this
-    stack's account for a bucket created here; or ``sqs:SendMessage`` on the queue. Never
-    read or delete.
+    Guide's on-failure destination permissions
+    (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html), with
+    ``s3:ResourceAccount`` pinned to the bucket's owner when this app knows it: this
+    stack's account for a bucket created here or in this stack, the ``env.account`` of a
+    given bucket otherwise (``Bucket.from_bucket_attributes(account=...)``, or the stack's
+    account when a stack with an account imports it by name); no condition for a bucket
+    imported by name or ARN into a stack without an account (S3 ARNs carry none); or
+    ``sqs:SendMessage`` on the queue. Never read or delete.
+
+    A given bucket encrypted with a customer managed KMS key must come with that key
+    (``s3.Bucket.from_bucket_attributes(..., encryption_key=key)``, or a ``s3.Bucket`` of
+    this app): Lambda then needs ``kms:GenerateDataKey`` on it, which the role gets only
+    for a key the bucket carries; a bucket imported without its key gets no KMS grant, and
+    every delivery fails (``droppedRecords``). A key in another account must also trust
+    the role in its key policy.
 
     Parameters
     ----------
     kind
         ``"s3"`` or ``"sqs"``.
     queue, bucket
-        An existing queue or bucket. Default: a new one.
+        An existing queue or bucket (a bucket with a customer managed key: with its
+        ``encryption_key``, see above). Default: a new one.
     expiration
         For a bucket created here: how long each failure record is kept (an S3 lifecycle
         expiration), whole days, 1 day to 10 years. Refused with a given bucket (its
@@ -154,7 +221,8 @@ class SimpleController(Construct):
     """One Lambda function on a DynamoDB stream: the simple controller pattern.
 
     Defaults are the ones a shard needs to never block: bisect a failing batch, retry a
-    finite number of times, drop records older than a day, report partial batch failures,
+    finite number of times, give up on records older than 20 hours (before the stream's 24 h
+    retention trims them), report partial batch failures,
     and send what is given up on to a failure destination, so nothing is lost.
 
     Parameters
@@ -187,7 +255,10 @@ class SimpleController(Construct):
     retry_attempts
         0-10,000 (finite: an infinite retry blocks the shard). Default: 10.
     max_record_age
-        60 s to 7 days. Default: 1 day.
+        60 s to 7 days, and below the stream's 24 h retention (an error at synth
+        otherwise: records the stream trims while they are retried are lost, unseen by
+        the failure destination and by ``DroppedEventCount``). Default:
+        ``DEFAULT_MAX_RECORD_AGE`` (20 hours).
     bisect_batch_on_error
         Split a failing batch in two and retry the halves. Default: ``True``.
     report_batch_item_failures
@@ -272,12 +343,14 @@ class SimpleController(Construct):
         super().__init__(scope, id)
         if reads_stream:
             require_stream(table)  # other sources read elsewhere (a fan-out's router checks)
-        max_record_age = max_record_age or cdk.Duration.days(1)
+        max_record_age = max_record_age or DEFAULT_MAX_RECORD_AGE
         check_range("batch_size", batch_size, *_BATCH_SIZE)
         check_duration_range("max_batching_window", max_batching_window, *_BATCHING_WINDOW_S)
         check_range("parallelization_factor", parallelization_factor, *_PARALLELIZATION)
         check_range("retry_attempts", retry_attempts, *_RETRIES)
         check_duration_range("max_record_age", max_record_age, *_RECORD_AGE_S)
+        if reads_stream:  # another source checks against its own retention
+            check_table_stream_record_age("max_record_age", max_record_age, table)
         filter_criteria = _filter_criteria(filters)
         check_filters_on_table(
             "SimpleController", filters, table,
@@ -492,7 +565,7 @@ class SimpleController(Construct):
         self, destination: FailureDestination, removal_policy: cdk.RemovalPolicy
     ) -> lambda_.IEventSourceDlq:
         if destination.kind == "s3":
-            owner = None
+            owner = _bucket_account(self, destination.bucket)
             if destination.bucket is None:
                 expiration = destination.expiration or DEFAULT_FAILURE_EXPIRATION
                 bucket = secure_bucket(
@@ -508,7 +581,6 @@ class SimpleController(Construct):
                     "audit reads with CloudTrail data events rather than a second bucket",
                 )
                 destination = FailureDestination.s3(bucket)
-                owner = cdk.Stack.of(self).account  # created here: this stack's account
             self.failure_bucket = destination.bucket
             return _S3FailureRecords(self.failure_bucket, resource_account=owner)
         if destination.queue is None:
@@ -537,7 +609,8 @@ class _S3FailureRecords:
     ``resource_account``: the account that must own the bucket (IAM's
     ``s3:ResourceAccount`` condition on both statements), so a bucket of the same name
     owned by someone else (after this one is deleted) never receives the records.
-    ``None``: no condition (a given bucket, whose owner CDK may not know).
+    ``None``: no condition (a given bucket whose owner is unknown at synth, see
+    ``_bucket_account``).
     """
 
     def __init__(self, bucket: s3.IBucket, *, resource_account: str | None = None) -> None:
@@ -577,6 +650,24 @@ class _S3FailureRecords:
                     "no read or delete) needs a wildcard over the failure bucket's objects",
                 )
         return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
+
+
+def _bucket_account(scope: Construct, bucket: s3.IBucket | None) -> str | None:
+    """The account that owns the failure ``bucket`` (``None``: one created here), for the
+    role's ``s3:ResourceAccount`` condition, when this app knows it: this stack's account
+    for a bucket built in this stack (a pseudo parameter when the stack has no
+    account); else the bucket's ``env.account`` unless it is a token: a bucket built in a
+    stack with an account, or imported with ``Bucket.from_bucket_attributes(account=...)``,
+    or by name or ARN into a stack with an account (CDK then assumes the stack's account:
+    "it's assumed the bucket belongs to the same account as the scope it's being imported
+    into", ``BucketAttributes.account``). ``None`` (no condition) for a bucket imported by
+    name or ARN into a stack without an account, or built in another such stack: S3 ARNs
+    carry no account, so the owner is unknown at synth."""
+    stack = cdk.Stack.of(scope)
+    if bucket is None or (isinstance(bucket, s3.Bucket) and cdk.Stack.of(bucket) is stack):
+        return stack.account
+    account = bucket.env.account
+    return None if is_token(account) else account
 
 
 def mapping_metrics_config() -> lambda_.MetricsConfig:

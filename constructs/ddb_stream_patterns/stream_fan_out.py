@@ -301,7 +301,8 @@ class StreamFanOut(Construct):
         ``lambda_.FunctionOptions`` merged over the router's defaults (ARM64, 256 MB, 60 s).
     batch_size, retry_attempts, max_record_age, parallelization_factor, max_batching_window
         The router's stream event source, as in ``SimpleController`` (defaults 100, 10,
-        1 day, 1, none).
+        20 hours, 1, none; a ``max_record_age`` of 24 h or more, the stream's retention,
+        is an error).
     router_failure_destination
         Where the router's stream mapping sends the records it gives up on (after its
         retries, or at once for a record it cannot publish). Default:

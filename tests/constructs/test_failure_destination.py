@@ -26,7 +26,7 @@ from ddb_stream_patterns import (
     TableReplicator,
     TtlArchiver,
 )
-from tests.constructs.data_support import KEY, mapping_of, role_statements, tasks
+from tests.constructs.data_support import KEY, actions, mapping_of, role_statements, tasks
 
 CODE = lambda_.Code.from_inline("def handler(event, context):\n    return None\n")
 
@@ -71,6 +71,8 @@ def _assert_keeps_records_and_alarms(stack, binding):
     bucket, with write-only statements, EventCount metrics and both alarms to the topic."""
     template = Template.from_stack(stack).to_json()["Resources"]
     mapping = mapping_of(stack, binding)
+    # Given up on after 20 hours, before the stream's 24 h retention trims the records.
+    assert mapping["MaximumRecordAgeInSeconds"] == 20 * 3600
     # The destination: the binding's own bucket, secure, expiring records after 90 days.
     bucket = binding.failure_bucket
     assert bucket is not None and binding.failure_queue is None
@@ -112,7 +114,7 @@ def _assert_keeps_records_and_alarms(stack, binding):
     assert "failureQueueMessages" not in binding.alarms
 
 
-def test_a_given_bucket_gets_no_owner_condition_and_no_lifecycle(stack):
+def test_a_given_bucket_of_this_stack_gets_its_owner_condition_and_no_lifecycle(stack):
     import aws_cdk.aws_s3 as s3
 
     from ddb_stream_patterns import FailureDestination, StreamOptions
@@ -124,8 +126,9 @@ def test_a_given_bucket_gets_no_owner_condition_and_no_lifecycle(stack):
     mine_id = stack.get_logical_id(mine.node.default_child)
     statements = [s for s in role_statements(stack, archiver.function)
                   if mine_id in json.dumps(s["Resource"])]
-    assert sorted(s["Action"] for s in statements) == ["s3:ListBucket", "s3:PutObject"]
-    assert not any("Condition" in s for s in statements)
+    owner = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert sorted((s["Action"], json.dumps(s.get("Condition"))) for s in statements) == [
+        ("s3:ListBucket", json.dumps(owner)), ("s3:PutObject", json.dumps(owner))]
     resource = Template.from_stack(stack).to_json()["Resources"][mine_id]
     assert "LifecycleConfiguration" not in resource.get("Properties", {})
     assert "failureDeliveries" in archiver.alarms
@@ -215,3 +218,71 @@ def test_the_router_can_still_choose_the_failure_queue(stack, name):
     assert {"controller.failureQueueMessages", "controller.droppedRecords"} <= set(router.alarms)
     assert "controller.failureDeliveries" not in router.alarms
     Template.from_stack(stack).resource_count_is("AWS::S3::Bucket", 0)
+
+
+BUCKET_ARN = "arn:aws:s3:::failed-records-bucket"
+
+
+def _bucket_statements(stack, controller) -> list[dict]:
+    """The role's statements on the failure bucket (by its ARN), or on its key."""
+    return [s for s in role_statements(stack, controller.function)
+            if "failed-records-bucket" in json.dumps(s["Resource"])
+            or "kms" in json.dumps(s["Action"])]
+
+
+def _given(stack, bucket) -> SimpleController:
+    from ddb_stream_patterns import FailureDestination
+
+    return SimpleController(stack, "C", table=tasks(stack), code=CODE, handler="index.handler",
+                            failure_destination=FailureDestination.s3(bucket))
+
+
+@pytest.mark.parametrize(("env", "imported", "owner"), [
+    (None, lambda s, s3: s3.Bucket.from_bucket_attributes(
+        s, "B", bucket_arn=BUCKET_ARN, account="222222222222"), "222222222222"),
+    ("111111111111", lambda s, s3: s3.Bucket.from_bucket_attributes(
+        s, "B", bucket_arn=BUCKET_ARN, account="222222222222"), "222222222222"),
+    # CDK's model: a bucket imported without an account is the importing stack's.
+    ("111111111111", lambda s, s3: s3.Bucket.from_bucket_arn(s, "B", BUCKET_ARN),
+     "111111111111"),
+    # An S3 ARN carries no account, and this stack has none: the owner is unknown.
+    (None, lambda s, s3: s3.Bucket.from_bucket_arn(s, "B", BUCKET_ARN), None),
+], ids=["given account", "given account, stack with account", "stack's account", "unknown"])
+def test_a_given_bucket_gets_its_owner_condition_when_its_account_is_known(env, imported, owner):
+    import aws_cdk.aws_s3 as s3
+
+    stack = cdk.Stack(cdk.App(), "TestStack", env=env and cdk.Environment(
+        account=env, region="eu-west-1"))
+    controller = _given(stack, imported(stack, s3))
+    statements = _bucket_statements(stack, controller)
+    assert sorted(s["Action"] for s in statements) == ["s3:ListBucket", "s3:PutObject"]
+    expected = ({"StringEquals": {"s3:ResourceAccount": owner}} if owner else None)
+    assert [s.get("Condition") for s in statements] == [expected, expected]
+
+
+KEY_ARN = "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_a_bucket_imported_with_its_key_gets_generate_data_key(stack):
+    import aws_cdk.aws_kms as kms
+    import aws_cdk.aws_s3 as s3
+
+    key = kms.Key.from_key_arn(stack, "Key", KEY_ARN)
+    controller = _given(stack, s3.Bucket.from_bucket_attributes(
+        stack, "B", bucket_arn=BUCKET_ARN, encryption_key=key))
+    assert controller.failure_bucket.encryption_key.key_arn == KEY_ARN
+    kms_statements = [s for s in _bucket_statements(stack, controller)
+                      if "kms" in json.dumps(s["Action"])]
+    assert [(s["Action"], s["Resource"]) for s in kms_statements] == [
+        ("kms:GenerateDataKey", KEY_ARN)]
+
+
+def test_a_bucket_imported_without_its_key_gets_no_kms_grant(stack):
+    # What the docstring and README warn of: the role cannot know the key, so an import of
+    # a bucket encrypted with a customer managed key must carry it (encryption_key=).
+    import aws_cdk.aws_s3 as s3
+
+    controller = _given(stack, s3.Bucket.from_bucket_arn(stack, "B", BUCKET_ARN))
+    statements = role_statements(stack, controller.function)
+    assert {"s3:PutObject", "s3:ListBucket"} <= actions(statements)
+    assert not any(a.startswith("kms:") for a in actions(statements))

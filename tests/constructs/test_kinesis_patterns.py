@@ -88,7 +88,7 @@ def test_every_pattern_and_a_user_function_read_the_tables_kinesis_stream(stack)
         # The stream path's safe defaults.
         assert mapping["BisectBatchOnFunctionError"] is True
         assert mapping["MaximumRetryAttempts"] == 10
-        assert mapping["MaximumRecordAgeInSeconds"] == DAY
+        assert mapping["MaximumRecordAgeInSeconds"] == 20 * 3600  # below the 24 h retention
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping["StartingPosition"] == "TRIM_HORIZON"
         assert "OnFailure" in mapping["DestinationConfig"]
@@ -163,12 +163,16 @@ def test_fails_source_settings_out_of_range(stack, prop, value):
 
 
 @pytest.mark.parametrize(("age", "retention"), [
-    (None, 2 * DAY), (cdk.Duration.days(7), 8 * DAY), (cdk.Duration.hours(1), 3600 + DAY)])
+    (None, 20 * 3600 + DAY), (cdk.Duration.days(7), 8 * DAY),
+    (cdk.Duration.hours(1), 3600 + DAY)])
 def test_counter_markers_outlive_the_maximum_record_age(stack, age, retention):
-    table = _kinesis_tasks(stack)
+    # A 7-day age needs a stream that keeps records longer (refused below its retention).
+    table = tasks(stack, kinesis_stream=kinesis.Stream(
+        stack, "Changes", encryption=kinesis.StreamEncryption.MANAGED,
+        retention_period=cdk.Duration.days(8)))
     counter = _counter(stack, table, KinesisSource.of_table(table, max_record_age=age))
     assert mapping_of(stack, counter.controller)["MaximumRecordAgeInSeconds"] == (
-        age.to_seconds() if age else DAY)
+        age.to_seconds() if age else 20 * 3600)
     assert env_of(stack, counter.function)["MARKER_RETENTION_SECONDS"] == str(retention)
 
 
@@ -181,7 +185,7 @@ def test_fails_counter_marker_retention_shorter_than_the_maximum_record_age(stac
     table = _kinesis_tasks(stack)
     options = lambda_.FunctionOptions(environment={"MARKER_RETENTION_SECONDS": "3600"})
     with pytest.raises(ValueError, match=r"MARKER_RETENTION_SECONDS=3600 is shorter than the "
-                                         r"kinesis mapping's max_record_age \(86400 s\)"):
+                                         r"kinesis mapping's max_record_age \(72000 s\)"):
         _counter(stack, table, function_options=options)
 
 

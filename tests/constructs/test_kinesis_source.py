@@ -164,7 +164,7 @@ def test_shared_reader_defaults(stack):
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": [stream_id, "Arn"]}
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["MaximumRetryAttempts"] == 10
-    assert mapping["MaximumRecordAgeInSeconds"] == 86_400
+    assert mapping["MaximumRecordAgeInSeconds"] == 72_000  # 20 h, below the 24 h retention
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["StartingPosition"] == "TRIM_HORIZON"
     # The default destination keeps the records (a bucket); the mapping counts deliveries.

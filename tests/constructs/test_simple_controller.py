@@ -49,7 +49,7 @@ def test_event_source_defaults(stack):
     assert props["BatchSize"] == 100
     assert props["BisectBatchOnFunctionError"] is True
     assert props["MaximumRetryAttempts"] == 10
-    assert props["MaximumRecordAgeInSeconds"] == 86400
+    assert props["MaximumRecordAgeInSeconds"] == 72000  # 20 h, below the 24 h retention
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["ParallelizationFactor"] == 1
     assert "FilterCriteria" not in props
@@ -375,8 +375,9 @@ def test_s3_failure_destination_with_a_customer_managed_key(stack):
     }]
     given = _s3_statements(stack, controller)
     assert [s["Action"] for s in given] == ["s3:PutObject", "s3:ListBucket"]
-    # A given bucket's owner is not known here: no s3:ResourceAccount condition.
-    assert not any("Condition" in s for s in given)
+    # A given bucket built in this stack: its owner is this stack's account.
+    owner = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert [s.get("Condition") for s in given] == [owner, owner]
 
 
 def test_a_given_function_on_a_fan_out_gets_a_queue_not_a_stream_mapping(stack):

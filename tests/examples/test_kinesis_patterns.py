@@ -42,7 +42,7 @@ def test_three_consumers_two_on_enhanced_fan_out(example_app):
     assert len(template.find_resources("AWS::Kinesis::StreamConsumer")) == 2
     counter_env = template.to_json()["Resources"][stack.get_logical_id(
         stack.counter.function.node.default_child)]["Properties"]["Environment"]["Variables"]
-    assert counter_env["MARKER_RETENTION_SECONDS"] == str(2 * 86_400)  # 1 day max age + 1 day
+    assert counter_env["MARKER_RETENTION_SECONDS"] == str(72_000 + 86_400)  # 20 h age + 1 day
 
 
 def test_synth_has_no_warning(example_app):

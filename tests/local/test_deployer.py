@@ -654,7 +654,7 @@ def test_mappings_carry_every_property(deployment: Deployment) -> None:
     ]
     assert (notifier.batch_size, notifier.starting_position) == (100, "TRIM_HORIZON")
     assert notifier.bisect_on_error and notifier.report_batch_item_failures
-    assert (notifier.max_retry_attempts, notifier.max_record_age_s) == (10, 86400)
+    assert (notifier.max_retry_attempts, notifier.max_record_age_s) == (10, 72000)
     # The default failure destination: a bucket, whose ARN the mapping sends to.
     assert notifier.on_failure_arn == deployment.find(SIMPLE, "StatusNotifierFailureBucket").attributes["Arn"]
     assert notifier.function is deployment.functions[deployment.find(SIMPLE, "StatusNotifierFunction").key]
