@@ -152,6 +152,7 @@ def main() -> None:
             constructs: Counter[str] = Counter()
             seconds: Counter[str] = Counter()
             sites: Counter[str] = Counter()
+            site_seconds: Counter[str] = Counter()
             for phase, seen in (("build", build), ("synth", synth)):
                 for key, n in seen.by.items():
                     outer, site = key.split("|")
@@ -159,12 +160,13 @@ def main() -> None:
                     seconds[f"{phase}: {outer}"] += seen.seconds_by[key]
                     if site != "-":
                         sites[f"{phase}: {site}"] += n
+                        site_seconds[f"{phase}: {site}"] += seen.seconds_by[key]
             print(f"\n{name}: round trips per construct (build {build.calls}, synth {synth.calls})")
             for key, n in constructs.most_common():
                 print(f"  {n:>6}  {seconds[key]:>6.3f} s  {key}")
             print(f"{name}: top call sites in ddb_stream_patterns")
             for key, n in sites.most_common(25):
-                print(f"  {n:>6}  {key}")
+                print(f"  {n:>6}  {site_seconds[key]:>6.3f} s  {key}")
     finally:
         shutil.rmtree(outdirs, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from ._validation import (
     check_range,
     check_type,
     check_types,
+    duration,
 )
 from .monitoring import AlarmFactory, Monitoring, lambda_metric
 from .runtime_assets import StreamRuntimeLayer
@@ -218,7 +220,7 @@ class SimpleController(Construct):
         super().__init__(scope, id)
         if reads_stream:
             require_stream(table)  # other sources read elsewhere (a fan-out's router checks)
-        max_record_age = max_record_age or cdk.Duration.days(1)
+        max_record_age = max_record_age or duration("days", 1)
         check_range("batch_size", batch_size, *_BATCH_SIZE)
         check_duration_range("max_batching_window", max_batching_window, *_BATCHING_WINDOW_S)
         check_range("parallelization_factor", parallelization_factor, *_PARALLELIZATION)
@@ -506,7 +508,23 @@ def _changed_stream_props(given: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v != _STREAM_DEFAULTS[k]}
 
 
+#: The stream-reading controllers of each table, in construction order: counting a table's
+#: readers here costs no jsii round trip, where walking the stack's construct tree for
+#: each controller cost one per construct of the stack (quadratic in the app's size).
+_STREAM_READERS: weakref.WeakKeyDictionary[Any, list[SimpleController]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) -> None:
+    known = _STREAM_READERS.setdefault(table, [])
+    if controller not in known:
+        known.append(controller)
+    # Every reader of the table is registered here, in any stack (a superset of those the
+    # warning counts: the stack's tree), so at most MAX_STREAM_READERS here means no
+    # warning; above it, the stack's tree says exactly which, in its order.
+    if sum(c.table is table and c.reads_table_stream for c in known) <= MAX_STREAM_READERS:
+        return
     readers = [
         c.node.path
         for c in cdk.Stack.of(controller).node.find_all()
