@@ -29,7 +29,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Result", "fail", "load_average", "measure", "print_results", "summary"]
+__all__ = [
+    "Result",
+    "fail",
+    "load_average",
+    "measure",
+    "pair_ratios",
+    "print_results",
+    "summary",
+]
 
 
 def fail(message: str) -> None:
@@ -142,6 +150,20 @@ def print_results(title: str, results: dict[str, list[Result]], reference: str) 
                 f"  {r.name:<50} {r.min_ms:>8.1f} {r.median_ms:>8.1f} "
                 f"{r.min_ratio:>7.2f} {r.median_ratio:>7.2f}"
             )
+
+
+def pair_ratios(results: dict[str, list[Result]], case: str, reference: str) -> str:
+    """``case / reference`` per round (both timed in the same round), for a reference
+    other than the table's: min and median under each GC mode, as one line."""
+    parts = []
+    for mode, rows in results.items():
+        by_name = {r.name: r for r in rows}
+        ratios = [
+            a / b for a, b in zip(by_name[case].seconds, by_name[reference].seconds, strict=True)
+        ]
+        gc_note = "" if mode == "n/a" else f"GC {mode}: "
+        parts.append(f"{gc_note}min {min(ratios):.2f}x, median {statistics.median(ratios):.2f}x")
+    return f"  {case} / {reference}, same round: " + "; ".join(parts)
 
 
 def summary(key: str, results: dict[str, list[Result]], case: str, **extra: object) -> None:

@@ -46,6 +46,8 @@ REPO = HERE.parent
 APPS = {  # --app -> (file defining build_app and STACKS-or-stack classes, sys.path roots)
     "examples": (REPO / "examples" / "app.py", [REPO / "constructs", REPO / "lambda_src"]),
     "bare": (HERE / "bare_app.py", [REPO / "constructs", REPO / "lambda_src"]),
+    "orders": (HERE / "orders_app.py", [REPO / "constructs", REPO / "lambda_src"]),
+    "orders_plain": (HERE / "orders_app_plain.py", []),
     "solutions": (HERE / "solutions_constructs" / "app.py", []),
     "empty": (None, []),  # no file: an App with no stacks
 }
@@ -55,6 +57,7 @@ def load(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -74,23 +77,11 @@ def stacks_of(module: ModuleType, app_name: str) -> dict[str, type]:
     return dict(module.STACKS)
 
 
-@contextlib.contextmanager
 def count_jsii_calls():
-    """Python -> Node round trips of the jsii kernel (each a JSON message over a pipe)."""
-    from jsii._kernel.providers import process
-
-    calls = [0]
-    real = process._NodeProcess.send
-
-    def send(self, *args, **kwargs):
-        calls[0] += 1
-        return real(self, *args, **kwargs)
-
-    process._NodeProcess.send = send
-    try:
-        yield calls
-    finally:
-        process._NodeProcess.send = real
+    """The one jsii round-trip counter (``ddb_stream_patterns._jsii_calls``), loaded by file
+    path: it imports only jsii, so it also works in the Solutions Constructs venv."""
+    counter = load(REPO / "constructs" / "ddb_stream_patterns" / "_jsii_calls.py", "_jsii_calls")
+    return counter.jsii_round_trips()
 
 
 def in_process(rounds: int) -> None:
@@ -115,7 +106,7 @@ def in_process(rounds: int) -> None:
 
     sys.path[:0] = [str(p) for p in APPS["examples"][1]]
     cases = {"empty App": case(empty_app)}
-    for name in ("examples", "bare"):
+    for name in ("examples", "bare", "orders", "orders_plain"):
         cases[name] = case(load(APPS[name][0], f"bench_{name}_app").build_app)
     try:
         results = _harness.measure(cases, "empty App", rounds=rounds)
@@ -126,7 +117,8 @@ def in_process(rounds: int) -> None:
         results,
         "empty App",
     )
-    for name in ("examples", "bare"):
+    print(_harness.pair_ratios(results, "orders", "orders_plain"), flush=True)
+    for name in ("examples", "bare", "orders_plain"):
         _harness.summary(f"synth_warm_{name}_vs_empty", results, name)
 
 
@@ -186,7 +178,7 @@ def main() -> None:
                 warm_stack[name] = min(synth(alone)[0] for _ in range(args.warm))
                 with count_jsii_calls() as calls:
                     synth(alone)
-                jsii_calls[name] = calls[0]
+                jsii_calls[name] = calls.calls
     finally:
         shutil.rmtree(outdirs, ignore_errors=True)
     json.dump(

@@ -7,6 +7,8 @@ Three apps, each synthesized in-process (``App().synth()``, no CDK CLI) by
   claim-check bucket): the project's venv;
 * ``bare``: ``bare_app.py``, the same topologies with our constructs and none of
   those extras: the like-for-like side; the project's venv;
+* ``orders``, ``orders_plain``: issue 16's Orders app and its plain-L2 twin (the harness
+  tables only);
 * ``solutions``: ``solutions_constructs/app.py``, the topologies built with AWS
   Solutions Constructs 2.105 in ``benchmarks/.venv-solutions`` (aws-cdk-lib 2.273:
   Solutions Constructs pins cloud-assembly-schema < 55). Skipped, with the command
@@ -37,8 +39,14 @@ ratio to the **empty-App floor**: an ``App`` with no stacks synthesized the same
   ``CDK_VALIDATION=false``, to show how much of that is aws-cdk-lib's own template
   validation (the examples/empty ratio with validation off on both sides is printed
   below the table, per round);
+* the same for ``orders`` (``orders_app.py``, issue 16's user app written with this
+  library) and ``orders_plain`` (``orders_app_plain.py``, the same resources with plain
+  aws-cdk-lib L2s): printed below the table, orders / orders_plain per round (goal
+  <= 1.5x), with validation on and off; and orders_plain / empty App (what any
+  aws-cdk-lib app of that size costs above the floor);
 * warm: one process (jsii start-up and first synth paid before timing), each case
-  building a new ``App`` and ``synth()``-ing it, GC off and on.
+  building a new ``App`` and ``synth()``-ing it, GC off and on; orders / orders_plain
+  below the table.
 
 Run: ``python benchmarks/bench_synth.py [--processes 5] [--warm 3] [--rounds 7]``
 (``--floor-only``: only the harness tables). Asserts nothing.
@@ -49,7 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -126,8 +133,12 @@ def floor_ratios(rounds: int) -> None:
         "empty App": cold("empty"),
         "examples": cold("examples"),
         "bare": cold("bare"),
+        "orders": cold("orders"),
+        "orders_plain": cold("orders_plain"),
         "examples, CDK_VALIDATION=false": cold("examples", validation=False),
         "empty App, CDK_VALIDATION=false": cold("empty", validation=False),
+        "orders, CDK_VALIDATION=false": cold("orders", validation=False),
+        "orders_plain, CDK_VALIDATION=false": cold("orders_plain", validation=False),
     }
     results = _harness.measure(cases, "empty App", rounds=rounds, gc_modes=("n/a",))
     _harness.print_results(
@@ -135,23 +146,18 @@ def floor_ratios(rounds: int) -> None:
         results,
         "empty App",
     )
-    for name in ("examples", "bare"):
+    for name in ("examples", "bare", "orders_plain"):
         _harness.summary(f"synth_cold_{name}_vs_empty", results, name)
-    # Validation off on both sides: the per-round ratio to the empty App without it.
-    rows = {r.name: r for r in results["n/a"]}
-    off = [
-        a / b
-        for a, b in zip(
-            rows["examples, CDK_VALIDATION=false"].seconds,
-            rows["empty App, CDK_VALIDATION=false"].seconds,
-            strict=True,
-        )
-    ]
-    print(
-        "  examples / empty App, both with CDK_VALIDATION=false, same round: "
-        f"min {min(off):.2f}x, median {statistics.median(off):.2f}x",
-        flush=True,
-    )
+    # Other references, same round: the user app to its plain-L2 twin (goal <= 1.5x), and
+    # with validation off on both sides (what is left of each ratio without it).
+    off = ", CDK_VALIDATION=false"
+    for case, reference in (
+        ("orders", "orders_plain"),
+        (f"orders{off}", f"orders_plain{off}"),
+        (f"examples{off}", f"empty App{off}"),
+        (f"orders_plain{off}", f"empty App{off}"),
+    ):
+        print(_harness.pair_ratios(results, case, reference), flush=True)
     warm = subprocess.run(
         [str(python_for("examples")), str(HERE / "_synth_worker.py"), "--harness", str(rounds)],
         env=env,

@@ -6,12 +6,13 @@ runtime (the ``ddb_stream_runtime`` package) that runs it.
 >>> from ddb_stream_patterns import StreamTable, SimpleController, StreamFilter, Rule
 """
 
+from typing import TYPE_CHECKING
+
 from ._resources import merge_function_options
 from ._stream_pattern import StreamOptions
 from .aggregate_counter import AggregateCounter
 from .alarm_topic import AlarmTopic
 from .change_source import ChangeSource, ConsumerSpec, SourceBinding, TableStream
-from .checks import StreamPatternsChecks
 from .complex_controller import PUBLISHED_ATTRIBUTES, ComplexController, Processor, Route
 from .kinesis_source import KinesisController, KinesisSource
 from .monitoring import AlarmThresholds, Monitoring, StreamDashboard
@@ -67,3 +68,16 @@ __all__ = [
     "merge_function_options",
     "runtime_code",
 ]
+
+if TYPE_CHECKING:
+    from .checks import StreamPatternsChecks
+
+
+def __getattr__(name: str) -> object:
+    # The checks (a validation plugin) load on first use: most apps never use them, and
+    # their imports would cost every app's synth (issue 16, synth time).
+    if name == "StreamPatternsChecks":
+        from .checks import StreamPatternsChecks
+
+        return StreamPatternsChecks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,7 @@ of AWS Solutions Constructs' ``*-defaults.ts``.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import aws_cdk as cdk
@@ -16,6 +17,8 @@ import aws_cdk.aws_s3 as s3
 import aws_cdk.aws_sqs as sqs
 import jsii
 from constructs import Construct
+
+from ._validation import duration
 
 __all__ = [
     "secure_queue",
@@ -72,7 +75,7 @@ def secure_queue(
     props: dict[str, Any] = {
         "encryption": sqs.QueueEncryption.SQS_MANAGED,
         "enforce_ssl": True,
-        "retention_period": cdk.Duration.days(14),
+        "retention_period": duration("days", 14),
         "removal_policy": removal_policy,
     }
     return sqs.Queue(scope, id, **{**props, **overrides})
@@ -126,18 +129,16 @@ def build_function(
         scope, f"{id}Logs", removal_policy=removal_policy
     )
     props: dict[str, Any] = {
-        "architecture": lambda_.Architecture.ARM_64,
+        "architecture": _arm64(),
         "memory_size": 256,
-        "timeout": timeout or cdk.Duration.seconds(30),
+        "timeout": timeout or duration("seconds", 30),
         **user,
         "log_group": log_group,
         "layers": [*(layers or []), *user.get("layers", [])],
         "environment": {**(environment or {}), **user.get("environment", {})},
     }
     if "role" not in user:
-        props["role"] = iam.Role(
-            scope, f"{id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
-        )
+        props["role"] = iam.Role(scope, f"{id}Role", assumed_by=_lambda_principal())
         props["role"].add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -148,6 +149,18 @@ def build_function(
     if "role" not in user:
         _drop_role_dependency(function.node.default_child, props["role"].node.default_child)
     return function
+
+
+# One object each per process (each is a jsii round trip to make or read; both are values
+# that never change, safe to share between functions, stacks and apps).
+@cache
+def _arm64() -> lambda_.Architecture:
+    return lambda_.Architecture.ARM_64
+
+
+@cache
+def _lambda_principal() -> iam.ServicePrincipal:
+    return iam.ServicePrincipal("lambda.amazonaws.com")
 
 
 @jsii.implements(cdk.IStableListProducer)

@@ -6,7 +6,9 @@ value. Unresolved tokens are skipped: their value is only known at deploy time.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily: StreamFilter must not start jsii
@@ -16,6 +18,8 @@ __all__ = [
     "check_range",
     "check_exclusive",
     "check_duration_range",
+    "duration",
+    "duration_fact",
     "is_token",
     "check_type",
     "check_list",
@@ -51,13 +55,36 @@ def check_range(prop: str, value: int | float | None, low: int | float, high: in
         raise ValueError(f"{prop} must be between {low} and {high}, got {value!r}")
 
 
+@cache
+def duration(unit: str, amount: int) -> cdk.Duration:
+    """``cdk.Duration.<unit>(amount)``, one shared object per value (a ``Duration`` is
+    immutable): the defaults every construct uses cost one jsii round trip per process,
+    and :func:`duration_fact` reads them once."""
+    import aws_cdk as cdk
+
+    return getattr(cdk.Duration, unit)(amount)
+
+
+#: Answers of a ``Duration``'s methods, per object (a ``Duration`` never changes).
+_DURATION_FACTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def duration_fact(value: cdk.Duration, method: str) -> Any:
+    """``value.<method>()`` (``to_seconds``, ``to_string``...), asked once per object:
+    each is a jsii round trip, and patterns ask the same defaults again and again."""
+    facts = _DURATION_FACTS.setdefault(value, {})
+    if method not in facts:
+        facts[method] = getattr(value, method)()
+    return facts[method]
+
+
 def check_duration_range(
     prop: str, value: cdk.Duration | None, low_s: int, high_s: int
 ) -> None:
     """Like :func:`check_range` for a ``Duration``, compared in whole seconds."""
-    if value is None or is_token(value.to_string()):
+    if value is None or is_token(duration_fact(value, "to_string")):
         return
-    seconds = value.to_seconds()
+    seconds = duration_fact(value, "to_seconds")
     if not low_s <= seconds <= high_s:
         raise ValueError(
             f"{prop} must be between {low_s} and {high_s} seconds, got {seconds} seconds"

@@ -73,14 +73,16 @@ class AlarmThresholds:
         on the first breaching period.
     """
 
-    iterator_age: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(1))
+    iterator_age: cdk.Duration = field(default_factory=lambda: v.duration("minutes", 1))
     function_errors: int = 1
     function_throttles: int = 1
     dead_letter_messages: int = 1
-    queue_oldest_message: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(15))
+    queue_oldest_message: cdk.Duration = field(
+        default_factory=lambda: v.duration("minutes", 15)
+    )
     notifications_failed: int = 1
     dropped_records: int = 1
-    period: cdk.Duration = field(default_factory=lambda: cdk.Duration.minutes(5))
+    period: cdk.Duration = field(default_factory=lambda: v.duration("minutes", 5))
     evaluation_periods: int = 1
 
     def __post_init__(self) -> None:
@@ -99,10 +101,10 @@ class AlarmThresholds:
             "thresholds.queue_oldest_message", self.queue_oldest_message, 1, 14 * 86_400
         )
         check_duration_range("thresholds.period", self.period, 60, 86_400)
-        if self.period.to_seconds() % 60:
+        if v.duration_fact(self.period, "to_seconds") % 60:
             raise ValueError(
                 f"thresholds.period must be a whole number of minutes, "
-                f"got {self.period.to_seconds()} seconds"
+                f"got {v.duration_fact(self.period, 'to_seconds')} seconds"
             )
 
 
@@ -205,7 +207,7 @@ class AlarmFactory:
             cw_actions.SnsAction(self.alarm_topic) if self.alarm_topic is not None else None
         )
         self._period_text = (
-            self.thresholds.period.to_human_string() if monitoring.alarms else ""
+            v.duration_fact(self.thresholds.period, "to_human_string") if monitoring.alarms else ""
         )
 
     def _add(
@@ -240,8 +242,8 @@ class AlarmFactory:
         self._add(
             f"{key}IteratorAge",
             lambda_metric(function, "IteratorAge", "Maximum").with_(period=t.period),
-            t.iterator_age.to_milliseconds(),
-            f"stream iterator age >= {t.iterator_age.to_human_string()}",
+            v.duration_fact(t.iterator_age, "to_milliseconds"),
+            f"stream iterator age >= {v.duration_fact(t.iterator_age, 'to_human_string')}",
             "The handler falls behind the stream: check errors, duration and batch size.",
         )
         self.function(key, function)
@@ -322,7 +324,9 @@ class AlarmFactory:
         if not self.monitoring.alarms:  # no metric objects to build either
             return
         t = self.thresholds
-        limit = t.queue_oldest_message.to_seconds() + (delay.to_seconds() if delay else 0)
+        limit = v.duration_fact(t.queue_oldest_message, "to_seconds") + (
+            v.duration_fact(delay, "to_seconds") if delay else 0
+        )
         self._add(
             f"{key}OldestMessage",
             queue.metric_approximate_age_of_oldest_message(period=t.period, statistic="Maximum"),

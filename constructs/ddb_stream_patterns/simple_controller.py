@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -719,7 +720,23 @@ def _changed_stream_props(given: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v != _STREAM_DEFAULTS[k]}
 
 
+#: The stream-reading controllers of each table, in construction order: counting a table's
+#: readers here costs no jsii round trip, where walking the stack's construct tree for
+#: each controller cost one per construct of the stack (quadratic in the app's size).
+_STREAM_READERS: weakref.WeakKeyDictionary[Any, list[SimpleController]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _warn_about_readers(controller: SimpleController, table: dynamodb.ITable) -> None:
+    known = _STREAM_READERS.setdefault(table, [])
+    if controller not in known:
+        known.append(controller)
+    # Every reader of the table is registered here, in any stack (a superset of those the
+    # warning counts: the stack's tree), so at most MAX_STREAM_READERS here means no
+    # warning; above it, the stack's tree says exactly which, in its order.
+    if sum(c.table is table and c.reads_table_stream for c in known) <= MAX_STREAM_READERS:
+        return
     readers = [
         c.node.path
         for c in cdk.Stack.of(controller).node.find_all()

@@ -81,13 +81,13 @@ from . import _validation as v
 from ._filter_policy import TTL_EXPIRY_ATTRIBUTE, filter_policy
 from ._nag import acknowledge
 from ._resources import build_function, secure_bucket, secure_queue
-from ._validation import check_duration_range, check_range, is_token
+from ._validation import check_duration_range, check_range, duration, is_token
 from .change_source import ConsumerSpec
 from .monitoring import AlarmFactory, Monitoring
 from .runtime_assets import runtime_code
 from .simple_controller import DEFAULT_RUNTIME, FailureDestination, SimpleController
 from .stream_filter import StreamFilter
-from .stream_table import check_filters_on_table
+from .stream_table import StreamTable, check_filters_on_table
 
 __all__ = [
     "StreamFanOut",
@@ -427,7 +427,7 @@ class StreamFanOut(Construct):
                 "ClaimCheckBucket",
                 removal_policy=removal_policy,
                 # Pointers in queues expire after 14 days: so can the payloads.
-                lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(15))],
+                lifecycle_rules=[s3.LifecycleRule(expiration=duration("days", 15))],
             )
             acknowledge(
                 self.claim_check_bucket,
@@ -500,7 +500,7 @@ class StreamFanOut(Construct):
             removal_policy=removal_policy,
             options=options,
             environment=environment,
-            timeout=cdk.Duration.seconds(60),
+            timeout=duration("seconds", 60),
         )
         self.topic.grant_publish(function)
         self._grant_claim_checks(function, "s3:PutObject")
@@ -511,7 +511,8 @@ class StreamFanOut(Construct):
         ``s3:Abort*``, ``s3:List*``, ``s3:GetBucket*``: none is needed)."""
         if self.claim_check_bucket is None:
             return
-        if function.role is None:
+        role = function.role  # one round trip, not three
+        if role is None:
             # add_to_role_policy does nothing then: records over 256 KB would arrive as
             # pointers the function may not read, retried into the DLQ with no other sign.
             cdk.Annotations.of(function).add_warning_v2(
@@ -529,9 +530,9 @@ class StreamFanOut(Construct):
                 resources=[self.claim_check_bucket.arn_for_objects(f"{CLAIM_CHECK_PREFIX}*")],
             )
         )
-        if function.role is not None:
+        if role is not None:
             acknowledge(
-                function.role,
+                role,
                 f"AwsSolutions-IAM5[Resource::<{_logical_id(self.claim_check_bucket)}.Arn>/"
                 f"{CLAIM_CHECK_PREFIX}*]",
                 "claim-check object keys are per record: S3 object ARNs need a wildcard "
@@ -575,7 +576,7 @@ class StreamFanOut(Construct):
             f"{prefix}Queue",
             # Shorter than its DLQ's 14 days: a redriven message keeps its first
             # enqueue time, so an equal retention could expire it in the DLQ at once.
-            retention_period=cdk.Duration.days(4),
+            retention_period=duration("days", 4),
             delivery_delay=options.delay,
             visibility_timeout=visibility,
             dead_letter_queue=sqs.DeadLetterQueue(
@@ -872,8 +873,17 @@ def _check_routing_attributes(names: Sequence[str], built_in: Sequence[str]) -> 
         raise ValueError(f"routing_attributes has duplicates: {list(names)!r}")
 
 
+_ATTRIBUTE_TYPE_TAG = {"STRING": "S", "NUMBER": "N", "BINARY": "B"}  # AttributeType -> tag
+
+
 def _key_types(table: dynamodb.ITable) -> dict[str, str]:
     """The table's primary key attributes and their types (S/N/B), when defined in this app."""
+    if isinstance(table, StreamTable):  # its props say it all, without jsii round trips
+        return {
+            k.name: _ATTRIBUTE_TYPE_TAG[k.type.value]
+            for k in (table.partition_key, table.sort_key)
+            if k is not None
+        }
     child = table.node.default_child if isinstance(table, Construct) else None
     if not isinstance(child, (dynamodb.CfnTable, dynamodb.CfnGlobalTable)):
         return {}  # an imported table: its schema is unknown at synth

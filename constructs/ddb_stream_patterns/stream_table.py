@@ -235,6 +235,8 @@ def _stream_enabled(table: dynamodb.ITable) -> bool:
     # fails), so for a table defined in this app, ask its L1 resource. The public
     # `stream_specification` getter cannot cross jsii (TableV2 sets it lazily), but the
     # resource's protected `updatedProperties` resolves to plain values.
+    if isinstance(table, StreamTable):  # always has a stream: no need to ask (6 round trips)
+        return True
     resource = table.node.default_child
     if not isinstance(resource, (dynamodb.CfnGlobalTable, dynamodb.CfnTable)):
         return True
@@ -258,6 +260,9 @@ def table_schema(table: dynamodb.ITable) -> tuple[list[str], str | None] | None:
     """The key attribute names and stream view type of a table defined in this app
     (a ``StreamTable``, ``TableV2`` or ``Table``), read from its L1 resource; ``None`` for
     an imported table, whose schema is unknown at synth."""
+    if isinstance(table, StreamTable):  # its props say it all, without jsii round trips
+        keys = [k.name for k in (table.partition_key, table.sort_key) if k is not None]
+        return keys, table.stream_view_type.value
     resource = table.node.default_child if isinstance(table, Construct) else None
     if not isinstance(resource, (dynamodb.CfnGlobalTable, dynamodb.CfnTable)):
         return None

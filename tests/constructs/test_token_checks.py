@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import aws_cdk as cdk
 import pytest
-from jsii._kernel.providers import process
 
+from ddb_stream_patterns._jsii_calls import jsii_round_trips
 from ddb_stream_patterns._validation import is_token
-
-
-@contextlib.contextmanager
-def jsii_round_trips():
-    calls = [0]
-    real = process._NodeProcess.send
-
-    def send(self, *args, **kwargs):
-        calls[0] += 1
-        return real(self, *args, **kwargs)
-
-    process._NodeProcess.send = send
-    try:
-        yield calls
-    finally:
-        process._NodeProcess.send = real
-
 
 PLAIN = [None, True, False, 0, 7, -3, 2**40, "orders", "", "Token", "arn:aws:sqs:eu-west-1:1:q"]
 
@@ -35,7 +16,7 @@ def test_plain_values_are_not_tokens_and_cost_no_round_trip(value: object) -> No
     assert not cdk.Token.is_unresolved(value)  # CDK agrees: not a token
     with jsii_round_trips() as calls:
         assert is_token(value) is False
-    assert calls[0] == 0
+    assert calls.calls == 0
 
 
 def test_every_token_kind_is_still_found() -> None:
@@ -53,4 +34,4 @@ def test_every_token_kind_is_still_found() -> None:
     # and a plain float still asks CDK (no shortcut for floats)
     with jsii_round_trips() as calls:
         assert is_token(1.5) is False
-    assert calls[0] == 1
+    assert calls.calls == 1

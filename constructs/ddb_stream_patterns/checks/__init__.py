@@ -20,7 +20,7 @@ an already synthesized cloud assembly, e.g. in tests.
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,16 @@ CHECKS = (
 )
 RULES: tuple[Rule, ...] = tuple(rule for rule, _ in CHECKS)
 
-try:
-    _VERSION = _metadata.version("cdk-ddb-stream-patterns")
-except _metadata.PackageNotFoundError:  # running from a checkout
-    _VERSION = "0.0.0"
+@cache
+def _version() -> str:
+    """The installed package's version, looked up on first use: ``importlib.metadata``
+    costs tens of milliseconds to import and scan, in every app's ``cdk synth``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("cdk-ddb-stream-patterns")
+    except metadata.PackageNotFoundError:  # running from a checkout
+        return "0.0.0"
 
 
 def check_assembly(
@@ -83,7 +89,7 @@ class StreamPatternsChecks:
 
     @property
     def version(self) -> str:
-        return _VERSION
+        return _version()
 
     @property
     def rule_ids(self) -> list[str]:
