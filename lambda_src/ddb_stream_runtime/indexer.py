@@ -442,6 +442,10 @@ def _document_value(tag: str, value: Any) -> Any:
     if tag == "SS" and value.__class__ is list:
         "".join(value)  # every member a str, or TypeError
         return sorted(set(value))  # what _jsonable makes of the set
+    if tag == "NS" and value.__class__ is list and "".join(value).isdigit():
+        numbers = sorted(set(map(int, value)))  # plain digits (int("") raises)
+        if numbers[-1] <= _LONG_MAX:
+            return numbers  # what _jsonable makes of the set: sorted, all within a long
     return _jsonable(_DISPATCH[tag](value))  # B, NS, BS: sorted, base64 as before
 
 

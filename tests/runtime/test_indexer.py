@@ -883,3 +883,22 @@ def test_bulk_body_is_byte_for_byte_what_it_was(
     assert body.count(b"\n") == 2 * len(event["Records"]) - 1  # one REMOVE: no source line
     assert body == _bulk_body_the_old_way(event, versioning)
     assert hashlib.sha256(body).hexdigest() == GOLDEN_BODY_SHA256[versioning]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"NS": ["10", "2", "1"]},
+        {"NS": ["007", "7", "8"]},  # one number twice: one member
+        {"NS": ["9223372036854775807", "0"]},
+        {"NS": ["9223372036854775808", "1"]},  # above a long: floats
+        {"NS": ["1", "-2", "0.5", "-0"]},
+        {"SS": ["b", "a", "B", "é"]},
+        {"L": [{"NS": ["3", "1"]}, {"SS": ["z", "y"]}]},
+    ],
+)
+def test_set_documents_equal_the_two_step_ones(value: dict[str, Any]) -> None:
+    image = {"v": value}
+    document = indexer_module.image_to_document(image)
+    assert "v" in document
+    assert indexer_module._encode(document) == _two_step_document(image)
