@@ -9,7 +9,9 @@ interleaved rounds through ``_harness.py`` (GC off and on):
 * + boto3's ``TypeDeserializer`` on both images of every record;
 * + ``ddb_stream_runtime.deserialize_image`` on both images;
 * + ``ddb_stream_runtime.StreamRecord`` reading ``new_image`` and ``old_image``;
-* + Powertools' ``DynamoDBStreamEvent`` reading both images (if installed).
+* + Powertools' ``DynamoDBStreamEvent`` reading both images (if installed);
+* + code hand-written for these exact items, no dispatch and no checks: a lower bound
+  for any DynamoDB-JSON walk that builds the same values (int, Decimal, sets, bytes).
 
 Run: ``python benchmarks/bench_deserialize.py [--records 1000] [--repeat 15]``.
 The same again on a "rich" event (binary, sets, nested maps and lists, ``-0``).
@@ -23,7 +25,9 @@ import base64
 import functools
 import json
 import sys
+from binascii import a2b_base64
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +141,82 @@ def with_powertools(payload: str) -> None:
         record.dynamodb.old_image  # noqa: B018
 
 
+def _hand_line(m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sku": m["sku"]["S"],
+        "qty": int(m["qty"]["N"]),
+        "unit_price": Decimal(m["unit_price"]["N"]),
+    }
+
+
+def _hand_orders(im: dict[str, Any]) -> dict[str, Any]:
+    address = im["shipping_address"]["M"]
+    geo = address["geo"]["M"]
+    return {
+        "pk": im["pk"]["S"],
+        "sk": im["sk"]["S"],
+        "customer_id": im["customer_id"]["S"],
+        "status": im["status"]["S"],
+        "version": int(im["version"]["N"]),
+        "created_at": int(im["created_at"]["N"]),
+        "updated_at": int(im["updated_at"]["N"]),
+        "total": Decimal(im["total"]["N"]),
+        "discount_rate": Decimal(im["discount_rate"]["N"]),
+        "is_gift": im["is_gift"]["BOOL"],
+        "gift_message": None,
+        "tags": set(im["tags"]["SS"]),
+        "warehouse_ids": set(map(int, im["warehouse_ids"]["NS"])),
+        "shipping_address": {
+            "street": address["street"]["S"],
+            "city": address["city"]["S"],
+            "postcode": address["postcode"]["S"],
+            "country": address["country"]["S"],
+            "geo": {"lat": Decimal(geo["lat"]["N"]), "lon": Decimal(geo["lon"]["N"])},
+        },
+        "lines": [_hand_line(av["M"]) for av in im["lines"]["L"]],
+    }
+
+
+def _hand_rich(im: dict[str, Any]) -> dict[str, Any]:
+    config = im["config"]["M"]
+    limits = config["limits"]["L"]
+    owner = config["owner"]["M"]
+    return {
+        "pk": im["pk"]["S"],
+        "version": int(im["version"]["N"]),
+        "firmware": a2b_base64(im["firmware"]["B"]),
+        "keys": set(map(a2b_base64, im["keys"]["BS"])),
+        "labels": set(im["labels"]["SS"]),
+        "ports": {int(x) if x.isdigit() else Decimal(x) for x in im["ports"]["NS"]},
+        "online": im["online"]["BOOL"],
+        "retired": None,
+        "readings": [
+            {"t": int(av["M"]["t"]["N"]), "v": Decimal(av["M"]["v"]["N"])}
+            for av in im["readings"]["L"]
+        ],
+        "config": {
+            "mode": config["mode"]["S"],
+            "limits": [
+                int(limits[0]["N"]),
+                Decimal(limits[1]["N"]),
+                [limits[2]["L"][0]["S"], None],
+            ],
+            "owner": {"team": owner["team"]["S"], "oncall": set(owner["oncall"]["SS"])},
+            "checksum": a2b_base64(config["checksum"]["B"]),
+        },
+    }
+
+
+def with_hand_written(convert: Callable[[dict[str, Any]], Any], payload: str) -> None:
+    """A lower bound, not a deserializer: code written for these exact items (no dispatch,
+    no checks) that only builds the same output objects (int, Decimal, sets, bytes, dicts).
+    Any general DynamoDB-JSON walk pays at least this on top of ``json.loads``."""
+    for record in json.loads(payload)["Records"]:
+        dynamodb = record["dynamodb"]
+        convert(dynamodb["NewImage"])
+        convert(dynamodb["OldImage"])
+
+
 def _importable(module: str) -> bool:
     try:
         __import__(module)
@@ -208,10 +288,18 @@ def main() -> None:
         for record in json.loads(payload)["Records"][:50]:
             _check_same_result(record["dynamodb"]["NewImage"])
             _check_same_result(record["dynamodb"]["OldImage"])
+        hand = _hand_orders if label == "orders" else _hand_rich
+        for record in json.loads(payload)["Records"][:50]:
+            for image in (record["dynamodb"]["NewImage"], record["dynamodb"]["OldImage"]):
+                if hand(image) != deserialize_image(image):
+                    raise SystemExit("the hand-written lower bound builds other values")
         cases: dict[str, Callable[[], None]] = {
             "json.loads (floor)": functools.partial(floor, payload),
             "+ ddb_stream_runtime.deserialize_image": functools.partial(with_ours, payload),
             "+ ddb_stream_runtime.StreamRecord": functools.partial(with_stream_record, payload),
+            "+ hand-written for these items (lower bound)": functools.partial(
+                with_hand_written, hand, payload
+            ),
         }
         # boto3 and Powertools only on the orders event: boto3's TypeDeserializer takes
         # bytes for B (what the client returns), not the stream's base64 text.
@@ -228,6 +316,7 @@ def main() -> None:
         )
         for key, case in (
             ("deserialize", "+ ddb_stream_runtime.deserialize_image"),
+            ("lower_bound", "+ hand-written for these items (lower bound)"),
             ("boto3", "+ boto3 TypeDeserializer"),
             ("powertools", "+ Powertools DynamoDBStreamEvent"),
         ):

@@ -98,6 +98,8 @@ def ensure_solutions_venv() -> None:
 ROWS: list[tuple[str, str, str, float | None]] = [
     ("deserialize.orders", "deserialize both images, 1,000 MODIFY records", "≤ 1.5×", 1.5),
     ("deserialize.rich", "the same, items with sets, binary, nested maps and lists", "≤ 1.5×", 1.5),
+    ("lower_bound.orders", "(code hand-written for those exact items: a lower bound)", "", None),
+    ("lower_bound.rich", "(the same for the rich items: a lower bound)", "", None),
     ("boto3.orders", "(boto3 `TypeDeserializer`, same event, for comparison)", "", None),
     ("powertools.orders", "(Powertools `DynamoDBStreamEvent`, for comparison)", "", None),
     ("router", "router, 1,000 records → 100 `PublishBatch`, 3 routing attributes", "", None),

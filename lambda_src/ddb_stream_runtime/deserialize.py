@@ -3,10 +3,14 @@
 This is hand-written rather than ``boto3.dynamodb.types.TypeDeserializer``
 because it is the hot path of every stream Lambda: importing boto3 costs
 ~230 ms of cold start, and TypeDeserializer spends most of its time in
-``getattr`` dispatch and 38-digit ``Decimal`` contexts. The loops below
-inline the two tags that make up most items (``S`` and ``N``) and send the
-rest through a dispatch table; malformed input is diagnosed only on the
-(rare) error path so that valid input pays for no extra checks.
+``getattr`` dispatch and 38-digit ``Decimal`` contexts.
+
+Two walks give the same values. The fast walk (``_fast_*``) inlines the
+common tags (``S``, ``N``, ``M``, ``L``, ``BOOL``, ``NULL``) in one loop per
+container, takes a whole ``SS``/``NS`` at once, and on anything unexpected
+just raises; the public functions then re-run the strict walk (``_map``,
+``_list``, ``_DISPATCH``), which names the bad value and its path in a
+:class:`DeserializationError`. Valid input pays for no diagnosis.
 
 Type mapping
 ------------
@@ -226,6 +230,141 @@ _DISPATCH: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# --- the fast walk ---------------------------------------------------------------------
+# Same values as the strict walk above, fewer Python-level steps per value. It checks what
+# it must to never accept what the strict walk rejects (one tag per value, S a str, BOOL a
+# bool, NULL true, finite numbers, lists for L and sets) but raises bare exceptions: the
+# public functions then re-run the strict walk, which raises the DeserializationError.
+
+
+def _fast_number(text: str) -> int | Decimal:
+    # Not plain digits (the callers try that first): as _other_number.
+    if text[0] == "-" and text[1:].isdigit():
+        number = int(text)
+        if number:
+            return number
+    number = Decimal(text)
+    if number.is_finite():
+        return number
+    raise ValueError(text)
+
+
+_a2b_base64: Any = None  # binascii.a2b_base64, bound on first use (no import at load)
+
+
+def _fast_binary(value: Any) -> bytes:
+    # b64decode(value, validate=True) is a2b_base64(value, strict_mode=True) after a
+    # str -> ASCII bytes step that a2b_base64 does itself; without b64decode's Python frame.
+    global _a2b_base64
+    if _a2b_base64 is None:
+        from binascii import a2b_base64
+
+        _a2b_base64 = a2b_base64
+    return _a2b_base64(value, strict_mode=True)
+
+
+def _fast_string_set(value: Any) -> set[str]:
+    if value.__class__ is not list:
+        raise TypeError
+    "".join(value)  # every member a str, or TypeError
+    return set(value)
+
+
+def _fast_number_set(value: Any) -> set[int | Decimal]:
+    if value.__class__ is not list:
+        raise TypeError
+    if "".join(value).isdigit():  # all plain digits (an empty member: int("") raises)
+        return set(map(int, value))
+    return {int(v) if v.isdigit() else _fast_number(v) for v in value}
+
+
+def _fast_binary_set(value: Any) -> set[bytes]:
+    if value.__class__ is not list:
+        raise TypeError
+    return {_fast_binary(v) for v in value}
+
+
+_FAST_RARE: dict[str, Callable[[Any], Any]] = {
+    "B": _fast_binary,
+    "SS": _fast_string_set,
+    "NS": _fast_number_set,
+    "BS": _fast_binary_set,
+}
+
+
+def _fast_map(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, av in value.items():
+        [(tag, v)] = av.items()
+        if tag == "S":
+            if v.__class__ is not str:
+                raise TypeError
+            out[name] = v
+        elif tag == "N":
+            if v.isdigit():
+                out[name] = int(v)
+            elif v[0] == "-" and v[1:].isdigit() and v[1:].strip("0"):
+                out[name] = int(v)  # a negative integer (not -0: that is Decimal('-0'))
+            else:
+                number = Decimal(v)
+                if not number.is_finite():
+                    raise ValueError
+                out[name] = number
+        elif tag == "M":
+            out[name] = _fast_map(v)
+        elif tag == "L":
+            out[name] = _fast_list(v)
+        elif tag == "BOOL":
+            if v is not True and v is not False:
+                raise TypeError
+            out[name] = v
+        elif tag == "NULL":
+            if v is not True:
+                raise TypeError
+            out[name] = None
+        else:
+            out[name] = _FAST_RARE[tag](v)
+    return out
+
+
+def _fast_list(value: Any) -> list[Any]:
+    if value.__class__ is not list:
+        raise TypeError
+    out: list[Any] = []
+    append = out.append
+    for av in value:
+        [(tag, v)] = av.items()
+        if tag == "S":
+            if v.__class__ is not str:
+                raise TypeError
+            append(v)
+        elif tag == "N":
+            if v.isdigit():
+                append(int(v))
+            elif v[0] == "-" and v[1:].isdigit() and v[1:].strip("0"):
+                append(int(v))
+            else:
+                number = Decimal(v)
+                if not number.is_finite():
+                    raise ValueError
+                append(number)
+        elif tag == "M":
+            append(_fast_map(v))
+        elif tag == "L":
+            append(_fast_list(v))
+        elif tag == "BOOL":
+            if v is not True and v is not False:
+                raise TypeError
+            append(v)
+        elif tag == "NULL":
+            if v is not True:
+                raise TypeError
+            append(None)
+        else:
+            append(_FAST_RARE[tag](v))
+    return out
+
+
 def _explain(av: Any, step: str | int | None = None) -> DeserializationError:
     """Diagnose an attribute value that failed on the fast path (error path only)."""
     try:
@@ -272,6 +411,11 @@ def deserialize_value(av: dict[str, Any]) -> Any:
         raise DeserializationError(
             f"an attribute value has exactly one type tag, got {sorted(map(str, av))}"
         )
+    if av.__class__ is dict:
+        try:
+            return _fast_map({"": av})[""]
+        except Exception:  # malformed somewhere: the strict walk below says where
+            pass
     [(tag, value)] = av.items()
     convert = _DISPATCH.get(tag)
     if convert is None:
@@ -308,6 +452,11 @@ def deserialize_image(image: dict[str, Any] | None) -> dict[str, Any] | None:
     """
     if image is None:
         return None
+    if image.__class__ is dict:
+        try:
+            return _fast_map(image)
+        except Exception:  # malformed somewhere: the strict walk below says where
+            pass
     if not isinstance(image, dict):
         raise DeserializationError(f"an image is an object of attributes, got {_short(image)}")
     return _map(image)

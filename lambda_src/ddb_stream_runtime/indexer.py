@@ -442,23 +442,44 @@ def _document_number(text: str) -> Any:
 
 
 def _document_value(tag: str, value: Any) -> Any:
-    if tag == "M":
-        return _document_map(value)
-    if tag == "L":
-        return _document_list(value)
-    if tag == "BOOL" or tag == "NULL":
-        return _DISPATCH[tag](value)
-    return _jsonable(_DISPATCH[tag](value))  # B, SS, NS, BS: sorted, base64 as before
+    if tag == "SS" and value.__class__ is list:
+        "".join(value)  # every member a str, or TypeError
+        return sorted(set(value))  # what _jsonable makes of the set
+    if tag == "NS" and value.__class__ is list and "".join(value).isdigit():
+        numbers = sorted(set(map(int, value)))  # plain digits (int("") raises)
+        if numbers[-1] <= _LONG_MAX:
+            return numbers  # what _jsonable makes of the set: sorted, all within a long
+    return _jsonable(_DISPATCH[tag](value))  # B, NS, BS: sorted, base64 as before
 
 
 def _document_map(image: dict[str, Any]) -> dict[str, Any]:
+    # S, N integers, M, L, BOOL and NULL inline (most values); anything malformed raises
+    # and image_to_document re-runs the two-step path, which names it.
     out: dict[str, Any] = {}
     for name, av in image.items():
         [(tag, value)] = av.items()
-        if tag == "S" and value.__class__ is str:
+        if tag == "S":
+            if value.__class__ is not str:
+                raise TypeError
             out[name] = value
         elif tag == "N":
-            out[name] = _document_number(value)
+            if value.isdigit():
+                number = int(value)
+                out[name] = number if number <= _LONG_MAX else float(number)
+            else:
+                out[name] = _document_number(value)
+        elif tag == "M":
+            out[name] = _document_map(value)
+        elif tag == "L":
+            out[name] = _document_list(value)
+        elif tag == "BOOL":
+            if value is not True and value is not False:
+                raise TypeError
+            out[name] = value
+        elif tag == "NULL":
+            if value is not True:
+                raise TypeError
+            out[name] = None
         else:
             out[name] = _document_value(tag, value)
     return out
@@ -471,13 +492,45 @@ def _document_list(values: list[Any]) -> list[Any]:
     append = out.append
     for av in values:
         [(tag, value)] = av.items()
-        if tag == "S" and value.__class__ is str:
+        if tag == "S":
+            if value.__class__ is not str:
+                raise TypeError
             append(value)
         elif tag == "N":
-            append(_document_number(value))
+            if value.isdigit():
+                number = int(value)
+                append(number if number <= _LONG_MAX else float(number))
+            else:
+                append(_document_number(value))
+        elif tag == "M":
+            append(_document_map(value))
+        elif tag == "L":
+            append(_document_list(value))
+        elif tag == "BOOL":
+            if value is not True and value is not False:
+                raise TypeError
+            append(value)
+        elif tag == "NULL":
+            if value is not True:
+                raise TypeError
+            append(None)
         else:
             append(_document_value(tag, value))
     return out
+
+
+def _action_line(action: str, doc_id: str, version: int | None) -> str:
+    """``_encode({action: {"_id": doc_id, "version": version, "version_type": ...}})``
+    (no version keys if ``version`` is None), without building and encoding the dicts."""
+    if version is None:
+        return f'{{"{action}":{{"_id":{_encode(doc_id)}}}}}'
+    if version.__class__ is not int:  # pragma: no cover - versions are ints
+        meta = {"_id": doc_id, "version": version, "version_type": _VERSION_TYPE}
+        return _encode({action: meta})
+    return (
+        f'{{"{action}":{{"_id":{_encode(doc_id)},"version":{version},'
+        f'"version_type":"{_VERSION_TYPE}"}}}}'
+    )
 
 
 def item_succeeded(result: Mapping[str, Any], action: str) -> bool:
@@ -906,13 +959,10 @@ class SearchIndexer:
                 doc_id = document_id(
                     config.id_attributes, record.raw_keys, new_image, record.raw_old_image
                 )
-                meta: dict[str, Any] = {"_id": doc_id}
-                if versioned:
-                    meta["version"] = record_version(record)
-                    meta["version_type"] = _VERSION_TYPE
+                version = record_version(record) if versioned else None
                 if record.event_name == "REMOVE":
                     action = "delete"
-                    lines.append((_encode({action: meta}) + "\n").encode("utf-8"))
+                    lines.append(f"{_action_line(action, doc_id, version)}\n".encode())
                 else:
                     if not isinstance(new_image, dict):
                         raise ValueError(
@@ -921,7 +971,8 @@ class SearchIndexer:
                         )
                     action = "index"
                     source = _encode(image_to_document(new_image))
-                    lines.append(f"{_encode({action: meta})}\n{source}\n".encode())
+                    head = _action_line(action, doc_id, version)
+                    lines.append(f"{head}\n{source}\n".encode())
             except Exception as exc:  # one bad record stops the plan, never the invocation
                 failure = _Failure(
                     index, entry.identifier, entry.event_id, f"{type(exc).__name__}: {exc}"

@@ -344,3 +344,77 @@ def test_negative_zero_keeps_its_sign() -> None:
     assert negative.is_signed() and str(negative) == "-0"
     assert positive == 0 and not isinstance(positive, Decimal)
     assert deserialize_image({"z": {"N": "-0"}})["z"].is_signed()  # type: ignore[index]
+
+
+# --- the fast walk: same values as the strict walk, never accepts what it rejects ----------
+
+from ddb_stream_runtime import deserialize as deserialize_module  # noqa: E402
+
+
+def _typed(value: Any) -> Any:
+    """Values with their exact types: int and Decimal, -0 and 0, 1.50 and 1.5 all differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return ("set", frozenset(_typed(v) for v in value))
+    if isinstance(value, Decimal):
+        return ("Decimal", str(value))
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ITEM)
+def test_fast_walk_gives_the_strict_walks_values(item: dict[str, Any]) -> None:
+    strict = deserialize_module._map(item)
+    fast = deserialize_module._fast_map(item)
+    assert len(fast) == len(item)
+    assert _typed(fast) == _typed(strict)
+    assert list(fast) == list(strict)  # attribute order kept
+
+
+def test_valid_images_never_take_the_strict_walk(
+    rich_image: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def strict_walk_used(value: Any) -> Any:
+        raise AssertionError(f"strict walk used for valid input {value!r:.80}")
+
+    monkeypatch.setattr(deserialize_module, "_map", strict_walk_used)
+    assert deserialize_image(rich_image) == RICH_EXPECTED  # every tag, nested
+    negative_zero = deserialize_image({"z": {"NS": ["-0", "1"]}, "n": {"N": "-0100"}})
+    assert negative_zero == {"z": {Decimal("-0"), 1}, "n": -100}
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ({"S": "a", "N": "1"}, "exactly one type tag"),
+        ({}, "exactly one type tag"),
+        ({"S": 5}, "'S' needs a string, got 5"),
+        ({"N": "NaN"}, "'N' needs a number string"),
+        ({"N": "-Infinity"}, "'N' needs a number string"),
+        ({"N": ""}, "'N' needs a number string"),
+        ({"N": "-"}, "'N' needs a number string"),
+        ({"BOOL": 1}, "'BOOL' needs true or false"),
+        ({"NULL": False}, "'NULL' needs true"),
+        ({"SS": ["a", 1]}, "'S' needs a string, got 1"),
+        ({"SS": "ab"}, "'SS' needs a list"),
+        ({"NS": ["1", ""]}, "'N' needs a number string, got ''"),
+        ({"NS": ["1", "x"]}, "'N' needs a number string, got 'x'"),
+        ({"NS": ["1", "\u00b2"]}, "'N' needs a number string"),
+        ({"BS": ["AAE=", "@@"]}, "'B' needs base64 text, got '@@'"),
+        ({"B": "AAE"}, "'B' needs base64 text"),
+        ({"L": "ab"}, "'L' needs a list"),
+        ({"M": ["a"]}, "'M' needs an object"),
+        ({"Q": "1"}, "unknown type tag 'Q'"),
+        ("S", "an attribute value is an object"),
+    ],
+)
+def test_malformed_values_deep_inside_are_diagnosed(value: Any, names: str) -> None:
+    # Inside a map inside a list: the fast walk meets them first and must not accept them.
+    image = {"ok": {"S": "x"}, "a": {"L": [{"N": "1"}, {"M": {"b": value}}]}}
+    with pytest.raises(DeserializationError) as caught:
+        deserialize_image(image)
+    assert names in str(caught.value)
+    assert caught.value.path[:3] == ("a", 1, "b")

@@ -805,3 +805,100 @@ def test_one_walk_still_names_a_bad_value() -> None:
 
     with pytest.raises(DeserializationError, match=r"a\.b\[1\]: type tag 'N' needs a number"):
         indexer_module.image_to_document({"a": {"M": {"b": {"L": [{"N": "1"}, {"N": "x"}]}}}})
+
+
+# --- the whole _bulk body, byte for byte ----------------------------------------------------
+
+
+class CapturingBulk:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def bulk(self, body: bytes) -> dict[str, Any]:
+        self.bodies.append(body)
+        # Split on \n only: str.splitlines would also split inside a source at U+2028.
+        actions = [json.loads(line) for line in body.split(b"\n") if line]
+        items = [{a: {"status": 201}} for line in actions for a in line if a in ("index", "delete")]
+        return {"took": 1, "errors": False, "items": items}
+
+
+def _golden_event(load_event: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """INSERT, MODIFY and REMOVE (sample), every tag nested (rich), the edge items, and ids
+    that need JSON escaping."""
+    records = load_event("lambda_dg_sample.json")["Records"]
+    records += load_event("rich_modify.json")["Records"]
+    for n, image in enumerate(EDGE_ITEMS):
+        record = json.loads(json.dumps(records[1]))
+        odd_id = ["q\"uote\\back|bar", "Grüße \u2028 🚀\n"][n]
+        record["dynamodb"]["Keys"] = {"Id": {"S": odd_id}}
+        record["dynamodb"]["NewImage"] = {**image, "Id": {"S": odd_id}}
+        record["dynamodb"]["SequenceNumber"] = str(400000000032021070652 + n)
+        records.append(record)
+    for record in records:
+        keys = record["dynamodb"]["Keys"]
+        if "Id" not in keys:  # the rich record: make pk its id
+            keys["Id"] = keys.get("pk") or record["dynamodb"]["NewImage"]["pk"]
+            record["dynamodb"]["NewImage"]["Id"] = keys["Id"]
+    return {"Records": records}
+
+
+def _bulk_body_the_old_way(event: dict[str, Any], versioning: str) -> bytes:
+    """Metadata dicts encoded whole, documents made in two steps: how bodies were built."""
+    from ddb_stream_runtime.records import StreamRecord
+
+    lines = []
+    for raw in event["Records"]:
+        record = StreamRecord.from_lambda(raw)
+        meta: dict[str, Any] = {"_id": document_id(("Id",), record.raw_keys, record.raw_new_image)}
+        if versioning == "external":
+            meta["version"] = sequence_version(record.sequence_number)
+            meta["version_type"] = "external_gte"
+        if record.event_name == "REMOVE":
+            lines.append(indexer_module._encode({"delete": meta}) + "\n")
+        else:
+            lines.append(indexer_module._encode({"index": meta}) + "\n")
+            lines.append(_two_step_document(record.raw_new_image) + "\n")
+    return "".join(lines).encode()
+
+
+# sha256 of the bodies as the indexer built them before the fast walk (commit a1344a6).
+GOLDEN_BODY_SHA256 = {
+    "external": "2ec64d0e5e6d4e2d549d9092a3e0d5523d583e997723454dcb7814e2ffce8f22",
+    "none": "afc0d0284b1303c7d2d137c87166a2be5837e005bfec9c2bb5277ddef1cfb846",
+}
+
+
+@pytest.mark.parametrize("versioning", ["external", "none"])
+def test_bulk_body_is_byte_for_byte_what_it_was(
+    versioning: str, load_event: Callable[[str], dict[str, Any]]
+) -> None:
+    import hashlib
+
+    event = _golden_event(load_event)
+    client = CapturingBulk()
+    config = IndexerConfig("https://search.example", INDEX, REGION, ("Id",), versioning=versioning)
+    response = SearchIndexer(config, client=client).index_batch(event)
+    assert response == {"batchItemFailures": []}
+    [body] = client.bodies
+    assert body.count(b"\n") == 2 * len(event["Records"]) - 1  # one REMOVE: no source line
+    assert body == _bulk_body_the_old_way(event, versioning)
+    assert hashlib.sha256(body).hexdigest() == GOLDEN_BODY_SHA256[versioning]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"NS": ["10", "2", "1"]},
+        {"NS": ["007", "7", "8"]},  # one number twice: one member
+        {"NS": ["9223372036854775807", "0"]},
+        {"NS": ["9223372036854775808", "1"]},  # above a long: floats
+        {"NS": ["1", "-2", "0.5", "-0"]},
+        {"SS": ["b", "a", "B", "é"]},
+        {"L": [{"NS": ["3", "1"]}, {"SS": ["z", "y"]}]},
+    ],
+)
+def test_set_documents_equal_the_two_step_ones(value: dict[str, Any]) -> None:
+    image = {"v": value}
+    document = indexer_module.image_to_document(image)
+    assert "v" in document
+    assert indexer_module._encode(document) == _two_step_document(image)
