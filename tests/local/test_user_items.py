@@ -211,8 +211,9 @@ def test_the_cli_runs_a_users_app_with_the_users_items(tmp_path):
     assert "wrote your items for MyStack/Orders" in out
     assert "4 inserted, 3 modified" in out
     [row] = [line for line in out.splitlines() if "ShippedNotifier (stream)" in line]
-    # read 7, filtered 5 (4 inserts + the CANCELLED modify), 2 succeeded, nothing failed
-    assert row.split()[-7:] == ["7", "5", "2", "0", "0", "1", "0"], row
+    # read 7, filtered 5 (4 inserts + the CANCELLED modify), 2 succeeded, nothing failed,
+    # nothing given up on (to DLQ, to S3, dropped), 1 call, no error
+    assert row.split()[-9:] == ["7", "5", "2", "0", "0", "0", "0", "1", "0"], row
     assert "sample" not in out  # no fixed sample items written
 
     bad = project / "bad.jsonl"

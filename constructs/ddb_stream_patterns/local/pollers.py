@@ -1335,6 +1335,8 @@ class SqsPoller(_Poller):
         self._lock = threading.Lock()  # stats and the fields below, across threads
         self._comes_back_at = float("-inf")  # monotonic: when the last failed ones return
         self._last_poll_at = float("-inf")  # monotonic: when the last poll began
+        self._saw_delayed = False  # the last look found messages in their delay
+        self._delay_cleared_at = float("-inf")  # monotonic: when none were delayed any more
         self.redelivery_rate = float(redelivery_rate)
         self.redelivery_delay_s = redelivery_delay_s
         self._random = random.Random(seed)  # noqa: S311 (fault injection, not crypto)
@@ -1417,7 +1419,19 @@ class SqsPoller(_Poller):
         attributes = self._client("sqs").get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
         )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)) > 0
+        delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
+        now = time.monotonic()
+        with self._lock:
+            if delayed:
+                self._saw_delayed = True
+                return True
+            if self._saw_delayed:
+                # The last ones just became visible: until a poll has begun since, the
+                # idle polls counted while they were delayed would let the run return
+                # before any poll receives them (seen under load).
+                self._saw_delayed = False
+                self._delay_cleared_at = now
+            return self._last_poll_at < self._delay_cleared_at + _VISIBILITY_MARGIN_S
 
     def failed_visibility_s(self) -> int:
         """How long (s) a failed message stays invisible: see ``clock_scale``."""
