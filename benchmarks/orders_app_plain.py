@@ -4,11 +4,11 @@ The same resources as the user app (``tests/benchmarks/test_orders_twin.py`` che
 count per resource type, so the twin cannot be cheaper by leaving something out) and the
 same settings wherever an L2 prop gives them: a stream table with TTL, PITR and an AWS
 managed key; six functions (ARM64, 256 MB, a log group kept a month, a role of their
-own); four stream event sources with the safe defaults (bisect, 10 retries, one day,
-partial batch responses, an SQS on-failure queue); an SNS topic with two filtered raw
-SQS subscriptions, a subscription DLQ, processor queues with DLQs; a claim-check and an
-archive bucket; a counter table; two runtime layers; TLS-only policies everywhere; an
-alarm topic with its customer managed key, and the 26 alarms.
+own); four stream event sources with the safe defaults (bisect, 10 retries, 20 hours,
+partial batch responses, an S3 on-failure bucket with EventCount metrics); an SNS topic
+with two filtered raw SQS subscriptions, a subscription DLQ, processor queues with DLQs;
+a claim-check and an archive bucket; a counter table; two runtime layers; TLS-only
+policies everywhere; an alarm topic with its customer managed key, and the 30 alarms.
 
 Written as a user would write it with aws-cdk-lib alone: helpers for what repeats, no
 lazy values, no validation of our own. Used by ``bench_synth.py``.
@@ -310,26 +310,41 @@ class OrdersPlainStack(cdk.Stack):
 
     def stream_reader(
         self, id: str, *, filters: list | None = None, **props
-    ) -> tuple[lambda_.Function, sqs.Queue]:
-        """A function on the orders stream with the safe defaults and an on-failure queue."""
-        failure_queue = self.queue(f"{id}FailureQueue")
-        function = self.function(f"{id}Function", **props)
-        function.add_event_source(
-            sources.DynamoEventSource(
-                self.table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                bisect_batch_on_error=True,
-                retry_attempts=10,
-                max_record_age=cdk.Duration.days(1),
-                parallelization_factor=1,
-                report_batch_item_failures=True,
-                on_failure=sources.SqsDlq(failure_queue),
-                filters=filters,
-            )
+    ) -> tuple[lambda_.Function, s3.Bucket]:
+        """A function on the orders stream with the safe defaults and an on-failure bucket
+        (it keeps the records given up on), with EventCount metrics and their alarms."""
+        failure_bucket = self.bucket(
+            f"{id}FailureBucket",
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
         )
+        function = self.function(f"{id}Function", **props)
+        source = sources.DynamoEventSource(
+            self.table,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=100,
+            bisect_batch_on_error=True,
+            retry_attempts=10,
+            max_record_age=cdk.Duration.hours(20),
+            parallelization_factor=1,
+            report_batch_item_failures=True,
+            on_failure=sources.S3OnFailureDestination(failure_bucket),
+            metrics_config=lambda_.MetricsConfig(metrics=[lambda_.MetricType.EVENT_COUNT]),
+            filters=filters,
+        )
+        function.add_event_source(source)
+        for name in ("OnFailureDestinationDeliveredEventCount", "DroppedEventCount"):
+            self.alarm(
+                f"{id}{name}Alarm",
+                cloudwatch.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name=name,
+                    dimensions_map={"EventSourceMappingUUID": source.event_source_mapping_id},
+                    statistic="Sum",
+                    period=FIVE_MINUTES,
+                ),
+            )
         self.function_alarms(function, iterator_age=True)
-        return function, failure_queue
+        return function, failure_bucket
 
     def function_alarms(self, function: lambda_.Function, *, iterator_age: bool) -> None:
         id = function.node.id

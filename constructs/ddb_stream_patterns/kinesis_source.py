@@ -280,8 +280,8 @@ class KinesisSource:
         check_duration_range(age_given_as, settings["max_record_age"], *_RECORD_AGE_S)
         _check_record_age(
             f"{owner}: {age_given_as}", settings["max_record_age"],
-            stream_retention(self.stream), f"kinesis stream {self.stream.node.path!r}",
-            "give less, or raise the stream's retention_period",
+            stream_retention(self.stream), lambda: f"kinesis stream {self.stream.node.path!r}",
+            lambda: "give less, or raise the stream's retention_period",
         )
         return settings
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from ._validation import (
     check_range,
     check_type,
     check_types,
+    duration_fact,
     is_token,
 )
 from .monitoring import AlarmFactory, Monitoring, lambda_metric, mapping_metric
@@ -84,23 +85,28 @@ MAPPING_METRICS = ("EventCount",)
 
 def _check_record_age(
     prop: str, max_record_age: cdk.Duration | None, retention: cdk.Duration | None,
-    source: str, fix: str,
+    source: Callable[[], str], fix: Callable[[], str],
 ) -> None:
     """Refuse a ``max_record_age`` at or above the retention of the stream it reads
     (``None`` or a token: unknown, nothing to check): the records the mapping would still
     be retrying when the stream trims them are lost, neither delivered to the failure
-    destination nor counted in ``DroppedEventCount`` (see ``DEFAULT_MAX_RECORD_AGE``)."""
+    destination nor counted in ``DroppedEventCount`` (see ``DEFAULT_MAX_RECORD_AGE``).
+    ``source`` and ``fix`` name the stream and the fix, asked only for the error (each
+    is a jsii round trip on every mapping otherwise)."""
     if max_record_age is None or retention is None:
         return
-    if is_token(max_record_age.to_string()) or is_token(retention.to_string()):
+    if is_token(duration_fact(max_record_age, "to_string")) or is_token(
+        duration_fact(retention, "to_string")
+    ):
         return
-    age, kept = int(max_record_age.to_seconds()), int(retention.to_seconds())
+    age = int(duration_fact(max_record_age, "to_seconds"))
+    kept = int(duration_fact(retention, "to_seconds"))
     if age >= kept:
         raise ValueError(
-            f"{prop} must be below the {kept // 3600} h retention of {source}, got {age} "
+            f"{prop} must be below the {kept // 3600} h retention of {source()}, got {age} "
             f"seconds ({max_record_age.to_human_string()}): records still being retried "
             "when the stream trims them never reach the failure destination, and "
-            f"DroppedEventCount does not count them; {fix}"
+            f"DroppedEventCount does not count them; {fix()}"
         )
 
 
@@ -110,9 +116,11 @@ def check_table_stream_record_age(
     """:func:`_check_record_age` for a mapping on ``table``'s DynamoDB stream (24 h)."""
     _check_record_age(
         prop, max_record_age, DYNAMODB_STREAM_RETENTION,
-        f"the DynamoDB stream of table {table.node.path!r}",
-        f"give less (e.g. {DEFAULT_MAX_RECORD_AGE.to_human_string()}, the default, leaving "
-        "time to read the records behind a failing batch) or leave it unset",
+        lambda: f"the DynamoDB stream of table {table.node.path!r}",
+        lambda: (
+            f"give less (e.g. {DEFAULT_MAX_RECORD_AGE.to_human_string()}, the default, "
+            "leaving time to read the records behind a failing batch) or leave it unset"
+        ),
     )
 
 

@@ -67,8 +67,10 @@ def test_the_user_app_stays_within_its_round_trip_budget(
     synthesized: dict[str, tuple[Counter[str], int]],
 ) -> None:
     """Each jsii round trip is time (about 0.3-1 ms): 669 before the synth-time work of
-    issue 16 (item 7), about 520 after it; the plain-L2 twin makes about 280. The budget
-    catches a construct that starts asking CDK again what it already knows."""
+    issue 16 (item 7), about 510 after it; then failure buckets on every stream mapping
+    (a bucket, its policy and lifecycle, EventCount metrics, two alarms, the record-age
+    check) made it about 645, the plain-L2 twin about 310. The budget catches a
+    construct that starts asking CDK again what it already knows."""
     ours, plain = synthesized["orders_app"][1], synthesized["orders_app_plain"][1]
-    assert plain > 200  # the counter saw the twin's calls
-    assert ours <= 560
+    assert plain > 250  # the counter saw the twin's calls
+    assert ours <= 680
