@@ -181,3 +181,24 @@ def test_an_age_below_or_unknown_against_the_retention_is_accepted(stack, build)
     assert controller.event_source_mapping is not None
     assert mapping_of(stack, controller)["MaximumRecordAgeInSeconds"] in (
         23 * 3600, 2 * 86_400, 7 * 86_400)
+
+
+
+def test_a_token_duration_is_left_to_deploy(stack):
+    """A Duration of a number token (a CfnParameter) prints its amount as a double near
+    -1.9e289: neither the range check nor the retention check may read that as a value
+    (both did: "must be between 60 and 604800 seconds, got -1.88e+289 seconds")."""
+    from ddb_stream_patterns._validation import check_duration_range
+    from ddb_stream_patterns.simple_controller import _check_record_age
+
+    param = cdk.CfnParameter(stack, "Seconds", type="Number").value_as_number
+    token = cdk.Duration.seconds(param)
+    check_duration_range("max_record_age", token, 60, 604_800)
+    _check_record_age("max_record_age", cdk.Duration.hours(30), token,
+                      lambda: "a stream", lambda: "a fix")
+    # plain values are still checked, naming the prop
+    with pytest.raises(ValueError, match="max_record_age must be between 60 and 604800"):
+        check_duration_range("max_record_age", cdk.Duration.seconds(5), 60, 604_800)
+    with pytest.raises(ValueError, match="max_record_age must be below the 24 h retention"):
+        _check_record_age("max_record_age", cdk.Duration.hours(30), cdk.Duration.hours(24),
+                          lambda: "a stream", lambda: "a fix")
