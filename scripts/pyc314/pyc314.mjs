@@ -3,7 +3,7 @@
 // CPython version only (magic number), not on the machine.
 //
 //   npm ci --prefix scripts/pyc314
-//   node scripts/pyc314/pyc314.mjs build lambda_src/ddb_stream_runtime/_bytecode
+//   node scripts/pyc314/pyc314.mjs build lambda_src/ddb_stream_runtime/_bytecode  # scripts/bootstrap does
 //   node scripts/pyc314/pyc314.mjs time            # import with and without them
 //   node scripts/pyc314/pyc314.mjs check ASSET_DIR # a staged asset imports without compiling
 //
@@ -45,6 +45,10 @@ const version = py.runPython("import sys, importlib.util; f'{sys.version.split()
 
 if (command === "build") {
   fs.mkdirSync(outDir, { recursive: true });
+  // Build output, rebuilt whole: a module removed from the sources leaves no file behind.
+  for (const old of fs.readdirSync(outDir).filter((n) => n.endsWith(".pyc"))) {
+    fs.rmSync(path.join(outDir, old));
+  }
   for (const name of py.FS.readdir("/pyc/ddb_stream_runtime/__pycache__").filter((n) => n.endsWith(".pyc"))) {
     fs.writeFileSync(path.join(outDir, name), py.FS.readFile(`/pyc/ddb_stream_runtime/__pycache__/${name}`));
   }

@@ -170,16 +170,18 @@ def test_debug_summary_is_logged_once_logging_is_configured(
 
 def test_prebuilt_python314_bytecode_is_fresh_for_every_module() -> None:
     # The assets ship lambda_src/ddb_stream_runtime/_bytecode/*.cpython-314.pyc (see
-    # ddb_stream_patterns.runtime_assets): only files built from the current sources ship,
-    # so after editing the runtime, rebuild them or the cold start compiles that module.
+    # ddb_stream_patterns.runtime_assets), built by scripts/bootstrap (build output, not in
+    # git): only files built from the current sources ship, so after editing the runtime,
+    # rebuild them or the cold start compiles that module.
     from ddb_stream_patterns import runtime_assets
 
     package = LAMBDA_SRC / PACKAGE
     sources = {p.name for p in package.glob("*.py")}
     fresh = {source.name for source, _ in runtime_assets.fresh_bytecode(package)}
     assert sources - fresh == set(), (
-        "stale or missing python3.14 bytecode; rebuild it with: npm ci --prefix scripts/pyc314"
-        " && node scripts/pyc314/pyc314.mjs build lambda_src/ddb_stream_runtime/_bytecode"
+        "stale or missing python3.14 bytecode; rebuild it with ./scripts/bootstrap (or: npm ci"
+        " --prefix scripts/pyc314 && node scripts/pyc314/pyc314.mjs build"
+        " lambda_src/ddb_stream_runtime/_bytecode)"
     )
     built = {p.name.removesuffix(".cpython-314.pyc") + ".py" for p in package.glob("_bytecode/*")}
     assert built == sources  # nothing left over from a removed module
