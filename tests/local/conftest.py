@@ -11,6 +11,7 @@ import pytest
 from botocore.config import Config
 
 from ddb_stream_patterns.local.servers import DynamoDBLocal, MotoServer
+from ddb_stream_patterns.local.ttl_sweep import table_names
 
 REGION = "us-east-1"
 _CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5,
@@ -60,23 +61,13 @@ def _drop_the_tables_a_test_made(request: pytest.FixtureRequest) -> Iterator[Non
         yield
         return
     ddb = request.getfixturevalue("client_factory")("dynamodb")
-    before = set(_table_names(ddb))
+    before = set(table_names(ddb))
     yield
-    for name in set(_table_names(ddb)) - before:
+    for name in set(table_names(ddb)) - before:
         try:
             ddb.delete_table(TableName=name)
         except ddb.exceptions.ResourceNotFoundException:
             pass
-
-
-def _table_names(ddb: Any) -> list[str]:
-    names, kwargs = [], {}
-    while True:
-        page = ddb.list_tables(**kwargs)
-        names += page.get("TableNames", [])
-        if "LastEvaluatedTableName" not in page:
-            return names
-        kwargs = {"ExclusiveStartTableName": page["LastEvaluatedTableName"]}
 
 
 @pytest.fixture

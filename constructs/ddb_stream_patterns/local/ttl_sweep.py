@@ -51,15 +51,10 @@ _SWEPT_LOCK = threading.Lock()
 _REMEMBER_S = 24 * 3600  # a DynamoDB stream keeps records for 24 hours
 
 
-def _table_names(ddb: Any) -> list[str]:
-    names: list[str] = []
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = ddb.list_tables(**kwargs)
-        names += page.get("TableNames", [])
-        if "LastEvaluatedTableName" not in page:
-            return names
-        kwargs = {"ExclusiveStartTableName": page["LastEvaluatedTableName"]}
+def table_names(ddb: Any) -> list[str]:
+    """Every table of the DynamoDB instance behind the client ``ddb`` (all pages)."""
+    return [name for page in ddb.get_paginator("list_tables").paginate()
+            for name in page.get("TableNames", [])]
 
 
 def _missing(exc: Exception) -> bool:
@@ -70,7 +65,7 @@ def ttl_attributes(ddb: Any) -> dict[str, str]:
     """Table → TTL attribute, for every TTL-enabled table (``ENABLED`` or ``ENABLING``)
     of the DynamoDB Local instance behind the client ``ddb``, in ``ListTables`` order."""
     found: dict[str, str] = {}
-    for name in _table_names(ddb):
+    for name in table_names(ddb):
         try:
             status = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         except Exception as exc:  # deleted meanwhile (another test, another deploy)
